@@ -1,0 +1,477 @@
+/*
+ * sluice.h — the embedding API of sluice, a stream-processing dataflow engine.
+ *
+ * Everything a program needs to embed sluice is in this header: records (sl_value), engines,
+ * pipelines, ports (push records in), collect sinks (pull records out), stats, and the stage
+ * interface for registering C stage kinds. Nothing here prints or exits on its own.
+ *
+ * Conventions (the same everywhere):
+ * - Functions return int: 0 (SL_OK) or a negative SL_E* code; details go into an optional
+ *   sl_error_t out-parameter (may be NULL). If a call that takes a callback fails, the callback
+ *   never runs.
+ * - Values: a function given an sl_value CONSUMES it (the caller must not use or free it after);
+ *   a function returning an sl_value returns an OWNED value (the caller frees it with
+ *   sl_value_free or hands it on). A `const sl_value *` parameter is a BORROW. Each declaration
+ *   carries a one-line tag: "consumes v", "returns owned", "borrows", "errors: ...".
+ * - Thread safety: an sl_value may be read from several threads at once; a value is modified in
+ *   place only while its reference count is 1 (mutators copy a shared value first). Engine and
+ *   pipeline calls are thread-safe where their comment says so, and not otherwise.
+ */
+#ifndef SLUICE_H
+#define SLUICE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------------- */
+
+/* X(name, code, text): one table for every error code (expanded into the enum and sl_strerror). */
+#define SL_ERROR_LIST(X)                                                    \
+  X(OK, 0, "success")                                                      \
+  X(ENOMEM, -1, "out of memory")                                           \
+  X(EINVAL, -2, "invalid argument")                                        \
+  X(ECONFIG, -3, "configuration error")                                    \
+  X(EIO, -4, "input/output error")                                         \
+  X(EAGAIN, -5, "would block")                                             \
+  X(ECLOSED, -6, "closed")                                                 \
+  X(EOF, -7, "end of stream")                                              \
+  X(ESTATE, -8, "not allowed in this state")                               \
+  X(ENOTFOUND, -9, "not found")                                            \
+  X(EFAILED, -10, "pipeline failed")                                       \
+  X(ETIMEDOUT, -11, "timed out")                                           \
+  X(EABORTED, -12, "aborted")                                              \
+  X(EDATA, -13, "invalid data")                                            \
+  X(ERECORD, -14, "record failed")
+
+enum {
+#define SL__ERR_ENUM(name, code, text) SL_##name = (code),
+  SL_ERROR_LIST(SL__ERR_ENUM)
+#undef SL__ERR_ENUM
+};
+
+/* The text of an error code ("unknown error" for codes not in the table). */
+const char *sl_strerror(int code);
+
+/* Details of a failed call. Caller-allocated; sl_error_init before first use. */
+typedef struct sl_error {
+  int code;        /* the SL_E* code, or 0 */
+  char stage[64];  /* the stage the error concerns, or "" */
+  char msg[1024];  /* human-readable message: what is wrong and what to do */
+} sl_error_t;
+
+void sl_error_init(sl_error_t *err);
+/* Sets err (if not NULL) and returns code. */
+int sl_error_set(sl_error_t *err, int code, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---------------------------------------------------------------------------------------------
+ * Values: nil | bool | int64 | double | string (binary-safe) | array | map (insertion-ordered,
+ * string keys). A 16-byte struct passed by value; strings up to 13 bytes live inline, larger
+ * parts on the heap with an atomic reference count.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sl_type {
+  SL_TNIL = 0,
+  SL_TBOOL,
+  SL_TINT,
+  SL_TDOUBLE,
+  SL_TSTR,
+  SL_TARRAY,
+  SL_TMAP
+} sl_type;
+
+struct sl_obj; /* heap part: string, array or map */
+
+typedef struct sl_value {
+  uint8_t type; /* sl_type */
+  uint8_t slen; /* inline string: length + 1; 0 when the string (if any) is on the heap */
+  char sbuf[6]; /* first inline string bytes; the union continues them (14 bytes in all) */
+  union {
+    bool b;
+    int64_t i;
+    double d;
+    struct sl_obj *o;
+    char s[8];
+  } u;
+} sl_value;
+
+#define SL_STR_INLINE_MAX 13 /* longest string stored inline (plus a terminating NUL) */
+
+static inline sl_value sl_nil(void) { sl_value v = {0}; return v; }
+static inline sl_value sl_bool(bool b) { sl_value v = {0}; v.type = SL_TBOOL; v.u.b = b; return v; }
+static inline sl_value sl_int(int64_t i) { sl_value v = {0}; v.type = SL_TINT; v.u.i = i; return v; }
+static inline sl_value sl_double(double d) { sl_value v = {0}; v.type = SL_TDOUBLE; v.u.d = d; return v; }
+static inline sl_type sl_typeof(const sl_value *v) { return (sl_type)v->type; }
+const char *sl_type_name(sl_type t);
+
+/* returns owned; copies n bytes of s; aborts through the allocation hook on nomem (small sizes) */
+sl_value sl_str(const char *s, size_t n);
+/* returns owned; s NUL-terminated */
+sl_value sl_cstr(const char *s);
+/* the same for sizes that come from data; errors: nomem */
+int sl_str_try(const char *s, size_t n, sl_value *out);
+/* returns owned: a printf-formatted string */
+sl_value sl_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* borrows: the bytes of a string value (NUL-terminated; may contain NULs). The pointer is valid
+ * while *v lives at the same address and is not modified. NULL for non-strings. */
+const char *sl_str_data(const sl_value *v);
+size_t sl_str_len(const sl_value *v);
+
+/* returns owned: an empty array with room for cap items */
+sl_value sl_array(size_t cap);
+size_t sl_array_len(const sl_value *a);
+/* borrows: item i, or NULL past the end or for a non-array */
+const sl_value *sl_array_get(const sl_value *a, size_t i);
+/* consumes v; appends to *a (copied first if shared). errors: einval (not an array) */
+int sl_array_push(sl_value *a, sl_value v);
+/* consumes v; replaces item i (copied first if shared). errors: einval */
+int sl_array_set(sl_value *a, size_t i, sl_value v);
+
+/* returns owned: an empty map with room for cap entries */
+sl_value sl_map(size_t cap);
+size_t sl_map_len(const sl_value *m);
+/* borrows: the value under key, or NULL */
+const sl_value *sl_map_get(const sl_value *m, const char *key, size_t klen);
+const sl_value *sl_map_getc(const sl_value *m, const char *key); /* key NUL-terminated */
+/* consumes v; sets key (replacing its value in place, keeping its position). errors: einval */
+int sl_map_set(sl_value *m, const char *key, size_t klen, sl_value v);
+int sl_map_setc(sl_value *m, const char *key, sl_value v);
+/* borrows: the i-th key (a string value) and value in insertion order, or NULL */
+const sl_value *sl_map_key(const sl_value *m, size_t i);
+const sl_value *sl_map_val(const sl_value *m, size_t i);
+/* consumes nothing; removes key if present. errors: einval, notfound */
+int sl_map_del(sl_value *m, const char *key, size_t klen);
+
+/* returns owned: a new reference to *v (no copy) */
+sl_value sl_value_ref(const sl_value *v);
+/* consumes v */
+void sl_value_free(sl_value v);
+/* borrows both: deep equality (int 1 and double 1.0 are not equal) */
+bool sl_value_equal(const sl_value *a, const sl_value *b);
+/* borrows: an estimate of the heap and inline bytes a value holds (for memory accounting) */
+size_t sl_value_size(const sl_value *v);
+
+/* A growable byte buffer (caller-allocated): sl_buf_init, use, sl_buf_close. */
+typedef struct sl_buf {
+  char *data; /* bytes, NUL-terminated when len > 0 */
+  size_t len; /* bytes used */
+  size_t cap; /* bytes allocated */
+} sl_buf;
+void sl_buf_init(sl_buf *b);
+void sl_buf_close(sl_buf *b);
+/* errors: nomem */
+int sl_buf_append(sl_buf *b, const void *p, size_t n);
+int sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* borrows v; appends its JSON text to out. Strings are written as UTF-8 with escapes; invalid
+ * UTF-8 is written as U+FFFD. Doubles that are integral keep a ".0"; NaN/Inf are written as null.
+ * errors: nomem */
+int sl_value_to_json(const sl_value *v, sl_buf *out);
+/* Parses one JSON text of n bytes into *out (returns owned). Integers that fit int64 stay
+ * integers; others become doubles. Duplicate keys: the last wins. errors: data (err->msg names
+ * the byte offset), nomem */
+int sl_value_from_json(const char *text, size_t n, sl_value *out, sl_error_t *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Engine and pipelines
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sl_engine sl_engine;
+typedef struct sl_pipeline sl_pipeline;
+typedef struct sl_stage_kind sl_stage_kind;
+
+/* Lua-style allocator: nsize == 0 frees ptr; otherwise (re)allocates. Used for engine objects
+ * (pipelines, queues, batches). Record values use the process allocator (malloc). */
+typedef void *(*sl_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
+
+enum { SL_LOG_ERROR = 0, SL_LOG_WARN, SL_LOG_INFO, SL_LOG_DEBUG };
+/* Log callback. May be called from any engine thread, concurrently. stage may be NULL. */
+typedef void (*sl_log_fn)(void *ud, int level, const char *stage, const char *msg);
+
+typedef struct sl_engine_config {
+  int workers;       /* worker threads; <= 0: online CPUs */
+  bool virtual_time; /* run on the virtual clock: timers fire in order as soon as all is idle */
+  sl_alloc_fn alloc; /* NULL: malloc/realloc/free */
+  void *alloc_ud;
+  sl_log_fn log;     /* NULL: log lines are dropped */
+  void *log_ud;
+  int log_level;     /* highest level passed to log (default SL_LOG_INFO) */
+} sl_engine_config;
+
+void sl_engine_config_init(sl_engine_config *cfg);
+/* Creates an engine with its worker threads and event loop. errors: nomem, inval, io */
+int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err);
+/* Stops the threads and frees the engine. Every pipeline of it must be freed first. */
+void sl_engine_free(sl_engine *e);
+int sl_engine_workers(const sl_engine *e);
+/* Registers a C stage kind (the struct must outlive the engine). errors: inval (bad ABI,
+ * duplicate name) */
+int sl_engine_register(sl_engine *e, const sl_stage_kind *kind, sl_error_t *err);
+/* The kind of this name (built-in or registered), or NULL. Built-ins are listed from 0 to n-1. */
+const sl_stage_kind *sl_engine_kind(const sl_engine *e, const char *name);
+size_t sl_engine_kind_count(const sl_engine *e);
+const sl_stage_kind *sl_engine_kind_at(const sl_engine *e, size_t i);
+/* The engine clock in nanoseconds: monotonic on the real clock; 0 at start on the virtual one. */
+int64_t sl_engine_now(const sl_engine *e);
+
+/* A pipeline: a DAG of stages, built by adding stages in order, then started once. */
+int sl_pipeline_new(sl_engine *e, const char *name, sl_pipeline **out, sl_error_t *err);
+/* Aborts the pipeline if it is running, waits for its tasks to end, and frees it. */
+void sl_pipeline_free(sl_pipeline *p);
+
+/* Adds a stage of the given kind. opts (consumed; a map or nil) holds the kind's options plus the
+ * common keys: name (default "<kind>#<index>"), input (a name or an array of names; default the
+ * previous stage; [] for none), on_error ("skip" | "fail" | "dead_letter"), parallelism (integer
+ * or "auto"), queue ({capacity: N, on_full: "block"|"drop_newest"|"drop_oldest"}: the policy of
+ * this stage's input edges). errors: config (unknown kind or option, wrong type; err->stage set) */
+int sl_pipeline_add(sl_pipeline *p, const char *kind, sl_value opts, sl_error_t *err);
+/* The same with the options written as JSON text ("" or NULL for none). */
+int sl_pipeline_add_json(sl_pipeline *p, const char *kind, const char *json_opts, sl_error_t *err);
+
+/* A C function applied to each record by the built-in "c_map" and "c_filter" kinds.
+ * c_map: may replace *rec (consuming the old value); return 0, or < 0 to fail the record.
+ * c_filter: return 1 to keep, 0 to drop, < 0 to fail the record.
+ * On failure write a message into errbuf (errlen bytes). Called concurrently from several
+ * workers when the stage's parallelism > 1. */
+typedef int (*sl_record_fn)(void *ud, sl_value *rec, char *errbuf, size_t errlen);
+/* Adds a "c_map" or "c_filter" stage calling fn(ud, ...). opts (consumed) as sl_pipeline_add. */
+int sl_pipeline_add_fn(sl_pipeline *p, const char *kind, sl_record_fn fn, void *ud, sl_value opts,
+                       sl_error_t *err);
+/* Names the stage that receives failed records as dead-letter maps (DESIGN section 3). The
+ * stage must exist when the pipeline starts. */
+int sl_pipeline_set_dead_letter(sl_pipeline *p, const char *stage, sl_error_t *err);
+/* Pipeline-wide default for on_error ("skip" | "fail" | "dead_letter"). */
+int sl_pipeline_set_on_error(sl_pipeline *p, const char *policy, sl_error_t *err);
+
+/* Validates the graph (unknown inputs, cycles, sources with inputs, stages with no path to a
+ * sink, a dead-letter stage that is not a sink) without running it. errors: config */
+int sl_pipeline_check(sl_pipeline *p, sl_error_t *err);
+/* Validates, then runs in the background on the engine's workers. errors: config, state */
+int sl_pipeline_start(sl_pipeline *p, sl_error_t *err);
+/* Waits until the pipeline ended or timeout_ns passed (< 0: no limit). Returns SL_OK when it
+ * completed, SL_ETIMEDOUT, SL_EFAILED (err says why, naming the stage) or SL_EABORTED. */
+int sl_pipeline_wait(sl_pipeline *p, int64_t timeout_ns, sl_error_t *err);
+/* start + wait. */
+int sl_pipeline_run(sl_pipeline *p, sl_error_t *err);
+/* Drains: sources stop producing, records in flight reach the sinks, sinks flush and close.
+ * Thread-safe; not async-signal-safe. */
+void sl_pipeline_stop(sl_pipeline *p);
+/* Stops at once: records in flight are discarded, file sinks remove their temporary files.
+ * Thread-safe; not async-signal-safe. */
+void sl_pipeline_abort(sl_pipeline *p);
+/* True once the pipeline has ended (completed, failed or aborted). */
+bool sl_pipeline_done(const sl_pipeline *p);
+
+/* Ports: the "port" source kind takes records pushed by the embedding program. */
+typedef struct sl_port sl_port;
+enum { SL_NOWAIT = 1 };
+/* The port stage of this name (after the stage was added), or NULL. */
+sl_port *sl_pipeline_port(sl_pipeline *p, const char *name);
+/* Pushes *rec: on success it is consumed (*rec becomes nil); on any error it is untouched and
+ * stays the caller's. Blocks while the port's edges are full (backpressure), unless flags has
+ * SL_NOWAIT. Thread-safe. errors: again (full, with SL_NOWAIT), closed (port closed or pipeline
+ * stopping), state (not started) */
+int sl_port_push(sl_port *port, sl_value *rec, int flags);
+/* Ends the port's stream. Thread-safe. */
+void sl_port_close(sl_port *port);
+
+/* Collect sinks: the "collect" kind keeps records for the embedding program to pull. */
+typedef struct sl_collect sl_collect;
+sl_collect *sl_pipeline_collect(sl_pipeline *p, const char *name);
+/* Takes the next record (returns owned in *out). Waits up to timeout_ns (< 0: no limit; 0: no
+ * wait). errors: again (nothing yet), eof (the stream ended and everything was pulled). Thread-safe. */
+int sl_collect_pull(sl_collect *c, sl_value *out, int64_t timeout_ns);
+
+/* Stats of every stage, in the order they were added. Readable while running. */
+typedef struct sl_stage_stats {
+  const char *name;   /* the stage's name (valid while the pipeline lives) */
+  const char *kind;   /* its kind */
+  uint64_t in;        /* records received */
+  uint64_t out;       /* records emitted (sinks: written) */
+  uint64_t errors;    /* failed records */
+  uint64_t dropped;   /* records shed by its input queue (on_full drop_*) */
+  uint64_t retries;   /* retried calls */
+  uint64_t dead_letter; /* failed records sent to the dead-letter stage */
+  uint64_t queue_len; /* records now waiting in its input queue(s) */
+  uint64_t queue_cap; /* capacity of its input queue(s), 0 for none or unbounded */
+  uint64_t queue_hwm; /* highest queue_len seen */
+  int parallelism;    /* instances */
+  bool done;          /* this stage has finished */
+} sl_stage_stats;
+size_t sl_pipeline_stage_count(const sl_pipeline *p);
+int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *out);
+/* Seconds on the engine clock since start (until the end, once ended). */
+double sl_pipeline_elapsed(const sl_pipeline *p);
+/* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out. errors: nomem */
+int sl_pipeline_stats_json(const sl_pipeline *p, sl_buf *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * The stage interface: register your own C stage kinds
+ * ------------------------------------------------------------------------------------------- */
+
+#define SL_STAGE_ABI 1
+
+/* Option types of an options table. Values are stored at `offset` in the stage's context. */
+typedef enum sl_opt_type {
+  SL_OPT_END = 0,   /* terminates a table */
+  SL_OPT_BOOL,      /* bool */
+  SL_OPT_INT,       /* int64_t */
+  SL_OPT_DOUBLE,    /* double */
+  SL_OPT_SIZE,      /* int64_t bytes: 512, "64KiB", "1MiB", "10MB" */
+  SL_OPT_DURATION,  /* int64_t nanoseconds: "250ms", "2s", "1m", "1h", or seconds as a number */
+  SL_OPT_STRING,    /* char * (owned by the engine, NUL-terminated; NULL when unset) */
+  SL_OPT_ENUM,      /* int: index into the '|'-separated names in `choices` */
+  SL_OPT_VALUE,     /* sl_value (any value, owned by the engine) */
+  SL_OPT_PTR        /* void *: set only through the C API (sl_pipeline_add_fn) */
+} sl_opt_type;
+
+enum {
+  SL_OPT_REQUIRED = 1, /* must be given */
+  SL_OPT_PRIMARY = 2   /* the option a scalar shorthand sets ("take: 5" sets count) */
+};
+
+typedef struct sl_option {
+  sl_opt_type type;
+  const char *key;     /* option name */
+  const char *def;     /* default as text, parsed like user input; NULL: zero/NULL */
+  size_t offset;       /* where the value goes in the context struct */
+  const char *help;    /* one line for `sluice help STAGE` and docs */
+  const char *choices; /* SL_OPT_ENUM: "block|drop_newest|drop_oldest" */
+  unsigned flags;      /* SL_OPT_REQUIRED | SL_OPT_PRIMARY */
+} sl_option;
+
+/* Stage kind flags. */
+enum {
+  SL_STAGE_SOURCE = 1 << 0,    /* has no input; produce() is called */
+  SL_STAGE_SINK = 1 << 1,      /* has no output */
+  SL_STAGE_STATELESS = 1 << 2, /* may run as several instances (parallelism) */
+  SL_STAGE_UNORDERED = 1 << 3, /* with several instances, output order need not follow input */
+  SL_STAGE_PASSIVE = 1 << 4    /* engine-internal: port/collect, driven by the embedding program */
+};
+
+/* Return codes of callbacks (besides 0 and negative errors). */
+enum {
+  SL_PARKED = 1, /* produce/flush: nothing now; call again after sl_stage_wake or an event */
+  SL_DONE = 2    /* produce: end of stream; process: this stage wants no more input */
+};
+
+typedef struct sl_stage sl_stage;     /* an instance's handle on engine services */
+typedef struct sl_emitter sl_emitter; /* where a callback emits records */
+typedef struct sl_ack sl_ack;         /* end-to-end acknowledgement token (opaque) */
+
+/* A batch of records handed to process(). The batch is borrowed: the stage may move records
+ * out with sl_batch_take (leaving nil) or reference them; the engine frees what is left. */
+typedef struct sl_batch {
+  sl_value *recs;  /* records */
+  sl_ack **acks;   /* per-record ack token, or NULL when no record of the batch has one */
+  uint32_t len;    /* number of records */
+} sl_batch;
+
+#define SL_NO_ORIGIN UINT32_MAX
+
+/* returns owned: record i moved out of the batch (nil is left behind). */
+static inline sl_value sl_batch_take(sl_batch *b, uint32_t i) {
+  sl_value v = b->recs[i];
+  b->recs[i] = sl_nil();
+  return v;
+}
+
+/* A stage kind: a const descriptor. The struct only grows at its end. */
+struct sl_stage_kind {
+  uint32_t abi;              /* SL_STAGE_ABI */
+  const char *name;          /* kind name, as written in pipelines */
+  const char *doc;           /* one line */
+  const sl_option *options;  /* table ending with {SL_OPT_END}; NULL for none */
+  size_t ctx_size;           /* size of the per-instance context (options are stored in it) */
+  uint32_t flags;            /* SL_STAGE_* */
+  /* Called once per instance after options were stored in ctx. Non-zero fails the start. */
+  int (*init)(void *ctx, sl_stage *st, sl_error_t *err);
+  /* Transforms and sinks: handle a batch. Emit with sl_emit(em, i, v) naming the input index i
+   * each output derives from; fail input i with sl_emit_error. Return 0, SL_DONE (no more input
+   * wanted: upstream is cancelled), or < 0 to fail the pipeline (sl_stage_fail sets the text). */
+  int (*process)(void *ctx, sl_batch *in, sl_emitter *em);
+  /* Sources: emit up to sl_emitter_room(em) records. Return 0 (call again when there is room),
+   * SL_PARKED (wait for sl_stage_wake, a timer or an fd), SL_DONE (end of stream) or < 0. */
+  int (*produce)(void *ctx, sl_emitter *em);
+  /* End of input: emit what is held (a partial chunk). Return 0 when finished, SL_PARKED to be
+   * called again later (work still in flight), or < 0. Called only on a normal or drained end. */
+  int (*flush)(void *ctx, sl_emitter *em);
+  /* Frees what init allocated. Always called, also after a failure or an abort. */
+  void (*destroy)(void *ctx);
+  /* A timer or fd event this instance asked for (token as given), run on the instance's task. */
+  int (*event)(void *ctx, uint64_t token, sl_emitter *em);
+  /* Sources that created ack tokens: every record derived from token `id` reached a sink or the
+   * dead letter (status SL_ACK_OK), some were shed or skipped (SL_ACK_DROPPED), or the pipeline
+   * was aborted (SL_ACK_CANCELLED). Run on the source's task, never concurrently with produce. */
+  void (*acked)(void *ctx, uint64_t id, int status);
+};
+
+enum { SL_ACK_OK = 0, SL_ACK_DROPPED = 1, SL_ACK_CANCELLED = 2 };
+
+/* Emitting. sl_emit consumes v; origin is the index in the input batch the record derives from
+ * (it inherits that record's ack token), or SL_NO_ORIGIN. errors: nomem */
+int sl_emit(sl_emitter *em, uint32_t origin, sl_value v);
+/* consumes v and ack (may be NULL): emits with an explicitly held ack token. */
+int sl_emit_acked(sl_emitter *em, sl_value v, sl_ack *ack);
+/* Input record `origin` failed with this message: it follows the stage's on_error policy. */
+int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* How many records a source should emit in this call (a batch's worth). */
+uint32_t sl_emitter_room(const sl_emitter *em);
+/* The instance the emitter belongs to. */
+sl_stage *sl_emitter_stage(sl_emitter *em);
+
+/* Ack tokens. A source creates one per input unit it wants to hear about. returns owned */
+sl_ack *sl_ack_new(sl_stage *st, uint64_t id);
+/* returns owned: a new reference to the ack of input record i (NULL if it has none) — for stages
+ * that keep a record past process() (chunks, windows). */
+sl_ack *sl_batch_hold(const sl_batch *b, uint32_t i);
+/* Consumes parts[0..n-1]: a token complete when the records it travels with are done, which then
+ * releases every part (a chunk made of several records carries one). returns owned (NULL if all
+ * parts were NULL) */
+sl_ack *sl_ack_join(sl_ack **parts, size_t n);
+/* consumes a (may be NULL). dropped: the records it stood for were shed, not delivered. */
+void sl_ack_release(sl_ack *a, bool dropped);
+
+/* Engine services for stage code. */
+const char *sl_stage_name(const sl_stage *st);
+int sl_stage_instance(const sl_stage *st);  /* 0 .. parallelism-1 */
+int64_t sl_stage_now(const sl_stage *st);   /* the engine clock, ns */
+/* Unix time in seconds on the real clock; seconds since start on the virtual clock. */
+double sl_stage_wallclock(const sl_stage *st);
+/* Runs the instance again soon (produce/flush/process retried). Thread-safe. */
+void sl_stage_wake(sl_stage *st);
+/* Calls event(ctx, token) on this instance at deadline_ns (engine clock). Returns an id for
+ * cancel (> 0) or < 0 on error. Thread-safe. */
+int64_t sl_stage_timer(sl_stage *st, int64_t deadline_ns, uint64_t token);
+/* Cancels a timer that has not fired (no effect otherwise). Thread-safe. */
+void sl_stage_timer_cancel(sl_stage *st, int64_t id);
+/* Calls event(ctx, token) when fd becomes readable (write=false) or writable, once per request.
+ * errors: io */
+int sl_stage_watch_fd(sl_stage *st, int fd, bool write, uint64_t token);
+/* Stops input from being handed to process() while paused (in-flight limits). */
+void sl_stage_pause_input(sl_stage *st, bool paused);
+void sl_stage_log(sl_stage *st, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Sets the stage's failure message; returns SL_EFAILED for `return sl_stage_fail(...)`. */
+int sl_stage_fail(sl_stage *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The engine's allocator (for stage memory that counts as the engine's). */
+void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize);
+
+/* Parsing helpers shared by the options table and front ends. errors: inval */
+int sl_parse_duration(const char *text, int64_t *ns);
+int sl_parse_size(const char *text, int64_t *bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SLUICE_H */

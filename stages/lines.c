@@ -1,0 +1,156 @@
+/* lines — reads a file or standard input line by line; each line is a string record.
+ *
+ * Large files are streamed through a fixed buffer. CRLF line ends lose their CR. A line longer
+ * than max_line is an error (long_lines: error) or is cut into max_line pieces (split). A pipe or
+ * terminal is read only when it is readable (the event loop watches it), so a quiet stdin holds
+ * no worker. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sluice.h"
+
+#define READ_SIZE (256 * 1024)
+
+typedef struct lines {
+  char *path;        /* option: file, or "-" for stdin */
+  int64_t max_line;  /* option */
+  int long_lines;    /* option: 0 error, 1 split */
+  int fd;
+  bool owns_fd;      /* we opened it */
+  bool regular;      /* a regular file: reads never wait */
+  bool eof;
+  char *buf;         /* bytes read, not yet emitted: buf[start, end) */
+  size_t start, end, cap;
+  uint64_t lineno;   /* lines emitted (for messages) */
+  sl_stage *st;
+} lines;
+
+static const sl_option options[] = {
+    {SL_OPT_STRING, "path", "-", offsetof(lines, path), "the file to read; - for standard input", NULL, SL_OPT_PRIMARY},
+    {SL_OPT_SIZE, "max_line", "1MiB", offsetof(lines, max_line), "the longest line accepted", NULL, 0},
+    {SL_OPT_ENUM, "long_lines", "error", offsetof(lines, long_lines), "a longer line: error (fails the pipeline) or split (into max_line pieces)", "error|split", 0},
+    {SL_OPT_END},
+};
+
+static int init(void *ctx, sl_stage *st, sl_error_t *err) {
+  lines *l = ctx;
+  l->st = st;
+  if (l->max_line < 1) return sl_error_set(err, SL_ECONFIG, NULL, "max_line must be at least 1 byte");
+  if (strcmp(l->path, "-") == 0) {
+    l->fd = STDIN_FILENO;
+  } else {
+    l->fd = open(l->path, O_RDONLY | O_CLOEXEC);
+    if (l->fd < 0) {
+      int e = errno;
+      return sl_error_set(err, SL_EIO, NULL, "cannot open '%s': %s", l->path, strerror(e));
+    }
+    l->owns_fd = true;
+  }
+  struct stat sb;
+  l->regular = fstat(l->fd, &sb) == 0 && S_ISREG(sb.st_mode);
+  l->cap = READ_SIZE > (size_t)l->max_line + 1 ? READ_SIZE : (size_t)l->max_line + 1;
+  l->buf = malloc(l->cap);
+  return l->buf ? 0 : SL_ENOMEM;
+}
+
+static const char *name_of(const lines *l) { return l->owns_fd ? l->path : "standard input"; }
+
+/* Emits buf[s, s+n) as one line (CR before the newline removed by the caller). */
+static int emit_line(lines *l, sl_emitter *em, const char *s, size_t n) {
+  sl_value v;
+  if (sl_str_try(s, n, &v) != 0) return SL_ENOMEM;
+  l->lineno++;
+  return sl_emit(em, SL_NO_ORIGIN, v);
+}
+
+/* Reads more bytes. Returns 0 (read something or hit eof), SL_PARKED (wait for readability). */
+static int fill(lines *l) {
+  if (l->start > 0) { /* compact */
+    memmove(l->buf, l->buf + l->start, l->end - l->start);
+    l->end -= l->start;
+    l->start = 0;
+  }
+  if (!l->regular) {
+    struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
+    if (poll(&pfd, 1, 0) == 0) {
+      if (sl_stage_watch_fd(l->st, l->fd, false, 0) != 0)
+        return sl_stage_fail(l->st, "cannot watch %s for input", name_of(l));
+      return SL_PARKED;
+    }
+  }
+  for (;;) {
+    ssize_t n = read(l->fd, l->buf + l->end, l->cap - l->end);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (sl_stage_watch_fd(l->st, l->fd, false, 0) != 0)
+        return sl_stage_fail(l->st, "cannot watch %s for input", name_of(l));
+      return SL_PARKED;
+    }
+    if (n < 0) return sl_stage_fail(l->st, "cannot read %s: %s", name_of(l), strerror(errno));
+    if (n == 0) l->eof = true;
+    l->end += (size_t)n;
+    return 0;
+  }
+}
+
+static int produce(void *ctx, sl_emitter *em) {
+  lines *l = ctx;
+  uint32_t room = sl_emitter_room(em), emitted = 0;
+  while (emitted < room) {
+    char *s = l->buf + l->start;
+    size_t avail = l->end - l->start;
+    char *nl = memchr(s, '\n', avail);
+    size_t len = nl ? (size_t)(nl - s) : avail;
+    if (len > (size_t)l->max_line) { /* too long, whether or not its end is in the buffer */
+      if (l->long_lines == 0)
+        return sl_stage_fail(l->st, "line %llu of %s is longer than max_line (%lld bytes); raise max_line or set long_lines: split",
+                             (unsigned long long)l->lineno + 1, name_of(l), (long long)l->max_line);
+      if (emit_line(l, em, s, (size_t)l->max_line) != 0) return SL_ENOMEM;
+      l->start += (size_t)l->max_line;
+      emitted++;
+      continue;
+    }
+    if (nl) {
+      size_t n = len > 0 && s[len - 1] == '\r' ? len - 1 : len;
+      if (emit_line(l, em, s, n) != 0) return SL_ENOMEM;
+      l->start += len + 1;
+      emitted++;
+      continue;
+    }
+    if (l->eof) {
+      if (avail > 0) {
+        size_t n = s[avail - 1] == '\r' ? avail - 1 : avail;
+        if (emit_line(l, em, s, n) != 0) return SL_ENOMEM;
+        l->start = l->end;
+      }
+      return SL_DONE;
+    }
+    int rc = fill(l);
+    if (rc) return rc; /* what was emitted is passed on either way */
+  }
+  return 0;
+}
+
+static void destroy(void *ctx) {
+  lines *l = ctx;
+  if (l->owns_fd && l->fd >= 0) close(l->fd);
+  free(l->buf);
+}
+
+const sl_stage_kind sl_stage_lines = {
+    .abi = SL_STAGE_ABI,
+    .name = "lines",
+    .doc = "reads a file or standard input line by line (each line a string record)",
+    .options = options,
+    .ctx_size = sizeof(lines),
+    .flags = SL_STAGE_SOURCE,
+    .init = init,
+    .produce = produce,
+    .destroy = destroy,
+};

@@ -1,0 +1,87 @@
+/* stdout — writes records to standard output, one per line (codec auto, lines or jsonl).
+ * A closed pipe (EPIPE, as `head` does) ends the pipeline quietly: the sink stops reading and
+ * upstream is cancelled. */
+#include <errno.h>
+#include <stddef.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "sluice.h"
+
+#define FLUSH_AT (64 * 1024)
+
+typedef struct out {
+  int codec;   /* option */
+  int fd;      /* 1 */
+  sl_buf buf;  /* pending bytes */
+  bool closed; /* the reader went away */
+  sl_stage *st;
+} out;
+
+static const sl_option options[] = {
+    {SL_OPT_ENUM, "codec", "auto", offsetof(out, codec), "auto (strings as lines, others as JSON), lines or jsonl", SL_CODEC_CHOICES, SL_OPT_PRIMARY},
+    {SL_OPT_END},
+};
+
+static int init(void *ctx, sl_stage *st, sl_error_t *err) {
+  out *o = ctx;
+  o->fd = STDOUT_FILENO;
+  o->st = st;
+  sl_buf_init(&o->buf);
+  return 0;
+}
+
+/* Writes the buffer out. Returns 0, SL_DONE when the reader closed the pipe, or SL_EFAILED. */
+static int drain(out *o) {
+  size_t off = 0;
+  while (off < o->buf.len) {
+    ssize_t n = write(o->fd, o->buf.data + off, o->buf.len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EPIPE) {
+      o->closed = true;
+      o->buf.len = 0;
+      return SL_DONE;
+    }
+    if (n < 0) return sl_stage_fail(o->st, "cannot write to standard output: %s", sl_strerror(SL_EIO));
+    off += (size_t)n;
+  }
+  o->buf.len = 0;
+  return 0;
+}
+
+static int process(void *ctx, sl_batch *in, sl_emitter *em) {
+  out *o = ctx;
+  if (o->closed) return SL_DONE;
+  for (uint32_t i = 0; i < in->len; i++) {
+    if (sl_codec_encode(&o->buf, &in->recs[i], o->codec) != 0) return SL_ENOMEM;
+    if (o->buf.len >= FLUSH_AT) {
+      int rc = drain(o);
+      if (rc) return rc;
+    }
+  }
+  return drain(o);
+}
+
+static int flush(void *ctx, sl_emitter *em) {
+  out *o = ctx;
+  int rc = o->closed ? 0 : drain(o);
+  return rc == SL_DONE ? 0 : rc;
+}
+
+static void destroy(void *ctx) {
+  out *o = ctx;
+  sl_buf_close(&o->buf);
+}
+
+const sl_stage_kind sl_stage_stdout = {
+    .abi = SL_STAGE_ABI,
+    .name = "stdout",
+    .doc = "writes records to standard output, one per line",
+    .options = options,
+    .ctx_size = sizeof(out),
+    .flags = SL_STAGE_SINK,
+    .init = init,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
+};

@@ -1,0 +1,40 @@
+/* The unit test runner: runs every test of test_list.h, or those whose name contains argv[1]. */
+#include <signal.h>
+#include <time.h>
+
+#include "test.h"
+
+int sl_test_failed;
+
+#define X(name) void test_##name(void);
+#include "test_list.h"
+#undef X
+
+static const struct {
+  const char *name;
+  void (*fn)(void);
+} tests[] = {
+#define X(name) {#name, test_##name},
+#include "test_list.h"
+#undef X
+};
+
+int main(int argc, char **argv) {
+  const char *filter = argc > 1 ? argv[1] : NULL;
+  int passed = 0, failed = 0;
+  signal(SIGPIPE, SIG_IGN);
+  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+    if (filter && !strstr(tests[i].name, filter)) continue;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sl_test_failed = 0;
+    tests[i].fn();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    printf("%-4s %s (%.0f ms)\n", sl_test_failed ? "FAIL" : "ok", tests[i].name, ms);
+    fflush(stdout);
+    if (sl_test_failed) failed++; else passed++;
+  }
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

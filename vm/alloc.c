@@ -1,0 +1,40 @@
+/* alloc.c — allocation wrappers with an out-of-memory hook and fault injection (alloc.h). */
+#include "alloc.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void default_oom(size_t n) {
+  fprintf(stderr, "sluice: out of memory allocating %zu bytes\n", n);
+  abort();
+}
+
+static _Atomic(sl__oom_hook) oom_hook = default_oom;
+static atomic_long fail_countdown = -1; /* < 0: off */
+
+void sl__set_oom_hook(sl__oom_hook hook) { atomic_store(&oom_hook, hook ? hook : default_oom); }
+void sl__alloc_fail_after(long n) { atomic_store(&fail_countdown, n); }
+
+static int injected_failure(void) {
+  long c = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+  if (c < 0) return 0;
+  return atomic_fetch_sub(&fail_countdown, 1) == 0;
+}
+
+static void *check(void *p, size_t n) {
+  if (!p && n) atomic_load(&oom_hook)(n);
+  return p;
+}
+
+void *sl__xmalloc(size_t n) { return check(malloc(n ? n : 1), n); }
+void *sl__xcalloc(size_t count, size_t n) { return check(calloc(count ? count : 1, n ? n : 1), count * n); }
+void *sl__xrealloc(void *p, size_t n) { return check(realloc(p, n ? n : 1), n); }
+char *sl__xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  return memcpy(sl__xmalloc(n), s, n);
+}
+void *sl__trymalloc(size_t n) { return injected_failure() ? NULL : malloc(n ? n : 1); }
+void *sl__tryrealloc(void *p, size_t n) { return injected_failure() ? NULL : realloc(p, n ? n : 1); }
+void sl__free(void *p) { free(p); }

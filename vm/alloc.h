@@ -1,0 +1,30 @@
+/*
+ * alloc.h — allocation wrappers (sl__ prefix: internal, not static).
+ *
+ * sl__xmalloc and friends are for small, fixed-size objects: on failure they call the abort
+ * hook (which by default prints and aborts), so callers need no NULL checks. Sizes that come
+ * from data (chunks, decompression, a record's string) use the sl__try* variants, which return
+ * NULL so the caller can report SL_ENOMEM.
+ *
+ * Fault injection for tests: sl__alloc_fail_after(n) makes the n-th following try-allocation
+ * (process-wide, counted atomically) fail; n < 0 turns it off.
+ */
+#ifndef SL_ALLOC_H
+#define SL_ALLOC_H
+
+#include <stddef.h>
+
+void *sl__xmalloc(size_t n);
+void *sl__xcalloc(size_t count, size_t n);
+void *sl__xrealloc(void *p, size_t n);
+char *sl__xstrdup(const char *s);
+void *sl__trymalloc(size_t n);
+void *sl__tryrealloc(void *p, size_t n);
+void sl__free(void *p);
+
+/* Called when an x-allocation fails; must not return. */
+typedef void (*sl__oom_hook)(size_t n);
+void sl__set_oom_hook(sl__oom_hook hook);
+void sl__alloc_fail_after(long n);
+
+#endif

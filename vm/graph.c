@@ -1,0 +1,576 @@
+/*
+ * graph.c — building a pipeline's graph, validating it, starting it and freeing it.
+ *
+ * Front ends (the C API here, YAML and Lua later) all come through sl_pipeline_add, which splits
+ * the common keys (name, input, on_error, parallelism, queue) from the kind's options and checks
+ * the options against the kind's table at once, so errors surface before anything runs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "pipeline.h"
+
+#define DEFAULT_QUEUE 1024
+
+static bool is_source(const sl_node *n) { return n->kind->flags & SL_STAGE_SOURCE; }
+static bool is_sink(const sl_node *n) { return n->kind->flags & SL_STAGE_SINK; }
+static bool is_passive(const sl_node *n) { return n->kind->flags & SL_STAGE_PASSIVE; }
+
+int sl_pipeline_new(sl_engine *e, const char *name, sl_pipeline **out, sl_error_t *err) {
+  sl_pipeline *p = sl__xcalloc(1, sizeof *p);
+  p->e = e;
+  p->name = sl__xstrdup(name && *name ? name : "pipeline");
+  p->on_error = SL_ON_ERROR_DEFAULT;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->done_cv, NULL);
+  pthread_mutex_lock(&e->mu);
+  e->pipelines++;
+  pthread_mutex_unlock(&e->mu);
+  *out = p;
+  return 0;
+}
+
+static const char *const on_error_names[] = {"skip", "fail", "dead_letter"};
+
+static int parse_on_error(const char *s) {
+  for (int i = 0; i < 3; i++)
+    if (strcmp(s, on_error_names[i]) == 0) return i;
+  return -2;
+}
+
+int sl_pipeline_set_on_error(sl_pipeline *p, const char *policy, sl_error_t *err) {
+  int pol = parse_on_error(policy);
+  if (pol < 0)
+    return sl_error_set(err, SL_ECONFIG, NULL, "on_error must be skip, fail or dead_letter (got '%s')", policy);
+  p->on_error = pol;
+  return 0;
+}
+
+int sl_pipeline_set_dead_letter(sl_pipeline *p, const char *stage, sl_error_t *err) {
+  sl__free(p->dead_letter_name);
+  p->dead_letter_name = stage ? sl__xstrdup(stage) : NULL;
+  return 0;
+}
+
+/* Reads the value of a common key that must be a string. */
+static const char *str_of(const sl_value *v) { return v && v->type == SL_TSTR ? sl_str_data(v) : NULL; }
+
+/* Splits the common keys off opts into n. Returns the remaining kind options (owned). */
+static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest, sl_error_t *err) {
+  const char *kind = n->kind->name;
+  *rest = sl_nil();
+  if (opts.type != SL_TMAP) {
+    *rest = opts;
+    return 0;
+  }
+  sl_value r = sl_map(sl_map_len(&opts));
+  int rc = 0;
+  for (size_t i = 0; i < sl_map_len(&opts) && rc == 0; i++) {
+    const char *k = sl_str_data(sl_map_key(&opts, i));
+    const sl_value *v = sl_map_val(&opts, i);
+    if (strcmp(k, "_where") == 0) {
+      if (str_of(v)) {
+        sl__free(n->where);
+        n->where = sl__xstrdup(str_of(v));
+      }
+    } else if (strcmp(k, "name") == 0) {
+      if (!str_of(v) || !*str_of(v))
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': name must be a non-empty string", n->where ? n->where : "", kind);
+      else {
+        sl__free(n->name);
+        n->name = sl__xstrdup(str_of(v));
+      }
+    } else if (strcmp(k, "input") == 0) {
+      n->default_input = false;
+      if (str_of(v)) {
+        n->input_names = sl__xcalloc(1, sizeof *n->input_names);
+        n->input_names[n->ninput_names++] = sl__xstrdup(str_of(v));
+      } else if (v->type == SL_TARRAY) {
+        size_t m = sl_array_len(v);
+        n->input_names = sl__xcalloc(m ? m : 1, sizeof *n->input_names);
+        for (size_t j = 0; j < m && rc == 0; j++) {
+          const char *s = str_of(sl_array_get(v, j));
+          if (!s) rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': input must be a stage name or a list of names", n->where ? n->where : "", kind);
+          else n->input_names[n->ninput_names++] = sl__xstrdup(s);
+        }
+      } else {
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': input must be a stage name or a list of names", n->where ? n->where : "", kind);
+      }
+    } else if (strcmp(k, "on_error") == 0) {
+      n->on_error = str_of(v) ? parse_on_error(str_of(v)) : -2;
+      if (n->on_error < -1)
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': on_error must be skip, fail or dead_letter", n->where ? n->where : "", kind);
+    } else if (strcmp(k, "parallelism") == 0) {
+      if (str_of(v) && strcmp(str_of(v), "auto") == 0) n->parallelism = 0;
+      else if (v->type == SL_TINT && v->u.i >= 1 && v->u.i <= 1024) n->parallelism = (int)v->u.i;
+      else rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': parallelism must be an integer from 1 to 1024, or auto", n->where ? n->where : "", kind);
+    } else if (strcmp(k, "queue") == 0) {
+      const sl_value *cap = v->type == SL_TMAP ? sl_map_getc(v, "capacity") : NULL;
+      const sl_value *full = v->type == SL_TMAP ? sl_map_getc(v, "on_full") : NULL;
+      size_t known = (cap != NULL) + (full != NULL);
+      if (v->type != SL_TMAP || known != sl_map_len(v))
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': queue takes {capacity: N, on_full: block|drop_newest|drop_oldest}", n->where ? n->where : "", kind);
+      else if (cap && (cap->type != SL_TINT || cap->u.i < 1))
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': queue capacity must be a positive integer", n->where ? n->where : "", kind);
+      else {
+        if (cap) n->queue_cap = (uint64_t)cap->u.i;
+        if (full) {
+          const char *f = str_of(full);
+          if (f && strcmp(f, "block") == 0) n->on_full = SL_ON_FULL_BLOCK;
+          else if (f && strcmp(f, "drop_newest") == 0) n->on_full = SL_ON_FULL_DROP_NEWEST;
+          else if (f && strcmp(f, "drop_oldest") == 0) n->on_full = SL_ON_FULL_DROP_OLDEST;
+          else rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': on_full must be block, drop_newest or drop_oldest", n->where ? n->where : "", kind);
+        }
+      }
+    } else {
+      sl_map_set(&r, k, sl_str_len(sl_map_key(&opts, i)), sl_value_ref(v));
+    }
+  }
+  sl_value_free(opts);
+  if (rc) {
+    sl_value_free(r);
+    return rc;
+  }
+  *rest = r;
+  return 0;
+}
+
+static void node_free(sl_node *n) {
+  if (!n) return;
+  sl__free(n->name);
+  sl__free(n->where);
+  sl_value_free(n->opts);
+  for (int i = 0; i < n->ninput_names; i++) sl__free(n->input_names[i]);
+  sl__free(n->input_names);
+  sl__free(n->in);
+  sl__free(n->out);
+  sl__free(n->fn_ptrs);
+  sl__free(n);
+}
+
+/* Adds a node; ptrs (may be NULL) gives SL_OPT_PTR values in option-table order. */
+static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs, size_t nptrs,
+                    sl_error_t *err) {
+  int rc = 0;
+  sl_value rest = sl_nil();
+  sl_node *n = NULL;
+  if (p->state != SL_P_BUILDING) {
+    sl_value_free(opts);
+    return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' already started: stages can no longer be added", p->name);
+  }
+  const sl_stage_kind *k = sl_engine_kind(p->e, kind ? kind : "");
+  if (!k) {
+    const char *names[256];
+    size_t m = sl_engine_kind_count(p->e);
+    for (size_t i = 0; i < m && i < 256; i++) names[i] = sl_engine_kind_at(p->e, i)->name;
+    const char *dym = sl__did_you_mean(kind ? kind : "", names, m < 256 ? m : 256);
+    const char *where = "";
+    if (opts.type == SL_TMAP && str_of(sl_map_getc(&opts, "_where"))) where = str_of(sl_map_getc(&opts, "_where"));
+    rc = sl_error_set(err, SL_ECONFIG, NULL, "%sunknown stage kind '%s'%s%s%s (sluice help lists them)", where,
+                      kind ? kind : "", dym ? ": did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
+    goto fail;
+  }
+  n = sl__xcalloc(1, sizeof *n);
+  n->kind = k;
+  n->index = p->nnodes;
+  n->default_input = true;
+  n->on_error = SL_ON_ERROR_DEFAULT;
+  n->parallelism = (k->flags & SL_STAGE_STATELESS) ? 0 : 1;
+  n->queue_cap = (k->flags & SL_STAGE_PASSIVE) ? 0 : DEFAULT_QUEUE;
+  char defname[128];
+  snprintf(defname, sizeof defname, "%s#%d", k->name, p->nnodes + 1);
+  n->name = sl__xstrdup(defname);
+  rc = take_common(p, n, opts, &rest, err);
+  if (!n->where) n->where = sl__xstrdup("");
+  if (rc) goto fail;
+  if (sl__pipeline_node(p, n->name)) {
+    rc = sl_error_set(err, SL_ECONFIG, n->name, "%sstage name '%s' is used twice: give each stage its own name", n->where, n->name);
+    goto fail;
+  }
+  if (n->parallelism != 1 && !(k->flags & SL_STAGE_STATELESS) && n->parallelism != 0) {
+    rc = sl_error_set(err, SL_ECONFIG, n->name, "%sstage '%s': a %s stage keeps state and runs as one instance; remove parallelism", n->where, n->name, k->name);
+    goto fail;
+  }
+  if (!(k->flags & SL_STAGE_STATELESS)) n->parallelism = 1;
+  /* validate the options now, on a scratch context */
+  size_t nopt = 0;
+  if (k->options)
+    while (k->options[nopt].type != SL_OPT_END) nopt++;
+  if (nptrs) {
+    n->fn_ptrs = sl__xcalloc(nopt ? nopt : 1, sizeof *n->fn_ptrs);
+    for (size_t i = 0; i < nptrs && i < nopt; i++) n->fn_ptrs[i] = ptrs[i];
+  }
+  void *scratch = sl__xcalloc(1, k->ctx_size ? k->ctx_size : 1);
+  rc = sl__options_apply(k->options, scratch, &rest, n->fn_ptrs, n->where, n->name, k->name, err);
+  sl__options_free(k->options, scratch);
+  sl__free(scratch);
+  if (rc) goto fail;
+  n->opts = rest;
+  if (p->nnodes == p->capnodes) {
+    p->capnodes = p->capnodes ? p->capnodes * 2 : 8;
+    p->nodes = sl__xrealloc(p->nodes, (size_t)p->capnodes * sizeof *p->nodes);
+  }
+  p->nodes[p->nnodes++] = n;
+  return 0;
+fail:
+  sl_value_free(rest);
+  node_free(n);
+  return rc;
+}
+
+int sl_pipeline_add(sl_pipeline *p, const char *kind, sl_value opts, sl_error_t *err) {
+  return add_node(p, kind, opts, NULL, 0, err);
+}
+
+int sl_pipeline_add_json(sl_pipeline *p, const char *kind, const char *json, sl_error_t *err) {
+  sl_value opts = sl_nil();
+  if (json && *json) {
+    int rc = sl_value_from_json(json, strlen(json), &opts, err);
+    if (rc) return rc;
+  }
+  return add_node(p, kind, opts, NULL, 0, err);
+}
+
+int sl_pipeline_add_fn(sl_pipeline *p, const char *kind, sl_record_fn fn, void *ud, sl_value opts,
+                       sl_error_t *err) {
+  if (!kind || (strcmp(kind, "c_map") != 0 && strcmp(kind, "c_filter") != 0)) {
+    sl_value_free(opts);
+    return sl_error_set(err, SL_EINVAL, NULL, "sl_pipeline_add_fn takes kind c_map or c_filter (got '%s')", kind ? kind : "");
+  }
+  void *ptrs[2] = {(void *)fn, ud};
+  return add_node(p, kind, opts, ptrs, 2, err);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checking                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Appends one problem to err (several are reported at once, one per line). */
+static void problem(sl_error_t *err, int *count, const sl_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void problem(sl_error_t *err, int *count, const sl_node *n, const char *fmt, ...) {
+  (*count)++;
+  if (!err) return;
+  if (*count == 1) {
+    err->code = SL_ECONFIG;
+    err->msg[0] = 0;
+    snprintf(err->stage, sizeof err->stage, "%s", n ? n->name : "");
+  }
+  size_t len = strlen(err->msg);
+  if (len && len + 2 < sizeof err->msg) {
+    err->msg[len++] = '\n';
+    err->msg[len] = 0;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->msg + len, sizeof err->msg - len, fmt, ap);
+  va_end(ap);
+}
+
+/* Resolved inputs of node i, as node indices (ins[i][0..nins[i]-1]). */
+typedef struct resolved {
+  int **ins;
+  int *nins;
+} resolved;
+
+static void resolved_free(resolved *r, int n) {
+  for (int i = 0; i < n; i++) sl__free(r->ins[i]);
+  sl__free(r->ins);
+  sl__free(r->nins);
+}
+
+enum { WHITE = 0, GREY, BLACK };
+
+/* Depth-first search for a cycle through node i; reports the first one found. */
+static bool find_cycle(sl_pipeline *p, resolved *r, int i, int *color, sl_error_t *err, int *count) {
+  color[i] = GREY;
+  for (int k = 0; k < r->nins[i]; k++) {
+    int j = r->ins[i][k];
+    if (color[j] == GREY) {
+      problem(err, count, p->nodes[i], "%sstage '%s' reads from '%s', which depends on '%s': the graph has a cycle; pipelines must be acyclic",
+              p->nodes[i]->where, p->nodes[i]->name, p->nodes[j]->name, p->nodes[i]->name);
+      return true;
+    }
+    if (color[j] == WHITE && find_cycle(p, r, j, color, err, count)) return true;
+  }
+  color[i] = BLACK;
+  return false;
+}
+
+static int check(sl_pipeline *p, resolved *r, sl_error_t *err) {
+  int count = 0, n = p->nnodes;
+  r->ins = sl__xcalloc((size_t)(n ? n : 1), sizeof *r->ins);
+  r->nins = sl__xcalloc((size_t)(n ? n : 1), sizeof *r->nins);
+  if (n == 0) {
+    problem(err, &count, NULL, "pipeline '%s' has no stages", p->name);
+    return SL_ECONFIG;
+  }
+  const char **names = sl__xcalloc((size_t)n, sizeof *names);
+  for (int i = 0; i < n; i++) names[i] = p->nodes[i]->name;
+  for (int i = 0; i < n; i++) {
+    sl_node *nd = p->nodes[i];
+    if (is_source(nd)) {
+      if (!nd->default_input && nd->ninput_names > 0)
+        problem(err, &count, nd, "%sstage '%s' is a source (%s) and cannot have an input; remove 'input'", nd->where, nd->name, nd->kind->name);
+      continue;
+    }
+    if (nd->default_input) {
+      if (i == 0) {
+        problem(err, &count, nd, "%sstage '%s' has no input: put a source before it or name one with 'input'", nd->where, nd->name);
+        continue;
+      }
+      r->ins[i] = sl__xmalloc(sizeof(int));
+      r->ins[i][r->nins[i]++] = i - 1;
+      continue;
+    }
+    if (nd->ninput_names == 0) {
+      if (p->dead_letter_name && strcmp(p->dead_letter_name, nd->name) == 0) continue; /* fed by failures */
+      problem(err, &count, nd, "%sstage '%s' has an empty input list: name at least one stage", nd->where, nd->name);
+      continue;
+    }
+    r->ins[i] = sl__xcalloc((size_t)nd->ninput_names, sizeof(int));
+    for (int k = 0; k < nd->ninput_names; k++) {
+      sl_node *src = sl__pipeline_node(p, nd->input_names[k]);
+      if (!src) {
+        const char *dym = sl__did_you_mean(nd->input_names[k], names, (size_t)n);
+        problem(err, &count, nd, "%sstage '%s': input '%s' names no stage%s%s%s", nd->where, nd->name, nd->input_names[k],
+                dym ? "; did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
+        continue;
+      }
+      r->ins[i][r->nins[i]++] = src->index;
+    }
+  }
+  sl__free(names);
+  /* sinks feed nothing; other stages must feed something */
+  int *consumers = sl__xcalloc((size_t)n, sizeof *consumers);
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < r->nins[i]; k++) {
+      int j = r->ins[i][k];
+      consumers[j]++;
+      if (is_sink(p->nodes[j]))
+        problem(err, &count, p->nodes[i], "%sstage '%s' reads from '%s', which is a sink and has no output; read from the stage before it",
+                p->nodes[i]->where, p->nodes[i]->name, p->nodes[j]->name);
+    }
+  for (int i = 0; i < n; i++)
+    if (!is_sink(p->nodes[i]) && consumers[i] == 0)
+      problem(err, &count, p->nodes[i], "%sstage '%s': its output goes nowhere; add a sink after it (for example null or stdout)",
+              p->nodes[i]->where, p->nodes[i]->name);
+  sl__free(consumers);
+  int *color = sl__xcalloc((size_t)n, sizeof *color);
+  for (int i = 0; i < n; i++)
+    if (color[i] == WHITE && find_cycle(p, r, i, color, err, &count)) break;
+  sl__free(color);
+  if (p->dead_letter_name) {
+    sl_node *dl = sl__pipeline_node(p, p->dead_letter_name);
+    if (!dl) problem(err, &count, NULL, "dead_letter names '%s', which is no stage", p->dead_letter_name);
+    else if (!is_sink(dl)) problem(err, &count, dl, "%sdead_letter stage '%s' must be a sink", dl->where, dl->name);
+  } else {
+    for (int i = 0; i < n; i++)
+      if (p->nodes[i]->on_error == SL_ON_ERROR_DEAD_LETTER || p->on_error == SL_ON_ERROR_DEAD_LETTER) {
+        problem(err, &count, p->nodes[i], "%sstage '%s': on_error is dead_letter but the pipeline has no dead_letter sink",
+                p->nodes[i]->where, p->nodes[i]->name);
+        break;
+      }
+  }
+  return count ? SL_ECONFIG : 0;
+}
+
+int sl_pipeline_check(sl_pipeline *p, sl_error_t *err) {
+  resolved r;
+  int rc = check(p, &r, err);
+  resolved_free(&r, p->nnodes);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Starting                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static sl_edge *edge_new(sl_node *from, sl_node *to, uint64_t cap, int on_full) {
+  sl_edge *e = sl__xmalloc(sizeof *e);
+  sl_queue_init(e, cap, on_full);
+  e->from = from;
+  e->to = to;
+  if (from) {
+    from->out = sl__xrealloc(from->out, (size_t)(from->nout + 1) * sizeof *from->out);
+    from->out[from->nout++] = e;
+  }
+  to->in = sl__xrealloc(to->in, (size_t)(to->nin + 1) * sizeof *to->in);
+  to->in[to->nin++] = e;
+  return e;
+}
+
+static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
+  const sl_stage_kind *k = n->kind;
+  int workers = sl_engine_workers(p->e);
+  if (n->parallelism == 0) n->parallelism = workers;
+  n->ordered = n->parallelism > 1 && !(k->flags & SL_STAGE_UNORDERED);
+  n->insts = sl__xcalloc((size_t)n->parallelism, sizeof *n->insts);
+  atomic_init(&n->active, n->parallelism);
+  pthread_mutex_init(&n->out_mu, NULL);
+  pthread_mutex_init(&n->pmu, NULL);
+  pthread_cond_init(&n->pcv, NULL);
+  for (int i = 0; i < n->parallelism; i++) {
+    sl_stage *st = &n->insts[i];
+    sl_task_init(&st->task, NULL, NULL);
+    st->node = n;
+    st->p = p;
+    st->index = i;
+    pthread_mutex_init(&st->mbox_mu, NULL);
+    st->ctx = sl__xcalloc(1, k->ctx_size ? k->ctx_size : 1);
+  }
+  for (int i = 0; i < n->parallelism; i++) {
+    sl_stage *st = &n->insts[i];
+    int rc = sl__options_apply(k->options, st->ctx, &n->opts, n->fn_ptrs, n->where, n->name, k->name, err);
+    if (rc == 0 && k->init) {
+      sl_error_t e2;
+      sl_error_init(&e2);
+      rc = k->init(st->ctx, st, &e2);
+      if (rc) {
+        sl_error_set(err, rc, n->name, "%sstage '%s': %s", n->where, n->name, e2.msg[0] ? e2.msg : sl_strerror(rc));
+        return rc;
+      }
+    }
+    if (rc) return rc;
+    st->inited = true;
+  }
+  return 0;
+}
+
+/* Frees instances and their contexts (destroy runs for those whose init succeeded). */
+static void free_instances(sl_pipeline *p, sl_node *n) {
+  if (!n->insts) return;
+  for (int i = 0; i < n->parallelism; i++) {
+    sl_stage *st = &n->insts[i];
+    sl_loop_cancel_owner(p->e->loop, st);
+  }
+  for (int i = 0; i < n->parallelism; i++) {
+    sl_stage *st = &n->insts[i];
+    if (st->inited && n->kind->destroy) n->kind->destroy(st->ctx);
+    sl__options_free(n->kind->options, st->ctx);
+    sl__free(st->ctx);
+    sl__free(st->events);
+    pthread_mutex_destroy(&st->mbox_mu);
+  }
+  sl__free(n->insts);
+  n->insts = NULL;
+  pthread_mutex_destroy(&n->out_mu);
+  pthread_mutex_destroy(&n->pmu);
+  pthread_cond_destroy(&n->pcv);
+}
+
+int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
+  if (p->state != SL_P_BUILDING)
+    return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' was already started; build a new one to run again", p->name);
+  resolved r;
+  int rc = check(p, &r, err);
+  if (rc) {
+    resolved_free(&r, p->nnodes);
+    return rc;
+  }
+  for (int i = 0; i < p->nnodes; i++) {
+    sl_node *to = p->nodes[i];
+    for (int k = 0; k < r.nins[i]; k++) edge_new(p->nodes[r.ins[i][k]], to, to->queue_cap, to->on_full);
+  }
+  resolved_free(&r, p->nnodes);
+  if (p->dead_letter_name) {
+    p->dead_letter = sl__pipeline_node(p, p->dead_letter_name);
+    p->dl_edge = edge_new(NULL, p->dead_letter, 0, SL_ON_FULL_BLOCK);
+    p->dl_edge->dead_letter = true;
+  }
+  int i = 0;
+  for (; i < p->nnodes; i++) {
+    rc = init_instances(p, p->nodes[i], err);
+    if (rc) break;
+  }
+  if (rc) { /* undo: destroy what was initialised, back to a pipeline that cannot run */
+    for (int j = 0; j <= i && j < p->nnodes; j++) free_instances(p, p->nodes[j]);
+    p->state = SL_P_ENDED;
+    p->result = SL_EFAILED;
+    p->err = *err;
+    return rc;
+  }
+  int tasks = 0, producers = 0;
+  for (i = 0; i < p->nnodes; i++) {
+    sl_node *n = p->nodes[i];
+    if (is_passive(n)) {
+      if (is_source(n)) tasks++; /* an open port keeps the pipeline alive */
+      continue;
+    }
+    tasks += n->parallelism;
+    if (n != p->dead_letter) producers++;
+    for (int k = 0; k < n->parallelism; k++)
+      sl_task_init(&n->insts[k].task, sl__inst_run, sl__inst_dead);
+  }
+  atomic_store(&p->alive, tasks);
+  atomic_store(&p->producers_alive, producers);
+  if (producers == 0 && p->dl_edge) sl_queue_close(p->dl_edge);
+  pthread_mutex_lock(&p->mu);
+  p->state = SL_P_RUNNING;
+  p->t_start = sl_loop_now(p->e->loop);
+  pthread_mutex_unlock(&p->mu);
+  if (tasks == 0) {
+    pthread_mutex_lock(&p->mu);
+    p->state = SL_P_ENDED;
+    p->t_end = p->t_start;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+  }
+  for (i = 0; i < p->nnodes; i++) {
+    sl_node *n = p->nodes[i];
+    if (is_source(n) && !is_passive(n)) sl__node_wake(n);
+  }
+  return 0;
+}
+
+void sl_pipeline_free(sl_pipeline *p) {
+  if (!p) return;
+  if (!sl_pipeline_done(p) && p->state != SL_P_BUILDING) {
+    sl_pipeline_abort(p);
+    sl_pipeline_wait(p, -1, NULL);
+  }
+  /* queued records first: their acks go back to the sources before those are destroyed */
+  for (int i = 0; i < p->nnodes; i++) {
+    sl_node *n = p->nodes[i];
+    for (int k = 0; k < n->nin; k++) {
+      sl_queue_close_free(n->in[k]);
+      sl__free(n->in[k]);
+    }
+    while (n->pending) {
+      sl_qbatch *b = n->pending;
+      n->pending = b->next;
+      sl_queue_batch_free(b, true);
+    }
+    if (n->cur) sl_queue_batch_free(n->cur, true);
+    n->cur = NULL;
+  }
+  for (int i = 0; i < p->nnodes; i++) {
+    sl_node *n = p->nodes[i];
+    if (!n->insts) continue;
+    for (int k = 0; k < n->parallelism; k++) {
+      sl_stage *st = &n->insts[k];
+      sl_ack *a = atomic_exchange(&st->acked, NULL);
+      while (a) {
+        sl_ack *next = a->next;
+        if (st->inited && n->kind->acked) n->kind->acked(st->ctx, a->id, SL_ACK_CANCELLED);
+        sl__ack_free(a);
+        a = next;
+      }
+    }
+  }
+  for (int i = 0; i < p->nnodes; i++) {
+    free_instances(p, p->nodes[i]);
+    node_free(p->nodes[i]);
+  }
+  sl__free(p->nodes);
+  sl__free(p->name);
+  sl__free(p->dead_letter_name);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->done_cv);
+  pthread_mutex_lock(&p->e->mu);
+  p->e->pipelines--;
+  pthread_mutex_unlock(&p->e->mu);
+  sl__free(p);
+}

@@ -1,0 +1,552 @@
+/*
+ * json.c — sl_value to and from JSON text (RFC 8259).
+ *
+ * The writer is iterative (an explicit stack of open containers), so any value it is given can
+ * be written, however deep. The parser is recursive descent, bounded by JSON_MAX_DEPTH, and
+ * builds sl_values directly; on any error it frees what it built and reports the byte offset.
+ * Numbers use snprintf/strtod and so assume the "C" LC_NUMERIC locale (a '.' decimal point).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "value.h"
+
+#define JSON_MAX_DEPTH 1000
+
+/* The length of the valid UTF-8 sequence at p (n > 0 bytes available), or 0 when it is
+ * ill-formed; then *bad is the number of bytes to replace by one U+FFFD: the maximal subpart
+ * (Unicode's recommended practice). Overlongs, surrogates and code points past U+10FFFF are
+ * ill-formed. */
+static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad) {
+  unsigned c = p[0], lo = 0x80, hi = 0xBF;
+  size_t need;
+  if (c < 0x80) return 1;
+  if (c < 0xC2 || c > 0xF4) {
+    *bad = 1;
+    return 0;
+  }
+  if (c < 0xE0) {
+    need = 1;
+  } else if (c < 0xF0) {
+    need = 2;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else {
+    need = 3;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  }
+  for (size_t k = 1; k <= need; k++) {
+    if (k >= n || p[k] < lo || p[k] > hi) {
+      *bad = k;
+      return 0;
+    }
+    lo = 0x80;
+    hi = 0xBF;
+  }
+  return need + 1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Writer
+ * ------------------------------------------------------------------------------------------- */
+
+/* One byte, without a call while there is room. */
+static inline int put(sl_buf *b, char c) {
+  if (b->cap - b->len > 1) {
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+    return SL_OK;
+  }
+  return sl_buf_append(b, &c, 1);
+}
+
+/* Runs of bytes that need no escape are copied at once. */
+static int write_string(sl_buf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0, run = 0;
+  int rc;
+  if ((rc = put(b, '"'))) return rc;
+  while (i < n) {
+    unsigned c = p[i];
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t bad = 1, skip = 1;
+    if (c >= 0x80 && (skip = utf8_seq(p + i, n - i, &bad)) != 0) {
+      i += skip;
+      continue;
+    }
+    if (i > run && (rc = sl_buf_append(b, s + run, i - run))) return rc;
+    char esc[6] = {'\\', 0, '0', '0', 0, 0};
+    size_t elen = 2;
+    switch (c) {
+    case '"': esc[1] = '"'; break;
+    case '\\': esc[1] = '\\'; break;
+    case '\b': esc[1] = 'b'; break;
+    case '\f': esc[1] = 'f'; break;
+    case '\n': esc[1] = 'n'; break;
+    case '\r': esc[1] = 'r'; break;
+    case '\t': esc[1] = 't'; break;
+    default:
+      if (c < 0x20) {
+        esc[1] = 'u';
+        esc[4] = hex[c >> 4];
+        esc[5] = hex[c & 15];
+        elen = 6;
+      } else { /* ill-formed UTF-8: U+FFFD */
+        memcpy(esc, "\xEF\xBF\xBD", 3);
+        elen = 3;
+      }
+    }
+    if ((rc = sl_buf_append(b, esc, elen))) return rc;
+    i += bad;
+    run = i;
+  }
+  if (i > run && (rc = sl_buf_append(b, s + run, i - run))) return rc;
+  return put(b, '"');
+}
+
+static int write_int(sl_buf *b, int64_t i) {
+  char s[24], *e = s + sizeof s, *p = e;
+  uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (i < 0) *--p = '-';
+  return sl_buf_append(b, p, (size_t)(e - p));
+}
+
+/* The shortest of %.15g, %.16g and %.17g that reads back as the same double (%.17g always
+ * does), plus ".0" when that looks like an integer, so the type survives a round trip. */
+static int write_double(sl_buf *b, double d) {
+  char s[40];
+  int n = 0;
+  if (!isfinite(d)) return sl_buf_append(b, "null", 4);
+  for (int prec = 15; prec <= 17; prec++) {
+    n = snprintf(s, sizeof s - 2, "%.*g", prec, d);
+    if (prec == 17 || strtod(s, NULL) == d) break;
+  }
+  if (!strpbrk(s, ".eE")) {
+    memcpy(s + n, ".0", 3);
+    n += 2;
+  }
+  return sl_buf_append(b, s, (size_t)n);
+}
+
+/* An open container of the writer's stack and the index of its next child. */
+typedef struct frame {
+  const sl_value *c; /* array or map */
+  size_t i;          /* next item or entry */
+} frame;
+
+/* Writes a scalar, or opens a container (pushing a frame unless it is empty). */
+static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth, size_t *cap,
+                      frame *small) {
+  switch ((sl_type)v->type) {
+  case SL_TNIL: return sl_buf_append(b, "null", 4);
+  case SL_TBOOL: return v->u.b ? sl_buf_append(b, "true", 4) : sl_buf_append(b, "false", 5);
+  case SL_TINT: return write_int(b, v->u.i);
+  case SL_TDOUBLE: return write_double(b, v->u.d);
+  case SL_TSTR: return write_string(b, sl_str_data(v), sl_str_len(v));
+  case SL_TARRAY:
+  case SL_TMAP: break;
+  }
+  bool arr = v->type == SL_TARRAY;
+  if ((arr ? sl_array_len(v) : sl_map_len(v)) == 0) return sl_buf_append(b, arr ? "[]" : "{}", 2);
+  if (*depth == *cap) {
+    size_t ncap = *cap * 2;
+    frame *ns = *stack == small ? sl__trymalloc(ncap * sizeof *ns)
+                                : sl__tryrealloc(*stack, ncap * sizeof *ns);
+    if (!ns) return SL_ENOMEM;
+    if (*stack == small) memcpy(ns, small, *cap * sizeof *ns);
+    *stack = ns;
+    *cap = ncap;
+  }
+  (*stack)[(*depth)++] = (frame){v, 0};
+  return put(b, arr ? '[' : '{');
+}
+
+/* On error the text appended so far is taken back, so out is as it was. */
+int sl_value_to_json(const sl_value *v, sl_buf *out) {
+  frame small[32], *stack = small;
+  size_t depth = 0, cap = sizeof small / sizeof small[0], len0 = out->len;
+  int rc;
+  for (const sl_value *cur = v; cur;) {
+    if ((rc = write_open(out, cur, &stack, &depth, &cap, small))) goto fail;
+    /* the next value: a child of the innermost open container; finished ones are closed */
+    cur = NULL;
+    while (depth && !cur) {
+      frame *f = &stack[depth - 1];
+      bool arr = f->c->type == SL_TARRAY;
+      if (f->i < (arr ? sl_array_len(f->c) : sl_map_len(f->c))) {
+        if (f->i && (rc = put(out, ','))) goto fail;
+        if (arr) {
+          cur = sl_array_get(f->c, f->i);
+        } else {
+          const sl_value *k = sl_map_key(f->c, f->i);
+          if ((rc = write_string(out, sl_str_data(k), sl_str_len(k)))) goto fail;
+          if ((rc = put(out, ':'))) goto fail;
+          cur = sl_map_val(f->c, f->i);
+        }
+        f->i++;
+      } else {
+        if ((rc = put(out, arr ? ']' : '}'))) goto fail;
+        depth--;
+      }
+    }
+  }
+  rc = SL_OK;
+fail:
+  if (rc && out->len > len0) {
+    out->len = len0;
+    out->data[len0] = '\0';
+  }
+  if (stack != small) sl__free(stack);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Parser
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct parser {
+  const unsigned char *start; /* the text, for byte offsets in messages */
+  const unsigned char *p;     /* the next byte */
+  const unsigned char *end;   /* one past the last byte */
+  sl_error_t *err;            /* where errors go (may be NULL) */
+  int depth;                  /* open arrays and objects */
+} parser;
+
+static int parse_value(parser *ps, sl_value *out);
+
+static int syntax_error(parser *ps, const unsigned char *at, const char *what) {
+  return sl_error_set(ps->err, SL_EDATA, NULL, "invalid JSON at byte %zu: %s%s",
+                      (size_t)(at - ps->start), what, at >= ps->end ? " (end of input)" : "");
+}
+
+static int nomem(parser *ps, size_t n) {
+  return sl_error_set(ps->err, SL_ENOMEM, NULL,
+                      "out of memory parsing JSON (%zu bytes at byte %zu)", n,
+                      (size_t)(ps->p - ps->start));
+}
+
+static inline void skip_ws(parser *ps) {
+  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
+    ps->p++;
+}
+
+static inline bool at(parser *ps, char c) { return ps->p < ps->end && *ps->p == (unsigned char)c; }
+
+static inline bool is_digit(const parser *ps, const unsigned char *p) {
+  return p < ps->end && *p >= '0' && *p <= '9';
+}
+
+static int hex_digit(unsigned c) {
+  if (c >= '0' && c <= '9') return (int)(c - '0');
+  if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+  if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+  return -1;
+}
+
+/* The four hex digits at p as a code unit, or -1. */
+static long hex4(const parser *ps, const unsigned char *p) {
+  long u = 0;
+  if (ps->end - p < 4) return -1;
+  for (int k = 0; k < 4; k++) {
+    int d = hex_digit(p[k]);
+    if (d < 0) return -1;
+    u = u * 16 + d;
+  }
+  return u;
+}
+
+static size_t utf8_put(unsigned long cp, unsigned char *d) {
+  if (cp < 0x80) {
+    d[0] = (unsigned char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    d[0] = (unsigned char)(0xC0 | cp >> 6);
+    d[1] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    d[0] = (unsigned char)(0xE0 | cp >> 12);
+    d[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    d[2] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  d[0] = (unsigned char)(0xF0 | cp >> 18);
+  d[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+  d[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+  d[3] = (unsigned char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* Walks a string body from ps->p (after the opening quote) past its closing quote, checking
+ * it. The decoded length goes to *n; the bytes go to dst unless it is NULL (the first pass
+ * only measures; a second pass decodes, and is then known not to fail). *escaped tells whether
+ * there was any escape (if not, the bytes can be copied as they are). A \u escape of a lone
+ * surrogate decodes to U+FFFD. */
+static int string_body(parser *ps, unsigned char *dst, size_t *n, bool *escaped) {
+  const unsigned char *p = ps->p, *end = ps->end;
+  unsigned char tmp[4];
+  size_t len = 0;
+  *escaped = false;
+  for (;;) {
+    const unsigned char *q = p;
+    while (q < end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') q++;
+    if (dst && q > p) memcpy(dst + len, p, (size_t)(q - p));
+    len += (size_t)(q - p);
+    p = q;
+    if (p >= end) return syntax_error(ps, p, "unterminated string");
+    unsigned c = *p;
+    if (c == '"') break;
+    if (c < 0x20) return syntax_error(ps, p, "control character in string (must be escaped)");
+    if (c >= 0x80) {
+      size_t bad, k = utf8_seq(p, (size_t)(end - p), &bad);
+      if (!k) return syntax_error(ps, p, "invalid UTF-8 in string");
+      if (dst) memcpy(dst + len, p, k);
+      len += k;
+      p += k;
+      continue;
+    }
+    /* a backslash */
+    *escaped = true;
+    if (end - p < 2) return syntax_error(ps, p + 1, "unterminated string");
+    unsigned char e = p[1], *d = dst ? dst + len : tmp;
+    const char *simple = strchr("\"\\/bfnrt", e);
+    if (e && simple) {
+      *d = (unsigned char)"\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"];
+      len++;
+      p += 2;
+      continue;
+    }
+    if (e != 'u') return syntax_error(ps, p, "invalid escape in string");
+    long u = hex4(ps, p + 2);
+    if (u < 0) return syntax_error(ps, p, "invalid \\u escape (expected 4 hex digits)");
+    p += 6;
+    unsigned long cp = (unsigned long)u;
+    if (u >= 0xD800 && u <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+      long lo = hex4(ps, p + 2);
+      if (lo >= 0xDC00 && lo <= 0xDFFF) {
+        cp = 0x10000 + (((unsigned long)u - 0xD800) << 10) + ((unsigned long)lo - 0xDC00);
+        p += 6;
+      }
+    }
+    if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD; /* a lone surrogate */
+    len += utf8_put(cp, d);
+  }
+  ps->p = p + 1;
+  *n = len;
+  return SL_OK;
+}
+
+/* Strings are measured first, then made at their exact size (inline when short); strings
+ * without escapes are copied straight from the text. */
+static int parse_string(parser *ps, sl_value *out) {
+  const unsigned char *body = ++ps->p;
+  size_t n;
+  bool escaped;
+  char *dst;
+  int rc = string_body(ps, NULL, &n, &escaped);
+  if (rc) return rc;
+  if (sl__str_new_try(n, out, &dst)) return nomem(ps, n);
+  if (!escaped) {
+    if (n) memcpy(dst, body, n);
+  } else {
+    const unsigned char *after = ps->p;
+    ps->p = body;
+    string_body(ps, (unsigned char *)dst, &n, &escaped);
+    ps->p = after;
+  }
+  return SL_OK;
+}
+
+/* Integers that fit int64 stay integers (accumulated negatively, so INT64_MIN fits); others,
+ * and numbers with a fraction or exponent, become doubles through strtod on a NUL-terminated
+ * copy. */
+static int parse_number(parser *ps, sl_value *out) {
+  const unsigned char *s = ps->p, *p = s;
+  bool neg = *p == '-', integral = true;
+  if (neg) p++;
+  if (!is_digit(ps, p)) return syntax_error(ps, p, "expected a digit");
+  if (*p == '0')
+    p++;
+  else
+    while (is_digit(ps, p)) p++;
+  if (p < ps->end && *p == '.') {
+    integral = false;
+    if (!is_digit(ps, ++p)) return syntax_error(ps, p, "expected a digit after '.'");
+    while (is_digit(ps, p)) p++;
+  }
+  if (p < ps->end && (*p == 'e' || *p == 'E')) {
+    integral = false;
+    p++;
+    if (p < ps->end && (*p == '+' || *p == '-')) p++;
+    if (!is_digit(ps, p)) return syntax_error(ps, p, "expected a digit in the exponent");
+    while (is_digit(ps, p)) p++;
+  }
+  ps->p = p;
+  if (integral) {
+    int64_t acc = 0;
+    const unsigned char *q = s + neg;
+    for (; q < p; q++) {
+      int d = *q - '0';
+      if (acc < (INT64_MIN + d) / 10) break;
+      acc = acc * 10 - d;
+    }
+    if (q == p && (neg || acc != INT64_MIN)) {
+      *out = sl_int(neg ? acc : -acc);
+      return SL_OK;
+    }
+  }
+  char small[64], *buf = small;
+  size_t len = (size_t)(p - s);
+  if (len >= sizeof small && !(buf = sl__trymalloc(len + 1))) return nomem(ps, len + 1);
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  *out = sl_double(strtod(buf, NULL));
+  if (buf != small) sl__free(buf);
+  return SL_OK;
+}
+
+static int parse_literal(parser *ps, const char *word, sl_value v, sl_value *out) {
+  size_t n = strlen(word);
+  if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
+    return syntax_error(ps, ps->p, "expected a value");
+  ps->p += n;
+  *out = v;
+  return SL_OK;
+}
+
+static int parse_array(parser *ps, sl_value *out) {
+  sl_value arr = sl_array(0), item;
+  int rc;
+  if (++ps->depth > JSON_MAX_DEPTH) {
+    rc = syntax_error(ps, ps->p, "nesting deeper than 1000 levels");
+    goto fail;
+  }
+  ps->p++;
+  skip_ws(ps);
+  if (at(ps, ']')) {
+    ps->p++;
+  } else {
+    for (;;) {
+      if ((rc = parse_value(ps, &item))) goto fail;
+      sl_array_push(&arr, item);
+      skip_ws(ps);
+      if (at(ps, ',')) {
+        ps->p++;
+        continue;
+      }
+      if (at(ps, ']')) {
+        ps->p++;
+        break;
+      }
+      rc = syntax_error(ps, ps->p, "expected ',' or ']'");
+      goto fail;
+    }
+  }
+  ps->depth--;
+  *out = arr;
+  return SL_OK;
+fail:
+  sl_value_free(arr);
+  return rc;
+}
+
+static int parse_object(parser *ps, sl_value *out) {
+  sl_value map = sl_map(0), key = sl_nil(), val;
+  int rc;
+  if (++ps->depth > JSON_MAX_DEPTH) {
+    rc = syntax_error(ps, ps->p, "nesting deeper than 1000 levels");
+    goto fail;
+  }
+  ps->p++;
+  skip_ws(ps);
+  if (at(ps, '}')) {
+    ps->p++;
+  } else {
+    for (;;) {
+      if (!at(ps, '"')) {
+        rc = syntax_error(ps, ps->p, "expected a string key");
+        goto fail;
+      }
+      if ((rc = parse_string(ps, &key))) goto fail;
+      skip_ws(ps);
+      if (!at(ps, ':')) {
+        rc = syntax_error(ps, ps->p, "expected ':'");
+        goto fail;
+      }
+      ps->p++;
+      if ((rc = parse_value(ps, &val))) goto fail;
+      sl__map_set_kv(&map, key, val); /* a duplicate key: the last value wins */
+      key = sl_nil();
+      skip_ws(ps);
+      if (at(ps, ',')) {
+        ps->p++;
+        skip_ws(ps);
+        continue;
+      }
+      if (at(ps, '}')) {
+        ps->p++;
+        break;
+      }
+      rc = syntax_error(ps, ps->p, "expected ',' or '}'");
+      goto fail;
+    }
+  }
+  ps->depth--;
+  *out = map;
+  return SL_OK;
+fail:
+  sl_value_free(key);
+  sl_value_free(map);
+  return rc;
+}
+
+/* Skips whitespace, then parses one value into *out (owned); nothing is left owned on error. */
+static int parse_value(parser *ps, sl_value *out) {
+  skip_ws(ps);
+  if (ps->p >= ps->end) return syntax_error(ps, ps->p, "expected a value");
+  switch (*ps->p) {
+  case '{': return parse_object(ps, out);
+  case '[': return parse_array(ps, out);
+  case '"': return parse_string(ps, out);
+  case 't': return parse_literal(ps, "true", sl_bool(true), out);
+  case 'f': return parse_literal(ps, "false", sl_bool(false), out);
+  case 'n': return parse_literal(ps, "null", sl_nil(), out);
+  case '-': return parse_number(ps, out);
+  default:
+    if (*ps->p >= '0' && *ps->p <= '9') return parse_number(ps, out);
+    return syntax_error(ps, ps->p, "expected a value");
+  }
+}
+
+int sl_value_from_json(const char *text, size_t n, sl_value *out, sl_error_t *err) {
+  sl_value v;
+  *out = sl_nil();
+  if (!text) {
+    if (n) return sl_error_set(err, SL_EINVAL, NULL, "JSON text is NULL");
+    text = "";
+  }
+  parser ps = {(const unsigned char *)text, (const unsigned char *)text,
+               (const unsigned char *)text + n, err, 0};
+  int rc = parse_value(&ps, &v);
+  if (rc) return rc;
+  skip_ws(&ps);
+  if (ps.p < ps.end) {
+    sl_value_free(v);
+    return syntax_error(&ps, ps.p, "unexpected data after the value");
+  }
+  *out = v;
+  return SL_OK;
+}

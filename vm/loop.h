@@ -1,0 +1,55 @@
+/*
+ * loop.h — the engine's event loop: timers and fd readiness, real or virtual clock (sl_loop_).
+ *
+ * One thread per engine waits in epoll for fd readiness, its timerfd (armed at the earliest
+ * timer on the real clock) and an eventfd that other threads write to when they add a timer,
+ * when the workers all went idle, or to stop the loop. Callbacks run on the loop thread with
+ * the dispatch lock held, so sl_loop_cancel_owner can wait out a callback in progress before
+ * the owner is freed.
+ *
+ * The virtual clock starts at 0 and only moves when the scheduler reports that every worker is
+ * idle: then it jumps to the earliest timer and fires every timer due at that instant, in
+ * deadline order (ties in the order they were added). A pipeline that sleeps an hour finishes
+ * in milliseconds, and the same input gives the same timings every run.
+ *
+ * Locks: `mu` guards the heap and the slot table; `dispatch` is held while callbacks run. Order:
+ * dispatch -> (callback's own locks, scheduler) and mu is a leaf (never held during callbacks).
+ */
+#ifndef SL_LOOP_H
+#define SL_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sl_loop sl_loop;
+typedef struct sl_sched sl_sched;
+
+/* A timer or fd callback: runs on the loop thread. */
+typedef void (*sl_loop_cb)(void *arg, uint64_t token);
+
+/* errors: io (epoll/eventfd/timerfd), nomem */
+int sl_loop_new(bool virtual_time, sl_loop **out);
+/* The scheduler whose idleness moves the virtual clock (set before anything runs). */
+void sl_loop_set_sched(sl_loop *l, sl_sched *s);
+void sl_loop_free(sl_loop *l);
+/* Engine clock in ns: CLOCK_MONOTONIC, or the virtual clock. */
+int64_t sl_loop_now(const sl_loop *l);
+bool sl_loop_virtual(const sl_loop *l);
+/* Calls cb(arg, token) at deadline; owner groups timers for sl_loop_cancel_owner. Returns an id
+ * (> 0). Thread-safe. */
+int64_t sl_loop_timer(sl_loop *l, int64_t deadline, void *owner, sl_loop_cb cb, void *arg,
+                      uint64_t token);
+/* Removes a timer that has not fired yet. Thread-safe. */
+void sl_loop_timer_cancel(sl_loop *l, int64_t id);
+/* Calls cb(arg, token) once when fd is readable (or writable). errors: io. Thread-safe. */
+int sl_loop_watch(sl_loop *l, int fd, bool write, void *owner, sl_loop_cb cb, void *arg,
+                  uint64_t token);
+/* Removes every timer and fd watch of owner, waiting for a callback in progress. Not from a
+ * loop callback. */
+void sl_loop_cancel_owner(sl_loop *l, void *owner);
+/* Hook for the scheduler: every worker is idle (moves the virtual clock). Only writes an fd. */
+void sl_loop_notify_idle(void *loop);
+/* Timers waiting (for tests and the idle check). */
+int sl_loop_pending(sl_loop *l);
+
+#endif

@@ -1,0 +1,795 @@
+/*
+ * pipeline.c — building, checking and running pipelines (the model is in pipeline.h).
+ *
+ * Building: sl_pipeline_add stores a node with its kind, common keys and options (validated at
+ * once against the kind's options table). Checking resolves input names and validates the graph.
+ * Starting creates the edges and the instances, calls init, and wakes the sources.
+ *
+ * Running: every instance is a task whose run function (inst_run) does a bounded amount of work
+ * and returns: handle fired events and completed acks, then produce (sources) or pop-process-push
+ * (transforms, sinks) while there is input and room downstream.
+ */
+#include "pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+
+#define BATCH 256 /* records per batch a source makes, and the default output batch size */
+#define BUDGET 64 /* batches an instance handles before it yields its worker */
+
+struct sl_emitter {
+  sl_stage *st;
+  sl_node *node;
+  sl_qbatch *out;      /* batch being filled, or NULL */
+  const sl_batch *in;  /* input of the current process() call, or NULL */
+  uint32_t room;       /* what a source should emit per call */
+  uint64_t failed;     /* records failed during this call */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Small helpers                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+static bool is_source(const sl_node *n) { return n->kind->flags & SL_STAGE_SOURCE; }
+static bool is_sink(const sl_node *n) { return n->kind->flags & SL_STAGE_SINK; }
+static bool is_passive(const sl_node *n) { return n->kind->flags & SL_STAGE_PASSIVE; }
+
+sl_node *sl__pipeline_node(const sl_pipeline *p, const char *name) {
+  for (int i = 0; i < p->nnodes; i++)
+    if (strcmp(p->nodes[i]->name, name) == 0) return p->nodes[i];
+  return NULL;
+}
+
+static double wallclock(const sl_engine *e) {
+  if (sl_loop_virtual(e->loop)) return (double)sl_loop_now(e->loop) / 1e9;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void logf_(sl_engine *e, int level, const char *stage, const char *fmt, va_list ap) {
+  if (!e->cfg.log || level > e->cfg.log_level) return;
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  e->cfg.log(e->cfg.log_ud, level, stage, msg);
+}
+
+static void elog(sl_engine *e, int level, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  logf_(e, level, stage, fmt, ap);
+  va_end(ap);
+}
+
+void sl__node_wake(sl_node *n) {
+  if (is_passive(n)) {
+    pthread_mutex_lock(&n->pmu);
+    pthread_cond_broadcast(&n->pcv);
+    pthread_mutex_unlock(&n->pmu);
+    return;
+  }
+  if (!n->insts) return;
+  sl_sched *s = n->insts[0].p->e->sched;
+  for (int i = 0; i < n->parallelism; i++) sl_sched_wake(s, &n->insts[i].task);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Moving batches                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Pushes b (consumed) to every output edge of n; each extra edge gets references. */
+static void deliver(sl_node *n, sl_qbatch *b) {
+  if (n->nout == 0 || b->len == b->off) {
+    sl_queue_batch_free(b, n->nout > 0);
+    return;
+  }
+  for (int i = n->nout - 1; i >= 0; i--) {
+    sl_edge *e = n->out[i];
+    sl_qbatch *c = i == 0 ? b : sl_queue_batch_clone(b);
+    bool wake = false;
+    uint64_t shed = sl_queue_push(e, c, &wake);
+    if (shed && !e->cancelled) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
+    if (wake) sl__node_wake(e->to);
+  }
+}
+
+/* Releases batch `seq` of an ordered node and every later one already waiting, in order. */
+static void reorder_push(sl_node *n, sl_qbatch *b) {
+  pthread_mutex_lock(&n->out_mu);
+  sl_qbatch **pp = &n->pending;
+  while (*pp && (*pp)->seq < b->seq) pp = &(*pp)->next;
+  b->next = *pp;
+  *pp = b;
+  atomic_fetch_add_explicit(&n->pending_len, b->len - b->off, memory_order_relaxed);
+  while (n->pending && n->pending->seq == n->next_seq) {
+    sl_qbatch *h = n->pending;
+    n->pending = h->next;
+    h->next = NULL;
+    atomic_fetch_sub_explicit(&n->pending_len, h->len - h->off, memory_order_relaxed);
+    n->next_seq++;
+    deliver(n, h);
+  }
+  pthread_mutex_unlock(&n->out_mu);
+}
+
+/* Hands the emitter's batch on. seq is the input batch's sequence number (ordered nodes). */
+static void flush_out(sl_emitter *em, bool have_seq, uint64_t seq) {
+  sl_node *n = em->node;
+  sl_qbatch *b = em->out;
+  em->out = NULL;
+  if (!n->ordered) {
+    if (b) {
+      atomic_fetch_add_explicit(&n->st_out, b->len, memory_order_relaxed);
+      deliver(n, b);
+    }
+    return;
+  }
+  if (!b && !have_seq) return;
+  if (!b) b = sl_queue_batch_new(1);
+  b->seq = have_seq ? seq : atomic_fetch_add(&n->seq_counter, 1);
+  atomic_fetch_add_explicit(&n->st_out, b->len, memory_order_relaxed);
+  reorder_push(n, b);
+}
+
+static bool out_room(sl_node *n) {
+  uint64_t extra = atomic_load_explicit(&n->pending_len, memory_order_relaxed);
+  for (int i = 0; i < n->nout; i++)
+    if (!sl_queue_room(n->out[i], extra)) return false;
+  return true;
+}
+
+static bool all_out_cancelled(sl_node *n) {
+  if (n->nout == 0) return false;
+  for (int i = 0; i < n->nout; i++)
+    if (!sl_queue_is_cancelled(n->out[i])) return false;
+  return true;
+}
+
+static void cancel_inputs(sl_node *n) {
+  for (int i = 0; i < n->nin; i++) {
+    bool wake = false;
+    sl_queue_cancel(n->in[i], &wake);
+    if (wake && n->in[i]->from) sl__node_wake(n->in[i]->from);
+  }
+}
+
+/* Pops the next input batch round-robin. *all_eof: every input is closed and empty. */
+static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
+  sl_node *n = st->node;
+  *all_eof = true;
+  for (int k = 0; k < n->nin; k++) {
+    int i = (st->rr + k) % n->nin;
+    bool eof, wake;
+    sl_qbatch *b = sl_queue_pop(n->in[i], &eof, &wake, n->ordered ? &n->seq_counter : NULL);
+    if (wake && n->in[i]->from) sl__node_wake(n->in[i]->from);
+    if (b) {
+      st->rr = i + 1;
+      *all_eof = false;
+      atomic_fetch_add_explicit(&n->st_in, b->len - b->off, memory_order_relaxed);
+      return b;
+    }
+    if (!eof) *all_eof = false;
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Emitting (sluice.h)                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+static int emit(sl_emitter *em, sl_value v, sl_ack *ack) {
+  sl_node *n = em->node;
+  if (n->nout == 0) { /* sinks have nowhere to emit */
+    sl_value_free(v);
+    sl_ack_release(ack, false);
+    return 0;
+  }
+  if (!em->out) em->out = sl_queue_batch_new(em->room > BATCH ? em->room : BATCH);
+  if (em->out->len == em->out->cap) {
+    if (n->ordered) {
+      em->out = sl_queue_batch_grow(em->out, em->out->cap * 2);
+    } else {
+      flush_out(em, false, 0);
+      em->out = sl_queue_batch_new(BATCH);
+    }
+  }
+  sl_qbatch *b = em->out;
+  if (ack) {
+    sl_queue_batch_acks(b);
+    b->acks[b->len] = ack;
+  } else if (b->acks) {
+    b->acks[b->len] = NULL;
+  }
+  b->recs[b->len++] = v;
+  return 0;
+}
+
+int sl_emit(sl_emitter *em, uint32_t origin, sl_value v) {
+  sl_ack *a = NULL;
+  if (origin != SL_NO_ORIGIN && em->in && em->in->acks && origin < em->in->len)
+    a = sl_ack_ref(em->in->acks[origin]);
+  return emit(em, v, a);
+}
+
+int sl_emit_acked(sl_emitter *em, sl_value v, sl_ack *ack) { return emit(em, v, ack); }
+
+uint32_t sl_emitter_room(const sl_emitter *em) { return em->room; }
+sl_stage *sl_emitter_stage(sl_emitter *em) { return em->st; }
+
+static int policy_of(const sl_node *n, const sl_pipeline *p) {
+  int pol = n->on_error != SL_ON_ERROR_DEFAULT ? n->on_error : p->on_error;
+  if (pol == SL_ON_ERROR_DEFAULT) pol = p->dead_letter_name ? SL_ON_ERROR_DEAD_LETTER : SL_ON_ERROR_SKIP;
+  return pol;
+}
+
+/* Sends a dead-letter map for a failed record to the pipeline's dead-letter stage. */
+static void dead_letter(sl_stage *st, const sl_value *rec, sl_ack *ack, const char *msg, int attempts) {
+  sl_pipeline *p = st->p;
+  sl_value m = sl_map(5);
+  sl_map_setc(&m, "record", rec ? sl_value_ref(rec) : sl_nil());
+  sl_map_setc(&m, "error", sl_cstr(msg));
+  sl_map_setc(&m, "stage", sl_cstr(st->node->name));
+  sl_map_setc(&m, "attempts", sl_int(attempts));
+  sl_map_setc(&m, "time", sl_double(wallclock(p->e)));
+  sl_qbatch *b = sl_queue_batch_new(1);
+  b->recs[0] = m;
+  b->len = 1;
+  if (ack) {
+    sl_queue_batch_acks(b);
+    b->acks[0] = ack;
+  }
+  bool wake = false;
+  sl_queue_push(p->dl_edge, b, &wake);
+  atomic_fetch_add_explicit(&st->node->st_dead, 1, memory_order_relaxed);
+  if (wake) sl__node_wake(p->dead_letter);
+}
+
+int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
+  sl_stage *st = em->st;
+  sl_node *n = em->node;
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  em->failed++;
+  atomic_fetch_add_explicit(&n->st_errors, 1, memory_order_relaxed);
+  bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
+  sl_ack *ack = have && em->in->acks ? em->in->acks[origin] : NULL;
+  switch (policy_of(n, st->p)) {
+  case SL_ON_ERROR_FAIL:
+    sl__pipeline_fail(st->p, n->name, "%sstage '%s': %s", n->where, n->name, msg);
+    break;
+  case SL_ON_ERROR_DEAD_LETTER:
+    if (st->p->dl_edge) {
+      dead_letter(st, have ? &em->in->recs[origin] : NULL, sl_ack_ref(ack), msg, 1);
+      break;
+    }
+    __attribute__((fallthrough)); /* no dead-letter stage: skip */
+  default:
+    if (ack) atomic_store_explicit(&ack->dropped, true, memory_order_relaxed);
+    elog(st->p->e, SL_LOG_WARN, n->name, "record skipped: %s", msg);
+    break;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Engine services for stages (sluice.h)                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+const char *sl_stage_name(const sl_stage *st) { return st->node->name; }
+int sl_stage_instance(const sl_stage *st) { return st->index; }
+int64_t sl_stage_now(const sl_stage *st) { return sl_loop_now(st->p->e->loop); }
+double sl_stage_wallclock(const sl_stage *st) { return wallclock(st->p->e); }
+void sl_stage_wake(sl_stage *st) { sl_sched_wake(st->p->e->sched, &st->task); }
+
+static void mailbox_cb(void *arg, uint64_t token) {
+  sl_stage *st = arg;
+  pthread_mutex_lock(&st->mbox_mu);
+  if (st->nevents == st->cap_events) {
+    st->cap_events = st->cap_events ? st->cap_events * 2 : 16;
+    st->events = sl__xrealloc(st->events, st->cap_events * sizeof *st->events);
+  }
+  st->events[st->nevents++] = token;
+  pthread_mutex_unlock(&st->mbox_mu);
+  sl_stage_wake(st);
+}
+
+int64_t sl_stage_timer(sl_stage *st, int64_t deadline_ns, uint64_t token) {
+  return sl_loop_timer(st->p->e->loop, deadline_ns, st, mailbox_cb, st, token);
+}
+
+void sl_stage_timer_cancel(sl_stage *st, int64_t id) { sl_loop_timer_cancel(st->p->e->loop, id); }
+
+int sl_stage_watch_fd(sl_stage *st, int fd, bool write, uint64_t token) {
+  int rc = sl_loop_watch(st->p->e->loop, fd, write, st, mailbox_cb, st, token);
+  return rc < 0 ? SL_EIO : 0;
+}
+
+void sl_stage_pause_input(sl_stage *st, bool paused) {
+  bool was = st->input_paused;
+  st->input_paused = paused;
+  if (was && !paused) sl_stage_wake(st);
+}
+
+void sl_stage_log(sl_stage *st, int level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  logf_(st->p->e, level, st->node->name, fmt, ap);
+  va_end(ap);
+}
+
+int sl_stage_fail(sl_stage *st, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  sl__pipeline_fail(st->p, st->node->name, "%sstage '%s': %s", st->node->where, st->node->name, msg);
+  return SL_EFAILED;
+}
+
+void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize) {
+  const sl_engine_config *c = &st->p->e->cfg;
+  return c->alloc(c->alloc_ud, ptr, osize, nsize);
+}
+
+sl_ack *sl_ack_new(sl_stage *st, uint64_t id) {
+  sl_ack *a = sl__xcalloc(1, sizeof *a);
+  atomic_init(&a->refs, 1);
+  a->src = st;
+  a->id = id;
+  atomic_fetch_add_explicit(&st->outstanding, 1, memory_order_relaxed);
+  return a;
+}
+
+void sl__stage_ack_done(sl_stage *st, sl_ack *a) {
+  sl_ack *head = atomic_load_explicit(&st->acked, memory_order_relaxed);
+  do a->next = head;
+  while (!atomic_compare_exchange_weak_explicit(&st->acked, &head, a, memory_order_release,
+                                                memory_order_relaxed));
+  sl_stage_wake(st);
+}
+
+/* Tells the source kind about completed tokens, oldest first. */
+static void deliver_acks(sl_stage *st) {
+  sl_ack *a = atomic_exchange_explicit(&st->acked, NULL, memory_order_acquire);
+  sl_ack *fifo = NULL;
+  while (a) { /* reverse the stack */
+    sl_ack *next = a->next;
+    a->next = fifo;
+    fifo = a;
+    a = next;
+  }
+  bool aborted = atomic_load(&st->p->aborted);
+  while (fifo) {
+    sl_ack *next = fifo->next;
+    int status = aborted ? SL_ACK_CANCELLED
+                 : atomic_load(&fifo->dropped) ? SL_ACK_DROPPED : SL_ACK_OK;
+    if (st->inited && st->node->kind->acked) st->node->kind->acked(st->ctx, fifo->id, status);
+    atomic_fetch_sub_explicit(&st->outstanding, 1, memory_order_relaxed);
+    sl__ack_free(fifo);
+    fifo = next;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Running                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The node's last instance ended: close its outputs, cancel what is left of its inputs. */
+static void node_end(sl_node *n) {
+  sl_pipeline *p = n->insts[0].p;
+  cancel_inputs(n);
+  for (int i = 0; i < n->nout; i++) {
+    sl_queue_close(n->out[i]);
+    sl__node_wake(n->out[i]->to);
+  }
+  atomic_store(&n->done, true);
+  if (n != p->dead_letter && !is_passive(n) && atomic_fetch_sub(&p->producers_alive, 1) == 1 && p->dl_edge) {
+    sl_queue_close(p->dl_edge);
+    sl__node_wake(p->dead_letter);
+  }
+}
+
+static int end_inst(sl_stage *st) {
+  st->finished = true;
+  if (atomic_fetch_sub(&st->node->active, 1) == 1) node_end(st->node);
+  return SL_TASK_DONE;
+}
+
+static void deliver_events(sl_stage *st, sl_emitter *em) {
+  pthread_mutex_lock(&st->mbox_mu);
+  size_t n = st->nevents;
+  if (!st->node->kind->event) st->nevents = n = 0; /* the wake-up itself was the message */
+  if (n == 0) {
+    pthread_mutex_unlock(&st->mbox_mu);
+    return;
+  }
+  uint64_t small[16], *tokens = n <= 16 ? small : sl__xmalloc(n * sizeof *tokens);
+  memcpy(tokens, st->events, n * sizeof *tokens);
+  st->nevents = 0;
+  pthread_mutex_unlock(&st->mbox_mu);
+  for (size_t i = 0; i < n && !atomic_load(&st->p->aborted); i++) {
+    int rc = st->node->kind->event(st->ctx, tokens[i], em);
+    if (rc < 0) sl_stage_fail(st, "event handler failed: %s", sl_strerror(rc));
+  }
+  if (tokens != small) sl__free(tokens);
+  flush_out(em, false, 0);
+}
+
+/* A source: produce while there is room. */
+static int run_source(sl_stage *st, sl_emitter *em) {
+  sl_node *n = st->node;
+  for (int budget = BUDGET; budget > 0; budget--) {
+    if (st->source_eos) /* ended; waits until every token it made came back */
+      return atomic_load(&st->outstanding) > 0 ? SL_TASK_IDLE : end_inst(st);
+    if (atomic_load(&st->p->stopping) || all_out_cancelled(n)) {
+      st->source_eos = true;
+      continue;
+    }
+    if (!out_room(n)) return SL_TASK_IDLE;
+    int rc = n->kind->produce(st->ctx, em);
+    flush_out(em, false, 0);
+    if (rc < 0) {
+      sl_stage_fail(st, "%s", sl_strerror(rc));
+      return end_inst(st);
+    }
+    if (rc == SL_PARKED) return SL_TASK_IDLE;
+    if (rc == SL_DONE) st->source_eos = true;
+  }
+  return SL_TASK_YIELD;
+}
+
+/* Frees what process() left in the batch and releases the input's acks. */
+static void release_input(sl_qbatch *b) { sl_queue_batch_free(b, false); }
+
+/* A transform or sink: pop, process, push, while there is input and room. */
+static int run_transform(sl_stage *st, sl_emitter *em) {
+  sl_node *n = st->node;
+  const sl_stage_kind *k = n->kind;
+  for (int budget = BUDGET; budget > 0; budget--) {
+    if (!st->input_done && all_out_cancelled(n)) { /* nobody wants our output */
+      cancel_inputs(n);
+      return end_inst(st);
+    }
+    if (st->input_done) {
+      int rc = k->flush ? k->flush(st->ctx, em) : 0;
+      flush_out(em, false, 0);
+      if (rc == SL_PARKED) return SL_TASK_IDLE;
+      if (rc < 0) sl_stage_fail(st, "flush failed: %s", sl_strerror(rc));
+      return end_inst(st);
+    }
+    if (st->input_paused) return SL_TASK_IDLE;
+    if (!out_room(n)) return SL_TASK_IDLE;
+    bool all_eof;
+    sl_qbatch *qb = pop_input(st, &all_eof);
+    if (!qb) {
+      if (!all_eof) return SL_TASK_IDLE;
+      st->input_done = true;
+      continue;
+    }
+    sl_batch view = {qb->recs + qb->off, qb->acks ? qb->acks + qb->off : NULL, qb->len - qb->off};
+    em->in = &view;
+    em->failed = 0;
+    int rc = k->process(st->ctx, &view, em);
+    em->in = NULL;
+    if (is_sink(n))
+      atomic_fetch_add_explicit(&n->st_out, view.len - em->failed, memory_order_relaxed);
+    bool have_seq = n->ordered;
+    uint64_t seq = qb->seq;
+    release_input(qb);
+    flush_out(em, have_seq, seq);
+    if (rc < 0) {
+      sl_stage_fail(st, "%s", sl_strerror(rc));
+      return end_inst(st);
+    }
+    if (rc == SL_DONE) {
+      cancel_inputs(n);
+      st->input_done = true;
+    }
+    if (atomic_load(&st->p->aborted)) break;
+  }
+  return SL_TASK_YIELD;
+}
+
+int sl__inst_run(sl_task *t, int worker) {
+  sl_stage *st = (sl_stage *)t;
+  if (st->finished) return SL_TASK_DONE;
+  if (atomic_load(&st->p->aborted)) return end_inst(st);
+  sl_emitter em = {.st = st, .node = st->node, .room = BATCH};
+  deliver_events(st, &em);
+  deliver_acks(st);
+  if (atomic_load(&st->p->aborted)) return end_inst(st);
+  return is_source(st->node) ? run_source(st, &em) : run_transform(st, &em);
+}
+
+static void pipeline_ended(sl_pipeline *p) {
+  pthread_mutex_lock(&p->mu);
+  p->state = SL_P_ENDED;
+  p->t_end = sl_loop_now(p->e->loop);
+  if (p->result == SL_OK && atomic_load(&p->aborted)) p->result = SL_EABORTED;
+  pthread_cond_broadcast(&p->done_cv);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->nnodes; i++)
+    if (is_passive(p->nodes[i])) sl__node_wake(p->nodes[i]);
+}
+
+void sl__inst_dead(sl_task *t) {
+  sl_stage *st = (sl_stage *)t;
+  sl_pipeline *p = st->p;
+  if (atomic_fetch_sub(&p->alive, 1) == 1) pipeline_ended(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Stop, abort, failure                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+static void wake_all(sl_pipeline *p) {
+  for (int i = 0; i < p->nnodes; i++) sl__node_wake(p->nodes[i]);
+}
+
+static void port_close(sl_node *n) {
+  sl_pipeline *p = n->insts[0].p;
+  pthread_mutex_lock(&n->pmu);
+  bool was = n->port_closed;
+  n->port_closed = true;
+  pthread_cond_broadcast(&n->pcv);
+  pthread_mutex_unlock(&n->pmu);
+  if (was) return;
+  atomic_store(&n->active, 0);
+  node_end(n);
+  if (atomic_fetch_sub(&p->alive, 1) == 1) pipeline_ended(p);
+}
+
+static void close_ports(sl_pipeline *p) {
+  for (int i = 0; i < p->nnodes; i++)
+    if (is_passive(p->nodes[i]) && is_source(p->nodes[i])) port_close(p->nodes[i]);
+}
+
+static bool running(sl_pipeline *p) {
+  pthread_mutex_lock(&p->mu);
+  bool r = p->state == SL_P_RUNNING;
+  pthread_mutex_unlock(&p->mu);
+  return r;
+}
+
+void sl_pipeline_stop(sl_pipeline *p) {
+  if (!running(p)) return;
+  atomic_store(&p->stopping, true);
+  close_ports(p);
+  wake_all(p);
+}
+
+void sl_pipeline_abort(sl_pipeline *p) {
+  if (!running(p)) return;
+  atomic_store(&p->aborted, true);
+  close_ports(p);
+  wake_all(p);
+}
+
+void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...) {
+  pthread_mutex_lock(&p->mu);
+  if (p->result == SL_OK) {
+    p->result = SL_EFAILED;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err.msg, sizeof p->err.msg, fmt, ap);
+    va_end(ap);
+    p->err.code = SL_EFAILED;
+    snprintf(p->err.stage, sizeof p->err.stage, "%s", stage ? stage : "");
+  }
+  pthread_mutex_unlock(&p->mu);
+  elog(p->e, SL_LOG_ERROR, stage, "%s", p->err.msg);
+  atomic_store(&p->aborted, true);
+  close_ports(p);
+  wake_all(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ports and collect sinks                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+sl_port *sl_pipeline_port(sl_pipeline *p, const char *name) {
+  sl_node *n = sl__pipeline_node(p, name);
+  return n && is_passive(n) && is_source(n) ? (sl_port *)n : NULL;
+}
+
+sl_collect *sl_pipeline_collect(sl_pipeline *p, const char *name) {
+  sl_node *n = sl__pipeline_node(p, name);
+  return n && is_passive(n) && is_sink(n) ? (sl_collect *)n : NULL;
+}
+
+static void deadline_ts(struct timespec *ts, int64_t timeout_ns) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  int64_t ns = ts->tv_nsec + timeout_ns % 1000000000;
+  ts->tv_sec += timeout_ns / 1000000000 + ns / 1000000000;
+  ts->tv_nsec = ns % 1000000000;
+}
+
+int sl_port_push(sl_port *port, sl_value *rec, int flags) {
+  sl_node *n = (sl_node *)port;
+  if (!n->insts) return SL_ESTATE;
+  sl_pipeline *p = n->insts[0].p;
+  if (!running(p) && p->state == SL_P_BUILDING) return SL_ESTATE;
+  pthread_mutex_lock(&n->pmu);
+  for (;;) {
+    if (n->port_closed || atomic_load(&p->stopping) || atomic_load(&p->aborted) || all_out_cancelled(n)) {
+      pthread_mutex_unlock(&n->pmu);
+      return SL_ECLOSED;
+    }
+    if (out_room(n)) break;
+    if (flags & SL_NOWAIT) {
+      pthread_mutex_unlock(&n->pmu);
+      return SL_EAGAIN;
+    }
+    pthread_cond_wait(&n->pcv, &n->pmu);
+  }
+  pthread_mutex_unlock(&n->pmu);
+  sl_qbatch *b = sl_queue_batch_new(1);
+  b->recs[0] = *rec;
+  b->len = 1;
+  *rec = sl_nil();
+  atomic_fetch_add_explicit(&n->st_in, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&n->st_out, 1, memory_order_relaxed);
+  deliver(n, b);
+  return SL_OK;
+}
+
+void sl_port_close(sl_port *port) {
+  sl_node *n = (sl_node *)port;
+  if (n->insts && running(n->insts[0].p)) port_close(n);
+}
+
+int sl_collect_pull(sl_collect *c, sl_value *out, int64_t timeout_ns) {
+  sl_node *n = (sl_node *)c;
+  if (!n->insts) return SL_ESTATE;
+  struct timespec until;
+  if (timeout_ns > 0) deadline_ts(&until, timeout_ns);
+  pthread_mutex_lock(&n->pmu);
+  for (;;) {
+    sl_qbatch *b = n->cur;
+    if (b && b->off < b->len) {
+      *out = b->recs[b->off];
+      b->recs[b->off] = sl_nil();
+      if (b->acks) {
+        sl_ack_release(b->acks[b->off], false);
+        b->acks[b->off] = NULL;
+      }
+      b->off++;
+      atomic_fetch_add_explicit(&n->st_out, 1, memory_order_relaxed);
+      pthread_mutex_unlock(&n->pmu);
+      return SL_OK;
+    }
+    if (b) {
+      sl_queue_batch_free(b, false);
+      n->cur = NULL;
+    }
+    bool all_eof;
+    n->cur = pop_input(&n->insts[0], &all_eof);
+    if (n->cur) continue;
+    if (all_eof) {
+      pthread_mutex_unlock(&n->pmu);
+      return SL_EOF;
+    }
+    if (timeout_ns == 0) {
+      pthread_mutex_unlock(&n->pmu);
+      return SL_EAGAIN;
+    }
+    if (timeout_ns < 0) {
+      pthread_cond_wait(&n->pcv, &n->pmu);
+    } else if (pthread_cond_timedwait(&n->pcv, &n->pmu, &until) != 0) {
+      timeout_ns = 0; /* one last look, then EAGAIN */
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Waiting and stats                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+int sl_pipeline_wait(sl_pipeline *p, int64_t timeout_ns, sl_error_t *err) {
+  struct timespec until;
+  if (timeout_ns > 0) deadline_ts(&until, timeout_ns);
+  pthread_mutex_lock(&p->mu);
+  if (p->state == SL_P_BUILDING) {
+    pthread_mutex_unlock(&p->mu);
+    return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' was not started", p->name);
+  }
+  while (p->state != SL_P_ENDED) {
+    if (timeout_ns == 0) break;
+    if (timeout_ns < 0) {
+      pthread_cond_wait(&p->done_cv, &p->mu);
+    } else if (pthread_cond_timedwait(&p->done_cv, &p->mu, &until) != 0) {
+      break;
+    }
+  }
+  int rc = p->state == SL_P_ENDED ? p->result : SL_ETIMEDOUT;
+  if (rc == SL_EFAILED && err) *err = p->err;
+  else if (rc == SL_EABORTED) sl_error_set(err, rc, NULL, "pipeline '%s' was aborted", p->name);
+  else if (rc == SL_ETIMEDOUT) sl_error_set(err, rc, NULL, "pipeline '%s' still running", p->name);
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+bool sl_pipeline_done(const sl_pipeline *p) {
+  pthread_mutex_lock((pthread_mutex_t *)&p->mu);
+  bool d = p->state == SL_P_ENDED;
+  pthread_mutex_unlock((pthread_mutex_t *)&p->mu);
+  return d;
+}
+
+int sl_pipeline_run(sl_pipeline *p, sl_error_t *err) {
+  int rc = sl_pipeline_start(p, err);
+  return rc ? rc : sl_pipeline_wait(p, -1, err);
+}
+
+size_t sl_pipeline_stage_count(const sl_pipeline *p) { return (size_t)p->nnodes; }
+
+int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
+  if (i >= (size_t)p->nnodes) return SL_EINVAL;
+  const sl_node *n = p->nodes[i];
+  memset(o, 0, sizeof *o);
+  o->name = n->name;
+  o->kind = n->kind->name;
+  o->in = atomic_load(&n->st_in);
+  o->out = atomic_load(&n->st_out);
+  o->errors = atomic_load(&n->st_errors);
+  o->dropped = atomic_load(&n->st_dropped);
+  o->retries = atomic_load(&n->st_retries);
+  o->dead_letter = atomic_load(&n->st_dead);
+  for (int k = 0; k < n->nin; k++) {
+    sl_edge *e = n->in[k];
+    o->queue_len += atomic_load_explicit(&e->len, memory_order_relaxed);
+    o->queue_cap += e->cap;
+    pthread_mutex_lock(&e->mu);
+    o->queue_hwm += e->hwm;
+    pthread_mutex_unlock(&e->mu);
+  }
+  o->parallelism = n->parallelism;
+  o->done = atomic_load(&n->done);
+  return 0;
+}
+
+double sl_pipeline_elapsed(const sl_pipeline *p) {
+  pthread_mutex_lock((pthread_mutex_t *)&p->mu);
+  int64_t end = p->state == SL_P_ENDED ? p->t_end : sl_loop_now(p->e->loop);
+  int64_t start = p->t_start;
+  int st = p->state;
+  pthread_mutex_unlock((pthread_mutex_t *)&p->mu);
+  return st == SL_P_BUILDING ? 0.0 : (double)(end - start) / 1e9;
+}
+
+static int json_str(sl_buf *b, const char *s) {
+  sl_value v = sl_cstr(s);
+  int rc = sl_value_to_json(&v, b);
+  sl_value_free(v);
+  return rc;
+}
+
+int sl_pipeline_stats_json(const sl_pipeline *p, sl_buf *b) {
+  int rc = sl_buf_printf(b, "{\"elapsed_s\": %.6f, \"stages\": {", sl_pipeline_elapsed(p));
+  for (int i = 0; i < p->nnodes && rc == 0; i++) {
+    sl_stage_stats s;
+    sl_pipeline_stats(p, (size_t)i, &s);
+    rc = sl_buf_printf(b, "%s", i ? ", " : "");
+    if (rc == 0) rc = json_str(b, s.name);
+    if (rc == 0)
+      rc = sl_buf_printf(b,
+                         ": {\"kind\": \"%s\", \"in\": %llu, \"out\": %llu, \"errors\": %llu, "
+                         "\"dropped\": %llu, \"retries\": %llu, \"dead_letter\": %llu, "
+                         "\"queue_hwm\": %llu}",
+                         s.kind, (unsigned long long)s.in, (unsigned long long)s.out,
+                         (unsigned long long)s.errors, (unsigned long long)s.dropped,
+                         (unsigned long long)s.retries, (unsigned long long)s.dead_letter,
+                         (unsigned long long)s.queue_hwm);
+  }
+  return rc ? rc : sl_buf_printf(b, "}}");
+}

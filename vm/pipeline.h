@@ -1,0 +1,156 @@
+/*
+ * pipeline.h — the engine, pipelines, graph nodes and stage instances (internal).
+ *
+ * Model. A pipeline is a graph of nodes (one per stage). A node has input edges (sl_edge
+ * queues) and output edges; it runs as `parallelism` instances, each a task on the engine's
+ * scheduler. Sources produce into their output edges; transforms pop a batch from an input
+ * edge, call the kind's process(), and push the emitted batch to every output edge (broadcast:
+ * each edge gets references to the same records). Passive nodes (port, collect) have no task:
+ * the embedding program pushes into a port's edges and pulls from a collect's edges.
+ *
+ * Order. A node with several instances stamps each input batch with a sequence number when it
+ * is popped, and its output goes through the node's reorder buffer, which releases batches in
+ * sequence order (unless the kind is unordered). Every popped sequence number is released, even
+ * when it produced no records.
+ *
+ * End of stream and cancellation. A producer that ends closes its output edges; a consumer whose
+ * inputs are all closed and empty flushes, closes its outputs and ends. A consumer that wants no
+ * more input (take) cancels its input edges, and a producer whose outputs are all cancelled ends
+ * and cancels its own inputs, so cancellation travels upstream.
+ *
+ * Threads. An instance runs on one worker at a time (the task state machine guarantees it), so
+ * stage code is single-threaded per instance. Events (timers, fds) and completed acks reach an
+ * instance through its mailbox (mutex-guarded) and a wake.
+ *
+ * Lock order: node->out_mu -> edge->mu -> scheduler. port/collect mutexes are taken only after
+ * edge locks are released. The event loop's dispatch lock comes before instance mailboxes.
+ */
+#ifndef SL_PIPELINE_H
+#define SL_PIPELINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "ack.h"
+#include "loop.h"
+#include "queue.h"
+#include "sched.h"
+#include "sluice.h"
+
+enum { SL_ON_ERROR_DEFAULT = -1, SL_ON_ERROR_SKIP = 0, SL_ON_ERROR_FAIL, SL_ON_ERROR_DEAD_LETTER };
+
+struct sl_engine {
+  sl_engine_config cfg;
+  sl_sched *sched;
+  sl_loop *loop;
+  const sl_stage_kind **kinds; /* built-ins first, then registered */
+  size_t nkinds, nbuiltin;
+  pthread_mutex_t mu;          /* kinds, pipelines count */
+  int pipelines;               /* live pipelines (sl_engine_free asserts 0) */
+};
+
+typedef struct sl_node sl_node;
+typedef struct sl_pipeline sl_pipeline;
+
+/* One instance of a stage: a task with its context. This is the sl_stage of sluice.h. */
+struct sl_stage {
+  sl_task task;            /* first: the scheduler's handle */
+  sl_node *node;
+  sl_pipeline *p;
+  int index;               /* instance number */
+  void *ctx;               /* the kind's context (options stored in it) */
+  bool inited;             /* init succeeded: destroy must run */
+  bool flushing;           /* input ended; flush returned SL_PARKED */
+  bool finished;           /* this instance ended its part */
+  bool input_done;         /* stopped taking input (eof, SL_DONE, or all outputs cancelled) */
+  bool source_eos;         /* source: produce returned SL_DONE (waits for acks before ending) */
+  bool input_paused;       /* sl_stage_pause_input */
+  int rr;                  /* round-robin position over input edges */
+  pthread_mutex_t mbox_mu; /* mailbox: fired events */
+  uint64_t *events;
+  size_t nevents, cap_events;
+  _Atomic(sl_ack *) acked; /* completed source tokens (lock-free stack) */
+  atomic_long outstanding; /* tokens created and not yet seen back */
+};
+
+struct sl_node {
+  char *name;
+  const sl_stage_kind *kind;
+  int index;               /* position in the pipeline */
+  sl_value opts;           /* the kind's options as given (for graph/docs), owned */
+  char *where;             /* "file:line:col: " of its definition, or "" */
+  char **input_names;      /* as given; NULL entries never */
+  int ninput_names;
+  bool default_input;      /* input not given: the previous stage */
+  sl_edge **in, **out;     /* edges */
+  int nin, nout;
+  int parallelism;         /* instances */
+  int on_error;            /* SL_ON_ERROR_* */
+  uint64_t queue_cap;      /* capacity of its input edges */
+  int on_full;
+  bool ordered;            /* output goes through the reorder buffer */
+  sl_stage *insts;         /* parallelism instances */
+  void **fn_ptrs;          /* SL_OPT_PTR values given through the C API (key order of options) */
+  /* reorder buffer */
+  pthread_mutex_t out_mu;
+  uint64_t next_seq;       /* next sequence number to release */
+  sl_qbatch *pending;      /* out-of-order batches, sorted by seq */
+  atomic_uint_least64_t pending_len; /* records in pending (count against output room) */
+  atomic_uint_least64_t seq_counter; /* stamps input batches */
+  atomic_int active;       /* instances not finished */
+  atomic_bool done;        /* node finished (outputs closed) */
+  /* passive nodes: the embedding thread waits here */
+  pthread_mutex_t pmu;
+  pthread_cond_t pcv;
+  bool port_closed;
+  sl_qbatch *cur;          /* collect: batch being pulled from */
+  /* stats */
+  atomic_uint_least64_t st_in, st_out, st_errors, st_dropped, st_retries, st_dead;
+};
+
+enum { SL_P_BUILDING = 0, SL_P_RUNNING, SL_P_ENDED };
+
+struct sl_pipeline {
+  sl_engine *e;
+  char *name;
+  sl_node **nodes;         /* in the order they were added */
+  int nnodes, capnodes;
+  int on_error;            /* pipeline default */
+  char *dead_letter_name;
+  sl_node *dead_letter;    /* resolved at start */
+  sl_edge *dl_edge;        /* into dead_letter */
+  int state;               /* SL_P_* (guarded by mu) */
+  pthread_mutex_t mu;      /* state, result, done_cv */
+  pthread_cond_t done_cv;
+  atomic_int alive;        /* tasks and open ports not yet ended */
+  atomic_int producers_alive; /* non-dead-letter nodes running (closes the dead-letter edge) */
+  atomic_bool stopping;    /* drain requested */
+  atomic_bool aborted;     /* abort requested or failure */
+  int result;              /* SL_OK, SL_EFAILED, SL_EABORTED */
+  sl_error_t err;          /* failure details (first failure wins) */
+  int64_t t_start, t_end;  /* engine clock */
+};
+
+/* Internal entry points shared by the vm files. */
+sl_node *sl__pipeline_node(const sl_pipeline *p, const char *name);
+/* Fails the pipeline (first failure wins) and aborts it. */
+void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The task functions of every instance. */
+int sl__inst_run(sl_task *t, int worker);
+void sl__inst_dead(sl_task *t);
+/* Wakes every instance of n (or the embedding thread waiting on a passive node). */
+void sl__node_wake(sl_node *n);
+
+/* options.c */
+int sl__options_apply(const sl_option *table, void *ctx, const sl_value *opts, void **ptrs,
+                      const char *where, const char *stage, const char *kind, sl_error_t *err);
+void sl__options_free(const sl_option *table, void *ctx);
+/* Suggests the closest of `n` names to `word` (edit distance), or NULL. */
+const char *sl__did_you_mean(const char *word, const char *const *names, size_t n);
+
+/* stages/registry.c */
+extern const sl_stage_kind *const sl__builtin_kinds[];
+extern const size_t sl__builtin_kind_count;
+
+#endif

@@ -1,0 +1,206 @@
+/* queue.c — batches and bounded edge queues (see queue.h). */
+#include "queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "ack.h"
+
+sl_qbatch *sl_queue_batch_new(uint32_t cap) {
+  if (cap == 0) cap = 1;
+  sl_qbatch *b = sl__xmalloc(sizeof *b + (size_t)cap * sizeof(sl_value));
+  b->next = NULL;
+  b->seq = 0;
+  b->len = 0;
+  b->off = 0;
+  b->cap = cap;
+  b->acks = NULL;
+  return b;
+}
+
+sl_qbatch *sl_queue_batch_grow(sl_qbatch *b, uint32_t cap) {
+  if (cap <= b->cap) return b;
+  uint32_t ncap = b->cap * 2 > cap ? b->cap * 2 : cap;
+  b = sl__xrealloc(b, sizeof *b + (size_t)ncap * sizeof(sl_value));
+  if (b->acks) {
+    b->acks = sl__xrealloc(b->acks, (size_t)ncap * sizeof *b->acks);
+    memset(b->acks + b->cap, 0, (size_t)(ncap - b->cap) * sizeof *b->acks);
+  }
+  b->cap = ncap;
+  return b;
+}
+
+void sl_queue_batch_acks(sl_qbatch *b) {
+  if (!b->acks) b->acks = sl__xcalloc(b->cap, sizeof *b->acks);
+}
+
+/* Frees records [from, to) of b and releases their acks. */
+static void free_range(sl_qbatch *b, uint32_t from, uint32_t to, bool dropped) {
+  for (uint32_t i = from; i < to; i++) sl_value_free(b->recs[i]);
+  if (b->acks)
+    for (uint32_t i = from; i < to; i++) {
+      sl_ack_release(b->acks[i], dropped);
+      b->acks[i] = NULL;
+    }
+}
+
+void sl_queue_batch_free(sl_qbatch *b, bool dropped) {
+  if (!b) return;
+  free_range(b, b->off, b->len, dropped);
+  sl__free(b->acks);
+  sl__free(b);
+}
+
+sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b) {
+  uint32_t n = b->len - b->off;
+  sl_qbatch *c = sl_queue_batch_new(n);
+  c->seq = b->seq;
+  c->len = n;
+  for (uint32_t i = 0; i < n; i++) c->recs[i] = sl_value_ref(&b->recs[b->off + i]);
+  if (b->acks) {
+    sl_queue_batch_acks(c);
+    for (uint32_t i = 0; i < n; i++) c->acks[i] = sl_ack_ref(b->acks[b->off + i]);
+  }
+  return c;
+}
+
+void sl_queue_init(sl_edge *e, uint64_t cap, int on_full) {
+  memset(e, 0, sizeof *e);
+  pthread_mutex_init(&e->mu, NULL);
+  e->cap = cap;
+  e->on_full = on_full;
+}
+
+void sl_queue_close_free(sl_edge *e) {
+  while (e->head) {
+    sl_qbatch *b = e->head;
+    e->head = b->next;
+    sl_queue_batch_free(b, true);
+  }
+  e->tail = NULL;
+  pthread_mutex_destroy(&e->mu);
+}
+
+static void append(sl_edge *e, sl_qbatch *b) {
+  b->next = NULL;
+  if (e->tail) e->tail->next = b; else e->head = b;
+  e->tail = b;
+}
+
+/* drop_oldest: evicts records from the head until len <= cap. mu held. Returns records shed. */
+static uint64_t evict_oldest(sl_edge *e, uint64_t *len) {
+  uint64_t shed = 0;
+  while (*len > e->cap && e->head) {
+    sl_qbatch *b = e->head;
+    uint32_t avail = b->len - b->off;
+    uint64_t k = *len - e->cap < avail ? *len - e->cap : avail;
+    free_range(b, b->off, b->off + (uint32_t)k, true);
+    b->off += (uint32_t)k;
+    *len -= k;
+    shed += k;
+    if (b->off == b->len) {
+      e->head = b->next;
+      if (!e->head) e->tail = NULL;
+      sl__free(b->acks);
+      sl__free(b);
+    }
+  }
+  return shed;
+}
+
+uint64_t sl_queue_push(sl_edge *e, sl_qbatch *b, bool *wake_consumer) {
+  uint64_t n = b->len - b->off, shed = 0;
+  *wake_consumer = false;
+  pthread_mutex_lock(&e->mu);
+  if (e->cancelled) {
+    pthread_mutex_unlock(&e->mu);
+    sl_queue_batch_free(b, true);
+    return n;
+  }
+  uint64_t len = atomic_load_explicit(&e->len, memory_order_relaxed);
+  if (e->cap && e->on_full == SL_ON_FULL_DROP_NEWEST && len + n > e->cap) {
+    uint64_t keep = e->cap > len ? e->cap - len : 0;
+    free_range(b, b->off + (uint32_t)keep, b->len, true);
+    b->len = b->off + (uint32_t)keep;
+    shed = n - keep;
+    n = keep;
+  }
+  if (n == 0) {
+    sl_queue_batch_free(b, true);
+  } else {
+    append(e, b);
+    len += n;
+    if (e->cap && e->on_full == SL_ON_FULL_DROP_OLDEST && len > e->cap) shed += evict_oldest(e, &len);
+    *wake_consumer = true;
+  }
+  if (len > e->hwm) e->hwm = len;
+  atomic_store_explicit(&e->len, len, memory_order_relaxed);
+  pthread_mutex_unlock(&e->mu);
+  return shed;
+}
+
+sl_qbatch *sl_queue_pop(sl_edge *e, bool *eof, bool *wake_producer, atomic_uint_least64_t *seq_counter) {
+  *eof = false;
+  *wake_producer = false;
+  pthread_mutex_lock(&e->mu);
+  sl_qbatch *b = e->head;
+  if (b) {
+    e->head = b->next;
+    if (!e->head) e->tail = NULL;
+    uint64_t len = atomic_load_explicit(&e->len, memory_order_relaxed) - (b->len - b->off);
+    atomic_store_explicit(&e->len, len, memory_order_relaxed);
+    if (seq_counter) b->seq = atomic_fetch_add_explicit(seq_counter, 1, memory_order_relaxed);
+    if (e->producer_waiting && (!e->cap || len < e->cap)) {
+      e->producer_waiting = false;
+      *wake_producer = true;
+    }
+    b->next = NULL;
+  } else {
+    *eof = e->closed || e->cancelled;
+  }
+  pthread_mutex_unlock(&e->mu);
+  return b;
+}
+
+bool sl_queue_room(sl_edge *e, uint64_t extra) {
+  if (!e->cap || e->on_full != SL_ON_FULL_BLOCK) return true;
+  pthread_mutex_lock(&e->mu);
+  bool room = e->cancelled || atomic_load_explicit(&e->len, memory_order_relaxed) + extra < e->cap;
+  if (!room) e->producer_waiting = true;
+  pthread_mutex_unlock(&e->mu);
+  return room;
+}
+
+bool sl_queue_close(sl_edge *e) {
+  pthread_mutex_lock(&e->mu);
+  e->closed = true;
+  pthread_mutex_unlock(&e->mu);
+  return true;
+}
+
+uint64_t sl_queue_cancel(sl_edge *e, bool *wake_producer) {
+  pthread_mutex_lock(&e->mu);
+  sl_qbatch *b = e->head;
+  e->head = e->tail = NULL;
+  e->cancelled = true;
+  *wake_producer = true;
+  e->producer_waiting = false;
+  atomic_store_explicit(&e->len, 0, memory_order_relaxed);
+  pthread_mutex_unlock(&e->mu);
+  uint64_t n = 0;
+  while (b) {
+    sl_qbatch *next = b->next;
+    n += b->len - b->off;
+    sl_queue_batch_free(b, true);
+    b = next;
+  }
+  return n;
+}
+
+bool sl_queue_is_cancelled(sl_edge *e) {
+  pthread_mutex_lock(&e->mu);
+  bool c = e->cancelled;
+  pthread_mutex_unlock(&e->mu);
+  return c;
+}

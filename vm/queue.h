@@ -1,0 +1,89 @@
+/*
+ * queue.h — batches and the bounded queues on graph edges (sl_queue_ prefix).
+ *
+ * A queue batch (sl_qbatch) is one allocation: header plus records, with an optional parallel
+ * array of ack tokens. Batches travel whole from producer to consumer; records are never copied
+ * one by one between queues.
+ *
+ * An edge queue holds batches between one producer stage and one consumer stage. Its capacity
+ * counts records (0 = unbounded). A producer asks for room before it makes a batch (the `block`
+ * policy: no room parks the producer task, never a thread); with `drop_newest`/`drop_oldest` the
+ * push always succeeds and sheds records, counted exactly. The bound is soft by at most one
+ * batch per producer instance: room is checked before a batch is made, not per record.
+ *
+ * Locking: each edge has its own mutex, a leaf below the node's reorder lock. Wake-ups of the
+ * other side are made after the mutex is released (queue.c returns what to wake).
+ */
+#ifndef SL_QUEUE_H
+#define SL_QUEUE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice.h"
+
+typedef struct sl_qbatch {
+  struct sl_qbatch *next; /* queue link */
+  uint64_t seq;           /* order of the input batch it came from (reordering) */
+  uint32_t len;           /* records in recs[] */
+  uint32_t off;           /* records before off were taken (drop_oldest, partial pulls) */
+  uint32_t cap;           /* room in recs[] */
+  sl_ack **acks;          /* NULL, or cap tokens (NULL entries allowed) */
+  sl_value recs[];
+} sl_qbatch;
+
+enum { SL_ON_FULL_BLOCK = 0, SL_ON_FULL_DROP_NEWEST, SL_ON_FULL_DROP_OLDEST };
+
+struct sl_node;
+
+typedef struct sl_edge {
+  pthread_mutex_t mu;
+  sl_qbatch *head, *tail;
+  atomic_uint_least64_t len; /* records queued (written under mu, read anywhere) */
+  uint64_t cap;              /* records; 0 = unbounded */
+  uint64_t hwm;              /* highest len seen */
+  int on_full;               /* SL_ON_FULL_* */
+  bool closed;               /* the producer ended: EOS after what is queued */
+  bool cancelled;            /* the consumer ended: pushes are discarded */
+  bool producer_waiting;     /* a producer found no room: wake it on pop */
+  bool dead_letter;          /* the pipeline's dead-letter edge (unbounded, many producers) */
+  struct sl_node *from;      /* producer (NULL for the dead-letter edge) */
+  struct sl_node *to;        /* consumer */
+} sl_edge;
+
+/* returns an owned batch with room for cap records (len 0). */
+sl_qbatch *sl_queue_batch_new(uint32_t cap);
+/* Grows b to hold at least cap records; returns the (moved) batch. */
+sl_qbatch *sl_queue_batch_grow(sl_qbatch *b, uint32_t cap);
+/* Frees b: records from off on are freed, their acks released (dropped: shed, not delivered). */
+void sl_queue_batch_free(sl_qbatch *b, bool dropped);
+/* A copy sharing b's records (references) and acks (references), for broadcast. */
+sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b);
+/* Ensures b has an acks array. */
+void sl_queue_batch_acks(sl_qbatch *b);
+
+void sl_queue_init(sl_edge *e, uint64_t cap, int on_full);
+/* Frees what is still queued (acks released as cancelled or dropped). */
+void sl_queue_close_free(sl_edge *e);
+
+/* Pushes b (consumed). Returns the number of records shed (drop policies, or a cancelled edge).
+ * *wake_consumer is set when the consumer should be woken. */
+uint64_t sl_queue_push(sl_edge *e, sl_qbatch *b, bool *wake_consumer);
+/* Pops the next batch, or NULL. *eof is set when the edge is closed and empty.
+ * *wake_producer is set when a waiting producer should be woken. seq_counter (may be NULL)
+ * stamps the batch's seq atomically with the pop. */
+sl_qbatch *sl_queue_pop(sl_edge *e, bool *eof, bool *wake_producer, atomic_uint_least64_t *seq_counter);
+/* True if the producer may push `extra` more records beyond what is queued; otherwise marks the
+ * producer as waiting (it is woken on the next pop). Always true for drop policies, unbounded
+ * and cancelled edges. */
+bool sl_queue_room(sl_edge *e, uint64_t extra);
+/* The producer ended. Returns true if the consumer should be woken. */
+bool sl_queue_close(sl_edge *e);
+/* The consumer ended: frees what is queued, discards later pushes. Returns the records freed.
+ * *wake_producer set when the producer should be woken. */
+uint64_t sl_queue_cancel(sl_edge *e, bool *wake_producer);
+bool sl_queue_is_cancelled(sl_edge *e);
+
+#endif

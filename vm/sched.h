@@ -1,0 +1,58 @@
+/*
+ * sched.h — the worker pool: N threads per engine running tasks (sl_sched_ prefix).
+ *
+ * A task is runnable when something woke it; a worker pops it from the run queue and calls its
+ * run function, which returns whether the task is idle (wait for the next wake), wants to run
+ * again (yield, it still has work) or is finished. Waking is cheap and idempotent: a task is in
+ * the run queue at most once, and a wake that arrives while it runs makes it run once more, so no
+ * wake-up is ever lost.
+ *
+ * Task states (atomic): IDLE -> SCHEDULED (wake) -> RUNNING (a worker took it) -> IDLE | SCHEDULED
+ * (yield, or woken while running: NOTIFIED) | DEAD.
+ *
+ * Idle workers spin briefly, then sleep on a condition variable (no CPU use while nothing is
+ * runnable). When every worker is idle and the queue is empty, the on_idle hook runs (the event
+ * loop uses it to advance the virtual clock).
+ *
+ * Locking: one mutex guards the run queue and the idle counts. It is a leaf lock: nothing else
+ * is taken while it is held, except that on_idle is called with it held and must only signal.
+ */
+#ifndef SL_SCHED_H
+#define SL_SCHED_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct sl_task sl_task;
+typedef struct sl_sched sl_sched;
+
+enum { SL_TASK_IDLE = 0, SL_TASK_YIELD = 1, SL_TASK_DONE = 2 };
+
+/* Runs the task on worker `worker`; returns SL_TASK_IDLE, _YIELD or _DONE. */
+typedef int (*sl_task_run_cb)(sl_task *t, int worker);
+/* Called once after a task returned SL_TASK_DONE, when no worker touches it any more. */
+typedef void (*sl_task_dead_cb)(sl_task *t);
+
+struct sl_task {
+  atomic_int state;     /* SL__T_* in sched.c */
+  sl_task *next;        /* run queue link */
+  sl_task_run_cb run;   /* what the task does */
+  sl_task_dead_cb dead; /* after DONE */
+};
+
+typedef void (*sl_sched_idle_cb)(void *ud);
+
+/* Starts `workers` threads. errors: nomem, io */
+int sl_sched_new(int workers, sl_sched_idle_cb on_idle, void *idle_ud, sl_sched **out);
+/* Stops and joins the threads. Every task must have ended. */
+void sl_sched_free(sl_sched *s);
+void sl_task_init(sl_task *t, sl_task_run_cb run, sl_task_dead_cb dead);
+/* Makes t runnable (no effect if queued, dead, or running: then it runs once more). Thread-safe. */
+void sl_sched_wake(sl_sched *s, sl_task *t);
+/* True when every worker is idle and nothing is queued (a snapshot). */
+bool sl_sched_all_idle(sl_sched *s);
+/* Index of the calling worker thread of s, or -1 for other threads. */
+int sl_sched_worker_id(sl_sched *s);
+int sl_sched_workers(const sl_sched *s);
+
+#endif
