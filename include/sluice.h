@@ -350,6 +350,9 @@ typedef struct sl_option {
   unsigned flags;      /* SL_OPT_REQUIRED | SL_OPT_PRIMARY */
 } sl_option;
 
+/* The last entry of an options table. */
+#define SL_OPTIONS_END {SL_OPT_END, NULL, NULL, 0, NULL, NULL, 0}
+
 /* Stage kind flags. */
 enum {
   SL_STAGE_SOURCE = 1 << 0,    /* has no input; produce() is called */
@@ -391,7 +394,7 @@ struct sl_stage_kind {
   uint32_t abi;              /* SL_STAGE_ABI */
   const char *name;          /* kind name, as written in pipelines */
   const char *doc;           /* one line */
-  const sl_option *options;  /* table ending with {SL_OPT_END}; NULL for none */
+  const sl_option *options;  /* table ending with SL_OPTIONS_END; NULL for none */
   size_t ctx_size;           /* size of the per-instance context (options are stored in it) */
   uint32_t flags;            /* SL_STAGE_* */
   /* Called once per instance after options were stored in ctx. Non-zero fails the start. */
@@ -433,6 +436,8 @@ sl_stage *sl_emitter_stage(sl_emitter *em);
 
 /* Ack tokens. A source creates one per input unit it wants to hear about. returns owned */
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id);
+/* returns owned: another reference to a (NULL stays NULL), for one more record of the same unit */
+sl_ack *sl_ack_ref(sl_ack *a);
 /* returns owned: a new reference to the ack of input record i (NULL if it has none) — for stages
  * that keep a record past process() (chunks, windows). */
 sl_ack *sl_batch_hold(const sl_batch *b, uint32_t i);

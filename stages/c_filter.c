@@ -11,7 +11,7 @@ typedef struct c_filter {
 static const sl_option options[] = {
     {SL_OPT_PTR, "fn", NULL, offsetof(c_filter, fn), "the C predicate (sl_pipeline_add_fn)", NULL, 0},
     {SL_OPT_PTR, "ud", NULL, offsetof(c_filter, ud), "its user data", NULL, 0},
-    {SL_OPT_END},
+    SL_OPTIONS_END,
 };
 
 static int init(void *ctx, sl_stage *st, sl_error_t *err) {

@@ -32,7 +32,7 @@ static const sl_option options[] = {
     {SL_OPT_STRING, "path", NULL, offsetof(file, path), "the file to write (replaced when the pipeline ends normally)", NULL, SL_OPT_PRIMARY | SL_OPT_REQUIRED},
     {SL_OPT_ENUM, "codec", "auto", offsetof(file, codec), "auto (strings as lines, others as JSON), lines or jsonl", SL_CODEC_CHOICES, 0},
     {SL_OPT_BOOL, "fsync", "false", offsetof(file, fsync), "fsync the file before it is renamed into place", NULL, 0},
-    {SL_OPT_END},
+    SL_OPTIONS_END,
 };
 
 static int init(void *ctx, sl_stage *st, sl_error_t *err) {

@@ -10,7 +10,7 @@ typedef struct generate {
 
 static const sl_option options[] = {
     {SL_OPT_INT, "count", "0", offsetof(generate, count), "how many records to emit (0: without end)", NULL, SL_OPT_PRIMARY},
-    {SL_OPT_END},
+    SL_OPTIONS_END,
 };
 
 static int init(void *ctx, sl_stage *st, sl_error_t *err) {

@@ -35,7 +35,7 @@ static const sl_option options[] = {
     {SL_OPT_STRING, "path", "-", offsetof(lines, path), "the file to read; - for standard input", NULL, SL_OPT_PRIMARY},
     {SL_OPT_SIZE, "max_line", "1MiB", offsetof(lines, max_line), "the longest line accepted", NULL, 0},
     {SL_OPT_ENUM, "long_lines", "error", offsetof(lines, long_lines), "a longer line: error (fails the pipeline) or split (into max_line pieces)", "error|split", 0},
-    {SL_OPT_END},
+    SL_OPTIONS_END,
 };
 
 static int init(void *ctx, sl_stage *st, sl_error_t *err) {

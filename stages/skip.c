@@ -10,7 +10,7 @@ typedef struct skip {
 
 static const sl_option options[] = {
     {SL_OPT_INT, "count", NULL, offsetof(skip, count), "how many records to drop first", NULL, SL_OPT_PRIMARY | SL_OPT_REQUIRED},
-    {SL_OPT_END},
+    SL_OPTIONS_END,
 };
 
 static int process(void *ctx, sl_batch *in, sl_emitter *em) {

@@ -20,7 +20,7 @@ typedef struct out {
 
 static const sl_option options[] = {
     {SL_OPT_ENUM, "codec", "auto", offsetof(out, codec), "auto (strings as lines, others as JSON), lines or jsonl", SL_CODEC_CHOICES, SL_OPT_PRIMARY},
-    {SL_OPT_END},
+    SL_OPTIONS_END,
 };
 
 static int init(void *ctx, sl_stage *st, sl_error_t *err) {

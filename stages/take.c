@@ -10,7 +10,7 @@ typedef struct take {
 
 static const sl_option options[] = {
     {SL_OPT_INT, "count", NULL, offsetof(take, count), "how many records to pass", NULL, SL_OPT_PRIMARY | SL_OPT_REQUIRED},
-    {SL_OPT_END},
+    SL_OPTIONS_END,
 };
 
 static int init(void *ctx, sl_stage *st, sl_error_t *err) {

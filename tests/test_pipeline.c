@@ -306,7 +306,8 @@ TEST(pipeline_on_error_fail) {
   sl_error_init(&err);
   ASSERT_EQ(sl_pipeline_run(p, &err), SL_EFAILED);
   ASSERT_STR(err.stage, "m");
-  ASSERT(strstr(err.msg, "stage 'm'") && strstr(err.msg, "bad record 100"));
+  /* parallel instances: the first failure may be any multiple of 100 */
+  ASSERT(strstr(err.msg, "stage 'm'") && strstr(err.msg, "00") && strstr(err.msg, "bad record "));
   sl_pipeline_free(p);
   sl_engine_free(e);
 }

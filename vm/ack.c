@@ -3,6 +3,11 @@
 
 #include "alloc.h"
 
+sl_ack *sl_ack_ref(sl_ack *a) {
+  if (a) atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+  return a;
+}
+
 sl_ack *sl_batch_hold(const sl_batch *b, uint32_t i) {
   return b->acks ? sl_ack_ref(b->acks[i]) : NULL;
 }

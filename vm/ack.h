@@ -31,12 +31,6 @@ struct sl_ack {
   sl_ack *next;         /* link in the source's completed list */
 };
 
-/* returns a new reference (a may be NULL) */
-static inline sl_ack *sl_ack_ref(sl_ack *a) {
-  if (a) atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
-  return a;
-}
-
 /* Implemented by the pipeline: a source token completed (runs on any thread). */
 void sl__stage_ack_done(sl_stage *st, sl_ack *a);
 /* Frees a completed token (after the source saw it). */

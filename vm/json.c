@@ -123,12 +123,59 @@ static int write_int(sl_buf *b, int64_t i) {
   return sl_buf_append(b, p, (size_t)(e - p));
 }
 
+/* The common doubles without snprintf/strtod (which cost far more than the rest of a record):
+ * for 1e-4 <= |d| < 1e15, the fewest decimals k <= 15 such that m / 10^k == |d| with m the
+ * rounded |d| * 10^k, of at most 15 digits. m and 10^k are exact and IEEE division is
+ * correctly rounded, so that decimal reads back as d; a decimal of <= 15 significant digits
+ * that reads back is also what %.15g prints, so the text is the same as the slow path's.
+ * Returns the length written to s, or 0 when d is not such a number. */
+static int write_fixed(double d, char *s) {
+  static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  double a = fabs(d);
+  if (!(a >= 1e-4 && a < 1e15)) return 0;
+  for (int k = 0; k < 16; k++) {
+    double x = a * p10[k];
+    if (x >= 1e15) return 0; /* 16+ digits: two neighbours may both read back; snprintf picks */
+    uint64_t m = (uint64_t)(x + 0.5);
+    if ((double)m / p10[k] != a) continue;
+    char dig[24], *e = dig + sizeof dig, *p = e;
+    do {
+      *--p = (char)('0' + m % 10);
+      m /= 10;
+    } while (m);
+    int nd = (int)(e - p), n = 0;
+    if (d < 0) s[n++] = '-';
+    if (k == 0) {
+      memcpy(s + n, p, (size_t)nd);
+      memcpy(s + n + nd, ".0", 2);
+      return n + nd + 2;
+    }
+    if (nd <= k) { /* 0.00ddd */
+      s[n++] = '0';
+      s[n++] = '.';
+      memset(s + n, '0', (size_t)(k - nd));
+      n += k - nd;
+      memcpy(s + n, p, (size_t)nd);
+      return n + nd;
+    }
+    memcpy(s + n, p, (size_t)(nd - k));
+    n += nd - k;
+    s[n++] = '.';
+    memcpy(s + n, p + nd - k, (size_t)k);
+    return n + k;
+  }
+  return 0;
+}
+
 /* The shortest of %.15g, %.16g and %.17g that reads back as the same double (%.17g always
  * does), plus ".0" when that looks like an integer, so the type survives a round trip. */
 static int write_double(sl_buf *b, double d) {
   char s[40];
   int n = 0;
   if (!isfinite(d)) return sl_buf_append(b, "null", 4);
+  if (d == 0) return signbit(d) ? sl_buf_append(b, "-0.0", 4) : sl_buf_append(b, "0.0", 3);
+  if ((n = write_fixed(d, s)) > 0) return sl_buf_append(b, s, (size_t)n);
   for (int prec = 15; prec <= 17; prec++) {
     n = snprintf(s, sizeof s - 2, "%.*g", prec, d);
     if (prec == 17 || strtod(s, NULL) == d) break;

@@ -51,6 +51,8 @@ static double wallclock(const sl_engine *e) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void logf_(sl_engine *e, int level, const char *stage, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 static void logf_(sl_engine *e, int level, const char *stage, const char *fmt, va_list ap) {
   if (!e->cfg.log || level > e->cfg.log_level) return;
   char msg[1024];
@@ -511,15 +513,16 @@ int sl__inst_run(sl_task *t, int worker) {
   return is_source(st->node) ? run_source(st, &em) : run_transform(st, &em);
 }
 
+/* The last task ended. After the unlock the waiter may free p: touch nothing of it then. */
 static void pipeline_ended(sl_pipeline *p) {
+  for (int i = 0; i < p->nnodes; i++)
+    if (is_passive(p->nodes[i])) sl__node_wake(p->nodes[i]);
   pthread_mutex_lock(&p->mu);
   p->state = SL_P_ENDED;
   p->t_end = sl_loop_now(p->e->loop);
   if (p->result == SL_OK && atomic_load(&p->aborted)) p->result = SL_EABORTED;
   pthread_cond_broadcast(&p->done_cv);
   pthread_mutex_unlock(&p->mu);
-  for (int i = 0; i < p->nnodes; i++)
-    if (is_passive(p->nodes[i])) sl__node_wake(p->nodes[i]);
 }
 
 void sl__inst_dead(sl_task *t) {

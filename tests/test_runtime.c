@@ -1,0 +1,355 @@
+/*
+ * test_runtime.c — timers on the virtual and real clock, and end-to-end acknowledgement, through
+ * C stage kinds registered by the test (the embedding API's sl_engine_register).
+ */
+#include <stdatomic.h>
+#include <time.h>
+
+#include "test.h"
+
+static sl_engine *engine(int workers, bool virtual_time) {
+  sl_engine_config cfg;
+  sl_engine_config_init(&cfg);
+  cfg.workers = workers;
+  cfg.virtual_time = virtual_time;
+  sl_engine *e = NULL;
+  if (sl_engine_new(&cfg, &e, NULL) != 0) abort();
+  return e;
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- a "delay" transform: holds each record `delay` ns, one at a time, in order ---- */
+
+typedef struct delay {
+  int64_t delay;    /* option: duration */
+  sl_value *q;      /* held records */
+  sl_ack **acks;
+  size_t head, len, cap;
+  bool armed;       /* a timer is pending */
+  sl_stage *st;
+} delay;
+
+static const sl_option delay_options[] = {
+    {SL_OPT_DURATION, "delay", "1s", offsetof(delay, delay), "how long each record waits", NULL, SL_OPT_PRIMARY},
+    SL_OPTIONS_END,
+};
+
+static int delay_init(void *ctx, sl_stage *st, sl_error_t *err) {
+  ((delay *)ctx)->st = st;
+  return 0;
+}
+
+static void arm(delay *d) {
+  if (d->armed || d->len == 0) return;
+  d->armed = true;
+  sl_stage_timer(d->st, sl_stage_now(d->st) + d->delay, 7);
+}
+
+static int delay_process(void *ctx, sl_batch *in, sl_emitter *em) {
+  delay *d = ctx;
+  for (uint32_t i = 0; i < in->len; i++) {
+    if (d->head + d->len == d->cap) {
+      d->cap = d->cap ? d->cap * 2 : 64;
+      d->q = realloc(d->q, d->cap * sizeof *d->q);
+      d->acks = realloc(d->acks, d->cap * sizeof *d->acks);
+    }
+    d->q[d->head + d->len] = sl_batch_take(in, i);
+    d->acks[d->head + d->len] = sl_batch_hold(in, i);
+    d->len++;
+  }
+  sl_stage_pause_input(d->st, d->len >= 1000); /* bound what it holds */
+  arm(d);
+  return 0;
+}
+
+/* Emits the oldest record as {v: record, t: seconds on the engine clock}. */
+static int delay_event(void *ctx, uint64_t token, sl_emitter *em) {
+  delay *d = ctx;
+  if (token != 7 || d->len == 0) return SL_EINVAL;
+  d->armed = false;
+  sl_value m = sl_map(2);
+  sl_map_setc(&m, "v", d->q[d->head]);
+  sl_map_setc(&m, "t", sl_int(sl_stage_now(d->st)));
+  sl_emit_acked(em, m, d->acks[d->head]);
+  d->head++;
+  d->len--;
+  if (d->len == 0) d->head = 0;
+  sl_stage_pause_input(d->st, d->len >= 1000);
+  arm(d);
+  return 0;
+}
+
+static int delay_flush(void *ctx, sl_emitter *em) { return ((delay *)ctx)->len ? SL_PARKED : 0; }
+
+static void delay_destroy(void *ctx) {
+  delay *d = ctx;
+  for (size_t i = d->head; i < d->head + d->len; i++) {
+    sl_value_free(d->q[i]);
+    sl_ack_release(d->acks[i], true);
+  }
+  free(d->q);
+  free(d->acks);
+}
+
+static const sl_stage_kind delay_kind = {
+    .abi = SL_STAGE_ABI,
+    .name = "delay",
+    .doc = "test: holds each record for a while",
+    .options = delay_options,
+    .ctx_size = sizeof(delay),
+    .init = delay_init,
+    .process = delay_process,
+    .flush = delay_flush,
+    .destroy = delay_destroy,
+    .event = delay_event,
+};
+
+/* 10,000 records each wait one second, one after the other: 10,000 s of virtual time. */
+TEST(runtime_virtual_timers) {
+  sl_engine *e = engine(2, true);
+  sl_error_t err;
+  ASSERT_OK(sl_engine_register(e, &delay_kind, &err), &err);
+  ASSERT_EQ(sl_engine_register(e, &delay_kind, &err), SL_EINVAL); /* twice */
+  sl_pipeline *p;
+  sl_pipeline_new(e, "timers", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 10000}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "delay", "\"1s\"", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+  double t0 = mono_s();
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  double real = mono_s() - t0;
+  printf("     10,000 one-second timers: %.3f s real, %.0f s virtual\n", real, sl_pipeline_elapsed(p));
+  ASSERT(sl_pipeline_elapsed(p) == 10000.0);
+  sl_collect *c = sl_pipeline_collect(p, "out");
+  sl_value v;
+  int64_t n = 0;
+  while (sl_collect_pull(c, &v, 0) == SL_OK) {
+    n++;
+    ASSERT_EQ(sl_map_getc(&v, "v")->u.i, n);                          /* in order */
+    ASSERT_EQ(sl_map_getc(&v, "t")->u.i, n * (int64_t)1000000000);   /* exactly n seconds */
+    sl_value_free(v);
+  }
+  ASSERT_EQ(n, 10000);
+#ifndef SL_SANITIZE
+  ASSERT(real < 1.0);
+#endif
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* The real clock: a 20 ms delay takes at least 20 ms (no upper bound: machines stall). */
+TEST(runtime_real_timer) {
+  sl_engine *e = engine(2, false);
+  sl_error_t err;
+  ASSERT_OK(sl_engine_register(e, &delay_kind, &err), &err);
+  sl_pipeline *p;
+  sl_pipeline_new(e, "timers", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 3}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "delay", "{\"delay\": \"20ms\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+  double t0 = mono_s();
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  ASSERT(mono_s() - t0 >= 0.060);
+  sl_collect *c = sl_pipeline_collect(p, "out");
+  sl_value v;
+  int64_t prev = 0, n = 0;
+  while (sl_collect_pull(c, &v, 0) == SL_OK) {
+    int64_t t = sl_map_getc(&v, "t")->u.i;
+    if (n++) ASSERT(t - prev >= 20000000);
+    prev = t;
+    sl_value_free(v);
+  }
+  ASSERT_EQ(n, 3);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* ---- acknowledgement: a source of "units" of 3 records each, with a token per unit ---- */
+
+typedef struct units {
+  int64_t count;       /* option: units to emit */
+  int64_t next;
+  atomic_llong acked[3]; /* by status */
+} units;
+
+static _Atomic(units *) last_units; /* the test reads the source's context through this */
+
+static const sl_option units_options[] = {
+    {SL_OPT_INT, "count", "100", offsetof(units, count), "units", NULL, SL_OPT_PRIMARY},
+    SL_OPTIONS_END,
+};
+
+static int units_init(void *ctx, sl_stage *st, sl_error_t *err) {
+  atomic_store(&last_units, (units *)ctx);
+  return 0;
+}
+
+static int units_produce(void *ctx, sl_emitter *em) {
+  units *u = ctx;
+  if (u->next >= u->count) return SL_DONE;
+  sl_ack *a = sl_ack_new(sl_emitter_stage(em), (uint64_t)u->next);
+  for (int k = 0; k < 3; k++) sl_emit_acked(em, sl_int(u->next * 3 + k), k < 2 ? sl_ack_ref(a) : a);
+  u->next++;
+  return 0;
+}
+
+static void units_acked(void *ctx, uint64_t id, int status) {
+  units *u = ctx;
+  atomic_fetch_add(&u->acked[status], 1);
+}
+
+static const sl_stage_kind units_kind = {
+    .abi = SL_STAGE_ABI,
+    .name = "units",
+    .doc = "test: a source with end-to-end acks",
+    .options = units_options,
+    .ctx_size = sizeof(units),
+    .flags = SL_STAGE_SOURCE,
+    .init = units_init,
+    .produce = units_produce,
+    .acked = units_acked,
+};
+
+/* A stage that joins pairs of records into one array (like chunks), joining their acks. */
+typedef struct pairs {
+  sl_value held;
+  sl_ack *held_ack;
+  bool have;
+} pairs;
+
+static int pairs_process(void *ctx, sl_batch *in, sl_emitter *em) {
+  pairs *pr = ctx;
+  for (uint32_t i = 0; i < in->len; i++) {
+    if (!pr->have) {
+      pr->held = sl_batch_take(in, i);
+      pr->held_ack = sl_batch_hold(in, i);
+      pr->have = true;
+      continue;
+    }
+    sl_value a = sl_array(2);
+    sl_array_push(&a, pr->held);
+    sl_array_push(&a, sl_batch_take(in, i));
+    sl_ack *parts[2] = {pr->held_ack, sl_batch_hold(in, i)};
+    sl_emit_acked(em, a, sl_ack_join(parts, 2));
+    pr->have = false;
+  }
+  return 0;
+}
+
+static int pairs_flush(void *ctx, sl_emitter *em) {
+  pairs *pr = ctx;
+  if (pr->have) {
+    sl_value a = sl_array(1);
+    sl_array_push(&a, pr->held);
+    sl_emit_acked(em, a, pr->held_ack);
+    pr->have = false;
+  }
+  return 0;
+}
+
+static void pairs_destroy(void *ctx) {
+  pairs *pr = ctx;
+  if (pr->have) {
+    sl_value_free(pr->held);
+    sl_ack_release(pr->held_ack, true);
+  }
+}
+
+static const sl_stage_kind pairs_kind = {
+    .abi = SL_STAGE_ABI,
+    .name = "pairs",
+    .doc = "test: joins records two by two",
+    .ctx_size = sizeof(pairs),
+    .process = pairs_process,
+    .flush = pairs_flush,
+    .destroy = pairs_destroy,
+};
+
+static int drop_odd(void *ud, sl_value *rec, char *errbuf, size_t errlen) { return rec->u.i % 2 == 0; }
+
+static int fail_seven(void *ud, sl_value *rec, char *errbuf, size_t errlen) {
+  if (rec->u.i == 7) {
+    snprintf(errbuf, errlen, "seven");
+    return -1;
+  }
+  return 0;
+}
+
+static sl_engine *ack_engine(void) {
+  sl_engine *e = engine(2, false);
+  if (sl_engine_register(e, &units_kind, NULL) || sl_engine_register(e, &pairs_kind, NULL)) abort();
+  return e;
+}
+
+/* Through a filter that drops, a join, a broadcast to two sinks (one a collect nobody pulls yet):
+ * no unit is acknowledged before its records reached every sink, and then every unit is. */
+TEST(runtime_acks_end_to_end) {
+  sl_engine *e = ack_engine();
+  sl_pipeline *p;
+  sl_error_t err;
+  sl_pipeline_new(e, "acks", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "units", "{\"count\": 1000, \"name\": \"src\"}", &err), &err);
+  sl_value o = sl_nil();
+  ASSERT_OK(sl_pipeline_add_fn(p, "c_filter", drop_odd, NULL, o, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "pairs", "{\"name\": \"pairs\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "null", "{\"input\": \"pairs\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\", \"input\": \"pairs\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  units *u = atomic_load(&last_units);
+  sl_stage_stats s;
+  do sl_pipeline_stats(p, 0, &s);
+  while (s.out < 3000);
+  /* all emitted, nothing pulled from "out": no unit may be acknowledged (the source is still
+   * running, waiting for its acks, so its context is alive) */
+  ASSERT_EQ(sl_pipeline_wait(p, 0, NULL), SL_ETIMEDOUT);
+  ASSERT_EQ(atomic_load(&u->acked[SL_ACK_OK]) + atomic_load(&u->acked[SL_ACK_DROPPED]), 0);
+  /* pull everything: then the pipeline ends, with every unit acknowledged */
+  sl_collect *c = sl_pipeline_collect(p, "out");
+  sl_value v;
+  int n = 0;
+  while (sl_collect_pull(c, &v, -1) == SL_OK) {
+    n++;
+    sl_value_free(v);
+  }
+  ASSERT_EQ(n, 750); /* 1500 even records, in pairs */
+  ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+  ASSERT_EQ(atomic_load(&u->acked[SL_ACK_OK]), 1000);
+  ASSERT_EQ(atomic_load(&u->acked[SL_ACK_DROPPED]), 0);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+static void ack_case(const char *on_error, int64_t want_ok, int64_t want_dropped) {
+  sl_engine *e = ack_engine();
+  sl_pipeline *p;
+  sl_error_t err;
+  sl_pipeline_new(e, "acks", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "units", "{\"count\": 100}", &err), &err);
+  char json[100];
+  snprintf(json, sizeof json, "{\"on_error\": \"%s\"}", on_error);
+  sl_value o;
+  sl_value_from_json(json, strlen(json), &o, NULL);
+  ASSERT_OK(sl_pipeline_add_fn(p, "c_map", fail_seven, NULL, o, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "null", "", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"dl\", \"input\": []}", &err), &err);
+  ASSERT_OK(sl_pipeline_set_dead_letter(p, "dl", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  units *u = atomic_load(&last_units);
+  sl_collect *c = sl_pipeline_collect(p, "dl");
+  sl_value v;
+  while (sl_collect_pull(c, &v, -1) == SL_OK) sl_value_free(v);
+  ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+  /* the source ended only after all its tokens came back: its counts are final */
+  ASSERT_EQ(atomic_load(&u->acked[SL_ACK_OK]), want_ok);
+  ASSERT_EQ(atomic_load(&u->acked[SL_ACK_DROPPED]), want_dropped);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+TEST(runtime_acks_skip_is_dropped) { ack_case("skip", 99, 1); }
+TEST(runtime_acks_dead_letter_is_ok) { ack_case("dead_letter", 100, 0); }
