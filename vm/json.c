@@ -417,29 +417,57 @@ static int parse_string(parser *ps, sl_value *out) {
   return SL_OK;
 }
 
-/* Integers that fit int64 stay integers (accumulated negatively, so INT64_MIN fits); others,
- * and numbers with a fraction or exponent, become doubles through strtod on a NUL-terminated
- * copy. */
+/* Decimal digits of a number: at most 15 significant ones are kept in m (below 2^53, exact). */
+typedef struct digits {
+  uint64_t m; /* the significant digits, while sig <= 15 */
+  int sig;    /* significant digits seen (leading zeros are not) */
+} digits;
+
+static inline void add_digit(digits *dg, unsigned d) {
+  if (dg->sig || d) dg->sig++;
+  if (dg->sig <= 15) dg->m = dg->m * 10 + d;
+}
+
+/* Integers that fit int64 stay integers (accumulated negatively, so INT64_MIN fits). Other
+ * numbers become doubles: with at most 15 significant digits and a decimal exponent within
+ * +-22, as m * 10^e or m / 10^-e (both operands exact, one correctly rounded operation:
+ * Clinger's fast path, the same result as strtod); otherwise through strtod on a
+ * NUL-terminated copy. */
 static int parse_number(parser *ps, sl_value *out) {
+  static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
   const unsigned char *s = ps->p, *p = s;
   bool neg = *p == '-', integral = true;
+  digits dg = {0, 0};
+  long e = 0, ex = 0; /* the decimal exponent of m; the written exponent (capped) */
   if (neg) p++;
   if (!is_digit(ps, p)) return syntax_error(ps, p, "expected a digit");
-  if (*p == '0')
+  if (*p == '0') {
     p++;
-  else
-    while (is_digit(ps, p)) p++;
+  } else {
+    for (; is_digit(ps, p); p++) {
+      add_digit(&dg, *p - '0');
+      if (dg.sig > 15) e++;
+    }
+  }
   if (p < ps->end && *p == '.') {
     integral = false;
     if (!is_digit(ps, ++p)) return syntax_error(ps, p, "expected a digit after '.'");
-    while (is_digit(ps, p)) p++;
+    for (; is_digit(ps, p); p++) {
+      add_digit(&dg, *p - '0');
+      if (dg.sig <= 15) e--;
+    }
   }
   if (p < ps->end && (*p == 'e' || *p == 'E')) {
+    bool eneg = false;
     integral = false;
     p++;
-    if (p < ps->end && (*p == '+' || *p == '-')) p++;
+    if (p < ps->end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
     if (!is_digit(ps, p)) return syntax_error(ps, p, "expected a digit in the exponent");
-    while (is_digit(ps, p)) p++;
+    for (; is_digit(ps, p); p++)
+      if (ex < 100000) ex = ex * 10 + (*p - '0');
+    e += eneg ? -ex : ex;
   }
   ps->p = p;
   if (integral) {
@@ -454,6 +482,11 @@ static int parse_number(parser *ps, sl_value *out) {
       *out = sl_int(neg ? acc : -acc);
       return SL_OK;
     }
+  }
+  if (dg.sig <= 15 && e >= -22 && e <= 22) {
+    double d = e < 0 ? (double)dg.m / p10[-e] : (double)dg.m * p10[e];
+    *out = sl_double(neg ? -d : d);
+    return SL_OK;
   }
   char small[64], *buf = small;
   size_t len = (size_t)(p - s);
