@@ -251,6 +251,16 @@ TEST(value_maps) {
   ASSERT_EQ(sl_map_setc(&m, "k", sl_nil()), SL_OK);
   ASSERT_EQ(sl_typeof(sl_map_getc(&m, "k")), SL_TNIL);
   sl_value_free(m);
+  /* a new key taken from the map's own (inline) value, while the map grows and moves */
+  for (int i = 0; i < 20; i++) {
+    sl_value g = sl_map(0);
+    sl_map_setc(&g, "src", sl_cstr("short"));
+    for (int j = 0; j < i; j++) sl_map_set(&g, (const char *)&j, sizeof j, sl_int(j));
+    const sl_value *src = sl_map_getc(&g, "src");
+    ASSERT_OK(sl_map_set(&g, sl_str_data(src), sl_str_len(src), sl_int(-1)), NO_ERR);
+    ASSERT_EQ(sl_map_getc(&g, "short")->u.i, -1);
+    sl_value_free(g);
+  }
   /* the internal key-value setter: einval for non-string keys, values consumed */
   m = sl_map(4);
   ASSERT_EQ(sl__map_set_kv(&m, sl_int(1), sl_cstr("consumed: long enough for heap")), SL_EINVAL);
@@ -763,6 +773,85 @@ TEST(value_json_doubles) {
     ASSERT_EQ(sl_typeof(&back), SL_TDOUBLE);
     if (back.u.d != ds[i]) SL__FAIL("%.17g written as %s reads back as %.17g", ds[i], jbuf, back.u.d);
   }
+}
+
+/* The writer's documented rule, done the slow way: the first of %.15g, %.16g, %.17g that reads
+ * back, plus ".0" when it looks like an integer. */
+static void ref_double(double d, char *s, size_t n) {
+  int len = 0;
+  if (!isfinite(d)) {
+    snprintf(s, n, "null");
+    return;
+  }
+  for (int prec = 15; prec <= 17; prec++) {
+    len = snprintf(s, n - 2, "%.*g", prec, d);
+    if (prec == 17 || strtod(s, NULL) == d) break;
+  }
+  if (!strpbrk(s, ".eE")) memcpy(s + len, ".0", 3);
+}
+
+static uint64_t rng_state = 88172645463325252ULL;
+static uint64_t rng(void) { /* xorshift64 */
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+/* Doubles of many shapes: random bits, money-like, short decimals, scaled integers. */
+static double some_double(long i) {
+  double d;
+  uint64_t u = rng();
+  switch (i % 5) {
+  case 0: memcpy(&d, &u, sizeof d); return d;
+  case 1: return (double)(int64_t)(u % 100000000) / 100.0;
+  case 2: return (double)(int64_t)(u % 1000000000000LL) / pow(10, (double)(rng() % 16));
+  case 3: return ldexp((double)(u >> 11), -(int)(rng() % 80));
+  default: return (double)u / 1e3 * (rng() & 1 ? 1 : -1) / pow(10, (double)(rng() % 20));
+  }
+}
+
+/* The writer's fast path gives the same text as the slow rule; the parser's fast path gives
+ * the same double as strtod. */
+TEST(value_json_doubles_bulk) {
+  sl_buf b;
+  sl_buf_init(&b);
+  char want[64];
+  for (long i = 0; i < 200000; i++) {
+    double d = some_double(i);
+    sl_value v = sl_double(d), back;
+    b.len = 0;
+    if (sl_value_to_json(&v, &b) != SL_OK) break;
+    ref_double(d, want, sizeof want);
+    if (strcmp(b.data, want) != 0) {
+      snprintf(jbuf, sizeof jbuf, "%s", b.data);
+      sl_buf_close(&b);
+      SL__FAIL("%.17g: wrote %s, want %s", d, jbuf, want);
+    }
+    /* printed forms of all kinds read back as strtod reads them */
+    char text[400];
+    int prec = (int)(rng() % 18);
+    double x = fabs(d) < 1e30 ? d : 1.5;
+    if (i % 3 == 0)
+      snprintf(text, sizeof text, "%.*g", prec, x);
+    else if (i % 3 == 1)
+      snprintf(text, sizeof text, "%.*e", prec, x);
+    else
+      snprintf(text, sizeof text, "%.*f", prec, x);
+    if (!strchr(text, '.') && !strchr(text, 'e') && !strchr(text, 'n') && !strchr(text, 'i'))
+      strcat(text, ".0"); /* keep it a double */
+    if (strchr(text, 'n') || strchr(text, 'i')) continue;
+    if (sl_value_from_json(text, strlen(text), &back, NULL) != SL_OK) {
+      sl_buf_close(&b);
+      SL__FAIL("%s: no parse", text);
+    }
+    double sd = strtod(text, NULL);
+    if (back.type != SL_TDOUBLE || memcmp(&back.u.d, &sd, sizeof sd) != 0) {
+      sl_buf_close(&b);
+      SL__FAIL("%s: parsed %.17g, strtod %.17g", text, back.u.d, sd);
+    }
+  }
+  sl_buf_close(&b);
 }
 
 TEST(value_json_parse) {

@@ -36,7 +36,8 @@ int sl_error_set(sl_error_t *err, int code, const char *stage, const char *fmt, 
   }
   err->code = code;
   if (stage != err->stage) { /* memmove: stage may point into err->stage */
-    size_t n = stage ? strnlen(stage, sizeof err->stage - 1) : 0;
+    size_t n = 0;
+    while (stage && n < sizeof err->stage - 1 && stage[n]) n++;
     if (n) memmove(err->stage, stage, n);
     err->stage[n] = '\0';
   }

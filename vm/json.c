@@ -4,7 +4,8 @@
  * The writer is iterative (an explicit stack of open containers), so any value it is given can
  * be written, however deep. The parser is recursive descent, bounded by JSON_MAX_DEPTH, and
  * builds sl_values directly; on any error it frees what it built and reports the byte offset.
- * Numbers use snprintf/strtod and so assume the "C" LC_NUMERIC locale (a '.' decimal point).
+ * Numbers have fast paths of their own; the slow paths use snprintf/strtod and so assume the
+ * "C" LC_NUMERIC locale (a '.' decimal point).
  */
 #include <math.h>
 #include <stdio.h>

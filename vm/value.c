@@ -413,9 +413,11 @@ static int map_set(sl_value *m, const char *key, size_t klen, sl_value *key_v, s
     if (key_v) sl_value_free(*key_v);
     return SL_OK;
   }
+  /* the key is made before the entries may move: it may point into one of them */
+  sl_value k = key_v ? *key_v : sl_str(key, klen);
   pos = sl_map_len(m);
   o = map_mut(m, pos + 1);
-  o->ent[pos].key = key_v ? *key_v : sl_str(key, klen);
+  o->ent[pos].key = k;
   o->ent[pos].val = v;
   o->len = pos + 1;
   if (o->len > SL__MAP_INDEX_MIN) {
@@ -423,6 +425,7 @@ static int map_set(sl_value *m, const char *key, size_t klen, sl_value *key_v, s
       index_rebuild(o); /* hashes every key, the new one too */
     } else {
       if (o->len > ((size_t)o->index_mask + 1) / 2) index_rebuild(o); /* the old entries */
+      key = str_bytes(&o->ent[pos].key, &klen);
       index_put(o->index, o->index_mask, hash_key(key, klen), pos);
     }
   }

@@ -5,10 +5,13 @@
  * inside it (slen = length + 1, bytes from offset 2, NUL-terminated); everything larger is a
  * heap object behind u.o with an atomic reference count. Arrays and maps with no room asked for
  * are "lazy": u.o is NULL until the first item arrives, so empty containers cost no allocation.
+ * A string that fits inline is always inline (lookups compare slen as the length): make strings
+ * only through sl_str*, sl__str_new_try or a parser built on them.
  *
  * Threading: a value may be read by several threads at once. Reference counts are C11 atomics
- * (relaxed increment, acq_rel decrement). An object is modified in place only while its count
- * is 1; mutators copy a shared object first (copy-on-write), so a queued value is frozen.
+ * (relaxed increment, acq_rel decrement; a count read as 1 with acquire is ours alone, and is
+ * freed without the decrement). An object is modified in place only while its count is 1;
+ * mutators copy a shared object first (copy-on-write), so a queued value is frozen.
  */
 #ifndef SL_VALUE_H
 #define SL_VALUE_H

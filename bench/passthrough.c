@@ -1,0 +1,102 @@
+/*
+ * passthrough.c — the engine's own cost per record per hop.
+ *
+ * generate -> K c_map stages that each rewrite every record (add 1) -> null, for K = 1, 4, 16
+ * and workers = 1, 2. Prints records/s end to end and ns per record per hop (wall time divided
+ * by records x K), then a long run that samples peak RSS to show memory stays flat.
+ *
+ * usage: bench_passthrough [records (default 20000000)] [long-run records (default 100000000)]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "sluice.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long rss_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, "VmRSS:", 6) == 0) kib = atol(line + 6);
+  if (f) fclose(f);
+  return kib;
+}
+
+static int add_one(void *ud, sl_value *rec, char *errbuf, size_t errlen) {
+  rec->u.i += 1;
+  return 0;
+}
+
+/* Runs one configuration; returns seconds. */
+static double run(int workers, int k, long records, long *peak_rss) {
+  sl_engine_config cfg;
+  sl_engine_config_init(&cfg);
+  cfg.workers = workers;
+  sl_engine *e;
+  sl_pipeline *p;
+  sl_error_t err;
+  if (sl_engine_new(&cfg, &e, &err) || sl_pipeline_new(e, "bench", &p, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    exit(1);
+  }
+  char json[64];
+  snprintf(json, sizeof json, "{\"count\": %ld}", records);
+  sl_pipeline_add_json(p, "generate", json, &err);
+  for (int i = 0; i < k; i++) sl_pipeline_add_fn(p, "c_map", add_one, NULL, sl_nil(), &err);
+  sl_pipeline_add_json(p, "null", "{\"name\": \"sink\"}", &err);
+  double t0 = now_s();
+  if (sl_pipeline_start(p, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    exit(1);
+  }
+  long peak = rss_kib();
+  while (sl_pipeline_wait(p, 200000000, NULL) == SL_ETIMEDOUT) {
+    long r = rss_kib();
+    if (r > peak) peak = r;
+  }
+  double t = now_s() - t0;
+  sl_stage_stats s;
+  sl_pipeline_stats(p, (size_t)k + 1, &s);
+  if ((long)s.in != records) {
+    fprintf(stderr, "sink saw %llu of %ld records\n", (unsigned long long)s.in, records);
+    exit(1);
+  }
+  if (peak_rss) *peak_rss = peak;
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+  return t;
+}
+
+int main(int argc, char **argv) {
+  long records = argc > 1 ? atol(argv[1]) : 20000000;
+  long long_records = argc > 2 ? atol(argv[2]) : 100000000;
+  printf("passthrough: generate -> K x c_map(add 1) -> null, %ld records\n", records);
+  printf("%-8s %-4s %14s %16s %12s\n", "workers", "K", "records/s", "ns/record/hop", "seconds");
+  double t_k16[3] = {0};
+  for (int k = 1; k <= 16; k *= 4) {
+    for (int w = 1; w <= 2; w++) {
+      double t = run(w, k, records, NULL);
+      printf("%-8d %-4d %14.0f %16.2f %12.3f\n", w, k, records / t, t * 1e9 / ((double)records * k), t);
+      if (k == 16) t_k16[w] = t;
+      fflush(stdout);
+    }
+  }
+  printf("speed-up workers 2 vs 1 at K=16: %.2fx\n", t_k16[1] / t_k16[2]);
+  if (long_records > 0) {
+    long peak;
+    long before = rss_kib();
+    double t = run(2, 4, long_records, &peak);
+    printf("memory: %ld records through K=4 at workers=2 in %.1f s; RSS before %ld KiB, peak during %ld KiB\n",
+           long_records, t, before, peak);
+  }
+  return 0;
+}
