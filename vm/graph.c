@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "lock.h"
 #include "pipeline.h"
 
 #define DEFAULT_QUEUE 1024
@@ -409,7 +410,7 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
   n->ordered = n->parallelism > 1 && !(k->flags & SL_STAGE_UNORDERED);
   n->insts = sl__xcalloc((size_t)n->parallelism, sizeof *n->insts);
   atomic_init(&n->active, n->parallelism);
-  pthread_mutex_init(&n->out_mu, NULL);
+  sl_lock_init(&n->out_mu);
   pthread_mutex_init(&n->pmu, NULL);
   pthread_cond_init(&n->pcv, NULL);
   for (int i = 0; i < n->parallelism; i++) {
@@ -418,7 +419,7 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
     st->node = n;
     st->p = p;
     st->index = i;
-    pthread_mutex_init(&st->mbox_mu, NULL);
+    sl_lock_init(&st->mbox_mu);
     st->ctx = sl__xcalloc(1, k->ctx_size ? k->ctx_size : 1);
   }
   for (int i = 0; i < n->parallelism; i++) {

@@ -5,11 +5,39 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "lock.h"
 #include "ack.h"
+
+/* Worker threads keep a few freed standard batches for reuse: a batch that was just freed is
+ * still in this core's cache, where a fresh allocation is not (and malloc/free cost ~50 ns). */
+#define CACHE_CAP 256
+#define CACHE_MAX 8
+static _Thread_local sl_qbatch *tl_cache[CACHE_MAX];
+static _Thread_local int tl_ncache = -1; /* -1: this thread keeps no cache */
+
+void sl_queue_thread_cache(bool on) {
+  if (on) {
+    if (tl_ncache < 0) tl_ncache = 0;
+    return;
+  }
+  while (tl_ncache > 0) sl__free(tl_cache[--tl_ncache]);
+  tl_ncache = -1;
+}
 
 sl_qbatch *sl_queue_batch_new(uint32_t cap) {
   if (cap == 0) cap = 1;
-  sl_qbatch *b = sl__xmalloc(sizeof *b + (size_t)cap * sizeof(sl_value));
+  sl_qbatch *b;
+  if (cap <= CACHE_CAP && tl_ncache > 0) {
+    b = tl_cache[--tl_ncache];
+    b->next = NULL;
+    b->seq = 0;
+    b->len = 0;
+    b->off = 0;
+    b->acks = NULL;
+    return b;
+  }
+  if (cap < CACHE_CAP && tl_ncache >= 0) cap = CACHE_CAP; /* so it can go to the cache later */
+  b = sl__xmalloc(sizeof *b + (size_t)cap * sizeof(sl_value));
   b->next = NULL;
   b->seq = 0;
   b->len = 0;
@@ -49,7 +77,8 @@ void sl_queue_batch_free(sl_qbatch *b, bool dropped) {
   if (!b) return;
   free_range(b, b->off, b->len, dropped);
   sl__free(b->acks);
-  sl__free(b);
+  if (b->cap == CACHE_CAP && tl_ncache >= 0 && tl_ncache < CACHE_MAX) tl_cache[tl_ncache++] = b;
+  else sl__free(b);
 }
 
 sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b) {
@@ -67,7 +96,7 @@ sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b) {
 
 void sl_queue_init(sl_edge *e, uint64_t cap, int on_full) {
   memset(e, 0, sizeof *e);
-  pthread_mutex_init(&e->mu, NULL);
+  sl_lock_init(&e->mu);
   e->cap = cap;
   e->on_full = on_full;
 }
@@ -151,7 +180,9 @@ sl_qbatch *sl_queue_pop(sl_edge *e, bool *eof, bool *wake_producer, atomic_uint_
     uint64_t len = atomic_load_explicit(&e->len, memory_order_relaxed) - (b->len - b->off);
     atomic_store_explicit(&e->len, len, memory_order_relaxed);
     if (seq_counter) b->seq = atomic_fetch_add_explicit(seq_counter, 1, memory_order_relaxed);
-    if (e->producer_waiting && (!e->cap || len < e->cap)) {
+    /* wake a waiting producer once half the queue is free, so it runs a burst of batches
+     * rather than one batch per wake-up */
+    if (e->producer_waiting && (!e->cap || len <= e->cap / 2)) {
       e->producer_waiting = false;
       *wake_producer = true;
     }

@@ -53,6 +53,9 @@ typedef struct sl_edge {
   struct sl_node *to;        /* consumer */
 } sl_edge;
 
+/* Worker threads call this with true when they start and false when they stop: their freed
+ * batches are kept for reuse in between. */
+void sl_queue_thread_cache(bool on);
 /* returns an owned batch with room for cap records (len 0). */
 sl_qbatch *sl_queue_batch_new(uint32_t cap);
 /* Grows b to hold at least cap records; returns the (moved) batch. */

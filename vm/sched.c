@@ -1,10 +1,14 @@
 /*
  * sched.c — the worker pool (see sched.h for the model and the lock rules).
  *
- * One FIFO run queue shared by all workers, guarded by one mutex. Tasks move records in batches
- * of up to 256, so a queue operation is amortised over hundreds of records and a shared queue
- * keeps both cores busy without the complexity of per-worker deques. Workers spin for a short
- * while before sleeping because waking a sleeping thread costs ~30 us on this class of machine.
+ * Per-worker FIFO queues with stealing. Tasks move records in batches of up to 256, so a queue
+ * operation is amortised over hundreds of records. Workers spin for a short while before they
+ * sleep because waking a sleeping thread costs ~30 us on this class of machine.
+ *
+ * No lost wake-ups: a pusher increments `nqueued` and then reads `nsleeping`; a sleeper
+ * increments `nsleeping` (under the pool mutex) and then reads `nqueued`. Both are sequentially
+ * consistent atomics, so at least one of them sees the other, and the pusher signals under the
+ * pool mutex.
  */
 #include "sched.h"
 
@@ -15,6 +19,8 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "lock.h"
+#include "queue.h"
 
 enum { T_IDLE = 0, T_SCHEDULED, T_RUNNING, T_NOTIFIED, T_DEAD };
 
@@ -24,19 +30,23 @@ typedef struct worker {
   sl_sched *s;
   int id;
   pthread_t thread;
+  pthread_mutex_t qmu;  /* guards head/tail */
+  sl_task *head, *tail; /* this worker's run queue */
+  atomic_int n;         /* tasks in it (peeked without the lock) */
+  char pad[64];         /* keep workers' queue locks on separate cache lines */
 } worker;
 
 struct sl_sched {
-  pthread_mutex_t mu;       /* guards the queue, nidle, nsleeping, stopping */
+  pthread_mutex_t mu;       /* guards nidle, stopping, the condition variable */
   pthread_cond_t cv;        /* sleeping workers wait here */
-  sl_task *head, *tail;     /* run queue (FIFO) */
-  atomic_int nqueued;       /* tasks in the queue, readable without the lock while spinning */
+  atomic_int nqueued;       /* tasks in all queues */
+  atomic_int nsleeping;     /* workers waiting on cv */
   int nworkers;             /* threads */
   int nidle;                /* workers with nothing to run (spinning or sleeping) */
-  int nsleeping;            /* workers waiting on cv */
-  bool stopping;            /* sl_sched_free was called */
-  sl_sched_idle_cb on_idle; /* every worker idle and the queue empty */
+  atomic_bool stopping;     /* sl_sched_free was called */
+  sl_sched_idle_cb on_idle; /* every worker idle and no task queued */
   void *idle_ud;
+  atomic_uint rr;           /* spreads tasks woken from outside the pool */
   worker *workers;
 };
 
@@ -45,20 +55,46 @@ static _Thread_local int tl_worker = -1;
 
 void sl_task_init(sl_task *t, sl_task_run_cb run, sl_task_dead_cb dead) {
   atomic_init(&t->state, T_IDLE);
+  atomic_init(&t->home, -1);
   t->next = NULL;
   t->run = run;
   t->dead = dead;
 }
 
-/* Appends t to the run queue and wakes a sleeping worker. */
-static void push(sl_sched *s, sl_task *t) {
-  pthread_mutex_lock(&s->mu);
+static void qpush(worker *w, sl_task *t) {
+  pthread_mutex_lock(&w->qmu);
   t->next = NULL;
-  if (s->tail) s->tail->next = t; else s->head = t;
-  s->tail = t;
-  atomic_fetch_add_explicit(&s->nqueued, 1, memory_order_release);
-  if (s->nsleeping > 0) pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
+  if (w->tail) w->tail->next = t; else w->head = t;
+  w->tail = t;
+  atomic_fetch_add_explicit(&w->n, 1, memory_order_release);
+  pthread_mutex_unlock(&w->qmu);
+}
+
+static sl_task *qpop(worker *w) {
+  if (atomic_load_explicit(&w->n, memory_order_acquire) == 0) return NULL;
+  pthread_mutex_lock(&w->qmu);
+  sl_task *t = w->head;
+  if (t) {
+    w->head = t->next;
+    if (!w->head) w->tail = NULL;
+    t->next = NULL;
+    atomic_fetch_sub_explicit(&w->n, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&w->qmu);
+  return t;
+}
+
+/* Queues t on its home worker (or the calling worker, or round-robin) and wakes a sleeper. */
+static void push(sl_sched *s, sl_task *t) {
+  int home = atomic_load_explicit(&t->home, memory_order_relaxed);
+  if (home < 0) home = tl_sched == s ? tl_worker : (int)(atomic_fetch_add(&s->rr, 1) % (unsigned)s->nworkers);
+  qpush(&s->workers[home], t);
+  atomic_fetch_add(&s->nqueued, 1);
+  if (atomic_load(&s->nsleeping) > 0) {
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+  }
 }
 
 void sl_sched_wake(sl_sched *s, sl_task *t) {
@@ -80,14 +116,17 @@ void sl_sched_wake(sl_sched *s, sl_task *t) {
   }
 }
 
-static sl_task *pop_locked(sl_sched *s) {
-  sl_task *t = s->head;
-  if (t) {
-    s->head = t->next;
-    if (!s->head) s->tail = NULL;
-    atomic_fetch_sub_explicit(&s->nqueued, 1, memory_order_relaxed);
+/* Own queue first, then the others'. */
+static sl_task *find_task(sl_sched *s, int id) {
+  if (atomic_load_explicit(&s->nqueued, memory_order_acquire) == 0) return NULL;
+  for (int k = 0; k < s->nworkers; k++) {
+    sl_task *t = qpop(&s->workers[(id + k) % s->nworkers]);
+    if (t) {
+      atomic_fetch_sub(&s->nqueued, 1);
+      return t;
+    }
   }
-  return t;
+  return NULL;
 }
 
 static int64_t mono_ns(void) {
@@ -98,40 +137,32 @@ static int64_t mono_ns(void) {
 
 /* Waits for a task: spins, then sleeps; after every wake-up it spins again before sleeping, so
  * a worker woken for a task another worker took first stays ready for the next one instead of
- * paying a full sleep/wake (~30 us) per task. Returns NULL when the pool stops. */
-static sl_task *next_task(sl_sched *s) {
-  bool idle = false;
+ * paying a full sleep/wake per task. Returns NULL when the pool stops. */
+static sl_task *next_task(sl_sched *s, int id) {
+  sl_task *t = find_task(s, id);
+  if (t) return t;
+  pthread_mutex_lock(&s->mu);
+  s->nidle++;
+  if (s->nidle == s->nworkers && s->on_idle) s->on_idle(s->idle_ud);
+  pthread_mutex_unlock(&s->mu);
   for (;;) {
-    pthread_mutex_lock(&s->mu);
-    sl_task *t = pop_locked(s);
-    if (t || s->stopping) {
-      if (idle) s->nidle--;
-      pthread_mutex_unlock(&s->mu);
-      return t;
-    }
-    if (!idle) {
-      idle = true;
-      s->nidle++;
-      if (s->nidle == s->nworkers && s->on_idle) s->on_idle(s->idle_ud);
-    }
-    pthread_mutex_unlock(&s->mu);
-
     int64_t until = mono_ns() + SPIN_NS;
-    while (atomic_load_explicit(&s->nqueued, memory_order_acquire) == 0 && mono_ns() < until)
-      sched_yield();
-    if (atomic_load_explicit(&s->nqueued, memory_order_acquire) > 0) continue;
-
+    while (!(t = find_task(s, id)) && !atomic_load(&s->stopping) && mono_ns() < until) sched_yield();
+    if (t || atomic_load(&s->stopping)) break;
     pthread_mutex_lock(&s->mu);
-    if (!s->head && !s->stopping) {
-      s->nsleeping++;
-      pthread_cond_wait(&s->cv, &s->mu);
-      s->nsleeping--;
-    }
+    atomic_fetch_add(&s->nsleeping, 1);
+    if (atomic_load(&s->nqueued) == 0 && !atomic_load(&s->stopping)) pthread_cond_wait(&s->cv, &s->mu);
+    atomic_fetch_sub(&s->nsleeping, 1);
     pthread_mutex_unlock(&s->mu);
   }
+  pthread_mutex_lock(&s->mu);
+  s->nidle--;
+  pthread_mutex_unlock(&s->mu);
+  return t;
 }
 
 static void run_task(sl_sched *s, sl_task *t, int id) {
+  atomic_store_explicit(&t->home, id, memory_order_relaxed);
   atomic_store_explicit(&t->state, T_RUNNING, memory_order_release);
   int r = t->run(t, id);
   if (r == SL_TASK_DONE) {
@@ -151,7 +182,9 @@ static void *worker_main(void *arg) {
   tl_sched = w->s;
   tl_worker = w->id;
   sl_task *t;
-  while ((t = next_task(w->s))) run_task(w->s, t, w->id);
+  sl_queue_thread_cache(true);
+  while ((t = next_task(w->s, w->id))) run_task(w->s, t, w->id);
+  sl_queue_thread_cache(false);
   return NULL;
 }
 
@@ -163,13 +196,14 @@ int sl_sched_new(int workers, sl_sched_idle_cb on_idle, void *idle_ud, sl_sched 
   s->on_idle = on_idle;
   s->idle_ud = idle_ud;
   s->workers = sl__xcalloc((size_t)workers, sizeof *s->workers);
-  int started = 0;
-  for (; started < workers; started++) {
-    worker *w = &s->workers[started];
-    w->s = s;
-    w->id = started;
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) goto fail;
+  for (int i = 0; i < workers; i++) {
+    s->workers[i].s = s;
+    s->workers[i].id = i;
+    sl_lock_init(&s->workers[i].qmu);
   }
+  int started = 0;
+  for (; started < workers; started++)
+    if (pthread_create(&s->workers[started].thread, NULL, worker_main, &s->workers[started]) != 0) goto fail;
   *out = s;
   return 0;
 fail:
@@ -181,10 +215,11 @@ fail:
 void sl_sched_free(sl_sched *s) {
   if (!s) return;
   pthread_mutex_lock(&s->mu);
-  s->stopping = true;
+  atomic_store(&s->stopping, true);
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
   for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
+  for (int i = 0; i < s->nworkers; i++) pthread_mutex_destroy(&s->workers[i].qmu);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
   sl__free(s->workers);
@@ -193,7 +228,7 @@ void sl_sched_free(sl_sched *s) {
 
 bool sl_sched_all_idle(sl_sched *s) {
   pthread_mutex_lock(&s->mu);
-  bool idle = s->nidle == s->nworkers && s->head == NULL;
+  bool idle = s->nidle == s->nworkers && atomic_load(&s->nqueued) == 0;
   pthread_mutex_unlock(&s->mu);
   return idle;
 }

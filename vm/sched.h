@@ -10,12 +10,16 @@
  * Task states (atomic): IDLE -> SCHEDULED (wake) -> RUNNING (a worker took it) -> IDLE | SCHEDULED
  * (yield, or woken while running: NOTIFIED) | DEAD.
  *
+ * Each worker has its own run queue, and a woken task joins the queue of the worker that last
+ * ran it, so a chain of stages settles on the workers (its batches stay in one core's cache)
+ * instead of every hop crossing cores. A worker with nothing of its own steals from the others.
  * Idle workers spin briefly, then sleep on a condition variable (no CPU use while nothing is
- * runnable). When every worker is idle and the queue is empty, the on_idle hook runs (the event
- * loop uses it to advance the virtual clock).
+ * runnable). When every worker is idle and no queue holds a task, the on_idle hook runs (the
+ * event loop uses it to advance the virtual clock).
  *
- * Locking: one mutex guards the run queue and the idle counts. It is a leaf lock: nothing else
- * is taken while it is held, except that on_idle is called with it held and must only signal.
+ * Locking: each worker queue has a mutex (a leaf). The pool mutex guards the idle and sleeping
+ * counts and the condition variable; a queue mutex is never taken while holding it, except
+ * that on_idle is called with it held and must only signal.
  */
 #ifndef SL_SCHED_H
 #define SL_SCHED_H
@@ -34,10 +38,11 @@ typedef int (*sl_task_run_cb)(sl_task *t, int worker);
 typedef void (*sl_task_dead_cb)(sl_task *t);
 
 struct sl_task {
-  atomic_int state;     /* SL__T_* in sched.c */
+  atomic_int state;     /* T_* in sched.c */
   sl_task *next;        /* run queue link */
   sl_task_run_cb run;   /* what the task does */
   sl_task_dead_cb dead; /* after DONE */
+  atomic_int home;      /* worker whose queue it joins when woken (the last that ran it) */
 };
 
 typedef void (*sl_sched_idle_cb)(void *ud);
