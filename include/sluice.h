@@ -409,7 +409,8 @@ struct sl_stage_kind {
   /* End of input: emit what is held (a partial chunk). Return 0 when finished, SL_PARKED to be
    * called again later (work still in flight), or < 0. Called only on a normal or drained end. */
   int (*flush)(void *ctx, sl_emitter *em);
-  /* Frees what init allocated. Always called, also after a failure or an abort. */
+  /* Frees what init allocated. Called for every instance whose init ran — also when init failed
+   * half-way (the context was zeroed before init), after a failure, or after an abort. */
   void (*destroy)(void *ctx);
   /* A timer or fd event this instance asked for (token as given), run on the instance's task. */
   int (*event)(void *ctx, uint64_t token, sl_emitter *em);

@@ -51,6 +51,8 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   f->fd = mkstemp(f->tmp);
   if (f->fd < 0) {
     int e = errno;
+    free(f->tmp);
+    f->tmp = NULL;
     return sl_error_set(err, SL_EIO, NULL, "cannot create a file next to '%s': %s", f->path, strerror(e));
   }
   mode_t um = umask(0);

@@ -425,7 +425,9 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
   for (int i = 0; i < n->parallelism; i++) {
     sl_stage *st = &n->insts[i];
     int rc = sl__options_apply(k->options, st->ctx, &n->opts, n->fn_ptrs, n->where, n->name, k->name, err);
-    if (rc == 0 && k->init) {
+    if (rc) return rc;
+    st->inited = true; /* from here on destroy runs, even if init fails half-way */
+    if (k->init) {
       sl_error_t e2;
       sl_error_init(&e2);
       rc = k->init(st->ctx, st, &e2);
@@ -434,8 +436,6 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
         return rc;
       }
     }
-    if (rc) return rc;
-    st->inited = true;
   }
   return 0;
 }

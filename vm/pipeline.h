@@ -59,7 +59,7 @@ struct sl_stage {
   sl_pipeline *p;
   int index;               /* instance number */
   void *ctx;               /* the kind's context (options stored in it) */
-  bool inited;             /* init succeeded: destroy must run */
+  bool inited;             /* init ran (maybe failed): destroy must run */
   bool flushing;           /* input ended; flush returned SL_PARKED */
   bool finished;           /* this instance ended its part */
   bool input_done;         /* stopped taking input (eof, SL_DONE, or all outputs cancelled) */

@@ -86,8 +86,8 @@ static sl_task *qpop(worker *w) {
 
 /* Queues t on its home worker (or the calling worker, or round-robin) and wakes a sleeper. */
 static void push(sl_sched *s, sl_task *t) {
-  int home = atomic_load_explicit(&t->home, memory_order_relaxed);
-  if (home < 0) home = tl_sched == s ? tl_worker : (int)(atomic_fetch_add(&s->rr, 1) % (unsigned)s->nworkers);
+  int home = tl_sched == s ? tl_worker : atomic_load_explicit(&t->home, memory_order_relaxed);
+  if (home < 0) home = (int)(atomic_fetch_add(&s->rr, 1) % (unsigned)s->nworkers);
   qpush(&s->workers[home], t);
   atomic_fetch_add(&s->nqueued, 1);
   if (atomic_load(&s->nsleeping) > 0) {
