@@ -78,7 +78,9 @@ static int fill(lines *l) {
   }
   if (!l->regular) {
     struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
-    if (poll(&pfd, 1, 0) == 0) {
+    int ready;
+    while ((ready = poll(&pfd, 1, 0)) < 0 && errno == EINTR) {}
+    if (ready == 0) {
       if (sl_stage_watch_fd(l->st, l->fd, false, 0) != 0)
         return sl_stage_fail(l->st, "cannot watch %s for input", name_of(l));
       return SL_PARKED;

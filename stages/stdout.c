@@ -2,6 +2,9 @@
  * A closed pipe (EPIPE, as `head` does) ends the pipeline quietly: the sink stops reading and
  * upstream is cancelled. */
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
 #include <stddef.h>
 #include <unistd.h>
 
@@ -38,11 +41,17 @@ static int drain(out *o) {
     ssize_t n = write(o->fd, o->buf.data + off, o->buf.len - off);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EPIPE) {
+      /* engine threads block SIGPIPE; take the pending one so it never fires later */
+      sigset_t pipe_set;
+      sigemptyset(&pipe_set);
+      sigaddset(&pipe_set, SIGPIPE);
+      struct timespec zero = {0, 0};
+      sigtimedwait(&pipe_set, NULL, &zero);
       o->closed = true;
       o->buf.len = 0;
       return SL_DONE;
     }
-    if (n < 0) return sl_stage_fail(o->st, "cannot write to standard output: %s", sl_strerror(SL_EIO));
+    if (n < 0) return sl_stage_fail(o->st, "cannot write to standard output: %s", strerror(errno));
     off += (size_t)n;
   }
   o->buf.len = 0;

@@ -3,6 +3,7 @@
  * C stage kinds registered by the test (the embedding API's sl_engine_register).
  */
 #include <stdatomic.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "test.h"
@@ -351,3 +352,241 @@ static void ack_case(const char *on_error, int64_t want_ok, int64_t want_dropped
 
 TEST(runtime_acks_skip_is_dropped) { ack_case("skip", 99, 1); }
 TEST(runtime_acks_dead_letter_is_ok) { ack_case("dead_letter", 100, 0); }
+
+/* ---- regressions found in review ---- */
+
+/* A stage that holds an ack is cancelled from downstream (take): the source stops waiting. */
+TEST(runtime_cancel_with_held_ack) {
+  sl_engine *e = ack_engine();
+  sl_pipeline *p;
+  sl_error_t err;
+  sl_pipeline_new(e, "acks", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "units", "{\"count\": 1}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "pairs", "", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "take", "1", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "null", "", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  ASSERT_OK(sl_pipeline_wait(p, 30 * (int64_t)1000000000, &err), &err); /* a hang guard, not a timing */
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* Freeing a running pipeline whose stages hold acks: every token goes back to a live source. */
+TEST(runtime_free_with_held_acks) {
+  sl_engine *e = ack_engine();
+  sl_pipeline *p;
+  sl_error_t err;
+  sl_pipeline_new(e, "acks", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "units", "{\"count\": 1000000}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "pairs", "", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\", \"queue\": {\"capacity\": 10}}", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  sl_value v;
+  ASSERT_OK(sl_collect_pull(sl_pipeline_collect(p, "out"), &v, -1), (sl_error_t *)NULL);
+  sl_value_free(v);
+  sl_pipeline_free(p); /* abort, wait, free: ASan checks no token reaches a freed source */
+  sl_engine_free(e);
+}
+
+/* A stage that arms a timer and wakes itself in init. */
+typedef struct early {
+  int fired;
+} early;
+
+static int early_init(void *ctx, sl_stage *st, sl_error_t *err) {
+  sl_stage_timer(st, sl_stage_now(st), 1);
+  sl_stage_wake(st);
+  return 0;
+}
+
+static int early_event(void *ctx, uint64_t token, sl_emitter *em) {
+  ((early *)ctx)->fired++;
+  return 0;
+}
+
+static int early_process(void *ctx, sl_batch *in, sl_emitter *em) {
+  for (uint32_t i = 0; i < in->len; i++) sl_emit(em, i, sl_int(((early *)ctx)->fired));
+  return 0;
+}
+
+static const sl_stage_kind early_kind = {
+    .abi = SL_STAGE_ABI, .name = "early", .doc = "test: timer and wake from init",
+    .ctx_size = sizeof(early), .init = early_init, .process = early_process, .event = early_event,
+};
+
+TEST(runtime_wake_in_init) {
+  for (int virt = 0; virt < 2; virt++) {
+    sl_engine *e = engine(2, virt);
+    sl_error_t err;
+    ASSERT_OK(sl_engine_register(e, &early_kind, &err), &err);
+    sl_pipeline *p;
+    sl_pipeline_new(e, "early", &p, NULL);
+    ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 1000}", &err), &err);
+    ASSERT_OK(sl_pipeline_add_json(p, "early", "", &err), &err);
+    ASSERT_OK(sl_pipeline_add_json(p, "null", "", &err), &err);
+    ASSERT_OK(sl_pipeline_run(p, &err), &err);
+    sl_pipeline_free(p);
+    sl_engine_free(e);
+  }
+}
+
+/* Start fails in a stage's init with no error object: an error code, no crash. */
+TEST(runtime_start_fails_without_err) {
+  sl_engine *e = engine(1, false);
+  sl_pipeline *p;
+  sl_pipeline_new(e, "bad", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "", NULL), (sl_error_t *)NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "take", "-1", NULL), (sl_error_t *)NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "null", "", NULL), (sl_error_t *)NULL);
+  ASSERT_EQ(sl_pipeline_run(p, NULL), SL_ECONFIG);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* Only passive producers: the dead-letter stage must still end. */
+TEST(runtime_dead_letter_without_producers) {
+  sl_engine *e = engine(2, false);
+  sl_pipeline *p;
+  sl_error_t err;
+  sl_pipeline_new(e, "dl", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "port", "{\"name\": \"in\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "null", "{\"name\": \"dl\", \"input\": []}", &err), &err);
+  ASSERT_OK(sl_pipeline_set_dead_letter(p, "dl", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  sl_port_close(sl_pipeline_port(p, "in"));
+  ASSERT_OK(sl_pipeline_wait(p, 30 * (int64_t)1000000000, &err), &err);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* A dead-letter sink that fails its records does not feed them back to itself. */
+static int reject_all(void *ctx, sl_batch *in, sl_emitter *em) {
+  for (uint32_t i = 0; i < in->len; i++) sl_emit_error(em, i, "rejected");
+  return 0;
+}
+
+static const sl_stage_kind reject_kind = {
+    .abi = SL_STAGE_ABI, .name = "reject", .doc = "test: a sink that fails every record",
+    .flags = SL_STAGE_SINK, .process = reject_all,
+};
+
+TEST(runtime_dead_letter_fails_itself) {
+  sl_engine *e = engine(2, false);
+  sl_error_t err;
+  ASSERT_OK(sl_engine_register(e, &reject_kind, &err), &err);
+  sl_pipeline *p;
+  sl_pipeline_new(e, "dl", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 10}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "reject", "{\"name\": \"main\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "reject", "{\"name\": \"dl\", \"input\": []}", &err), &err);
+  ASSERT_OK(sl_pipeline_set_dead_letter(p, "dl", &err), &err);
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  sl_stage_stats s;
+  sl_pipeline_stats(p, 2, &s);
+  ASSERT_EQ(s.in, 10); /* each failure once, then skipped */
+  ASSERT_EQ(s.errors, 10);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* The virtual clock never moves while a task is runnable: every event sees now == its deadline,
+ * with several timers interleaved (the idle accounting of the scheduler). */
+#define NT 4
+typedef struct multi {
+  sl_stage *st;
+  int64_t due[NT];
+  int64_t fired;
+  bool armed;
+} multi;
+
+static atomic_long vc_mismatches;
+
+static int multi_init(void *ctx, sl_stage *st, sl_error_t *err) {
+  ((multi *)ctx)->st = st;
+  return 0;
+}
+
+static int multi_produce(void *ctx, sl_emitter *em) {
+  multi *m = ctx;
+  if (!m->armed) {
+    m->armed = true;
+    for (int k = 0; k < NT; k++) {
+      m->due[k] = sl_stage_now(m->st) + 1000 + k * 250;
+      sl_stage_timer(m->st, m->due[k], (uint64_t)k);
+    }
+  }
+  return m->fired >= 20000 ? SL_DONE : SL_PARKED;
+}
+
+static int multi_event(void *ctx, uint64_t k, sl_emitter *em) {
+  multi *m = ctx;
+  if (sl_stage_now(m->st) != m->due[k]) atomic_fetch_add(&vc_mismatches, 1);
+  m->fired++;
+  m->due[k] += 1000;
+  if (m->fired < 20000) sl_stage_timer(m->st, m->due[k], k);
+  return 0;
+}
+
+static const sl_stage_kind multi_kind = {
+    .abi = SL_STAGE_ABI, .name = "multi", .doc = "test: interleaved timers", .ctx_size = sizeof(multi),
+    .flags = SL_STAGE_SOURCE, .init = multi_init, .produce = multi_produce, .event = multi_event,
+};
+
+TEST(runtime_virtual_clock_exact) {
+  for (int workers = 1; workers <= 3; workers++) {
+    atomic_store(&vc_mismatches, 0);
+    sl_engine *e = engine(workers, true);
+    sl_error_t err;
+    ASSERT_OK(sl_engine_register(e, &multi_kind, &err), &err);
+    sl_pipeline *p;
+    sl_pipeline_new(e, "vc", &p, NULL);
+    ASSERT_OK(sl_pipeline_add_json(p, "multi", "", &err), &err);
+    ASSERT_OK(sl_pipeline_add_json(p, "null", "", &err), &err);
+    ASSERT_OK(sl_pipeline_run(p, &err), &err);
+    ASSERT_EQ(atomic_load(&vc_mismatches), 0);
+    sl_pipeline_free(p);
+    sl_engine_free(e);
+  }
+}
+
+/* sl_port_push racing sl_port_close: every push that returned SL_OK reaches the sink. */
+static sl_port *race_port;
+static atomic_long race_ok;
+static atomic_bool race_go;
+
+static void *race_pusher(void *arg) {
+  while (!atomic_load(&race_go)) {}
+  for (;;) {
+    sl_value v = sl_int(1);
+    if (sl_port_push(race_port, &v, 0) != SL_OK) break;
+    atomic_fetch_add(&race_ok, 1);
+  }
+  return NULL;
+}
+
+TEST(runtime_port_close_race) {
+  sl_engine *e = engine(2, false);
+  for (int rep = 0; rep < 200; rep++) {
+    sl_pipeline *p;
+    sl_pipeline_new(e, "race", &p, NULL);
+    ASSERT_OK(sl_pipeline_add_json(p, "port", "{\"name\": \"in\"}", NULL), (sl_error_t *)NULL);
+    ASSERT_OK(sl_pipeline_add_json(p, "null", "{\"parallelism\": 1}", NULL), (sl_error_t *)NULL);
+    ASSERT_OK(sl_pipeline_start(p, NULL), (sl_error_t *)NULL);
+    race_port = sl_pipeline_port(p, "in");
+    atomic_store(&race_ok, 0);
+    atomic_store(&race_go, false);
+    pthread_t th[3];
+    for (int k = 0; k < 3; k++) pthread_create(&th[k], NULL, race_pusher, NULL);
+    atomic_store(&race_go, true);
+    for (volatile int i = 0; i < 20000; i++) {}
+    sl_port_close(race_port);
+    for (int k = 0; k < 3; k++) pthread_join(th[k], NULL);
+    sl_pipeline_wait(p, -1, NULL);
+    sl_stage_stats s;
+    sl_pipeline_stats(p, 1, &s);
+    ASSERT_EQ((long)s.in, atomic_load(&race_ok));
+    sl_pipeline_free(p);
+  }
+  sl_engine_free(e);
+}

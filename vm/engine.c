@@ -32,8 +32,9 @@ int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err)
     e->cfg.workers = n > 0 ? (int)n : 1;
   }
   if (e->cfg.workers > 256) {
+    int w = e->cfg.workers;
     sl__free(e);
-    return sl_error_set(err, SL_EINVAL, NULL, "workers must be from 1 to 256 (got %d)", cfg->workers);
+    return sl_error_set(err, SL_EINVAL, NULL, "workers must be from 1 to 256 (got %d)", w);
   }
   pthread_mutex_init(&e->mu, NULL);
   e->nbuiltin = e->nkinds = sl__builtin_kind_count;
@@ -54,6 +55,7 @@ fail:
 
 void sl_engine_free(sl_engine *e) {
   if (!e) return;
+  sl_loop_set_sched(e->loop, NULL); /* the loop lets go of the pool before it is freed */
   sl_sched_free(e->sched);
   sl_loop_free(e->loop);
   sl__free(e->kinds);

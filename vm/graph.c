@@ -42,6 +42,8 @@ static int parse_on_error(const char *s) {
 }
 
 int sl_pipeline_set_on_error(sl_pipeline *p, const char *policy, sl_error_t *err) {
+  if (p->state != SL_P_BUILDING)
+    return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' already started: on_error is set before start", p->name);
   int pol = parse_on_error(policy);
   if (pol < 0)
     return sl_error_set(err, SL_ECONFIG, NULL, "on_error must be skip, fail or dead_letter (got '%s')", policy);
@@ -50,6 +52,8 @@ int sl_pipeline_set_on_error(sl_pipeline *p, const char *policy, sl_error_t *err
 }
 
 int sl_pipeline_set_dead_letter(sl_pipeline *p, const char *stage, sl_error_t *err) {
+  if (p->state != SL_P_BUILDING)
+    return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' already started: the dead letter is set before start", p->name);
   sl__free(p->dead_letter_name);
   p->dead_letter_name = stage ? sl__xstrdup(stage) : NULL;
   return 0;
@@ -171,6 +175,7 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
     if (opts.type == SL_TMAP && str_of(sl_map_getc(&opts, "_where"))) where = str_of(sl_map_getc(&opts, "_where"));
     rc = sl_error_set(err, SL_ECONFIG, NULL, "%sunknown stage kind '%s'%s%s%s (sluice help lists them)", where,
                       kind ? kind : "", dym ? ": did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
+    sl_value_free(opts);
     goto fail;
   }
   n = sl__xcalloc(1, sizeof *n);
@@ -415,7 +420,9 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
   pthread_cond_init(&n->pcv, NULL);
   for (int i = 0; i < n->parallelism; i++) {
     sl_stage *st = &n->insts[i];
-    sl_task_init(&st->task, NULL, NULL);
+    /* real callbacks before init: init may already arm a timer or wake the instance (the task
+     * then waits for `started`, and start wakes every instance once) */
+    sl_task_init(&st->task, sl__inst_run, sl__inst_dead);
     st->node = n;
     st->p = p;
     st->index = i;
@@ -440,16 +447,29 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
   return 0;
 }
 
-/* Frees instances and their contexts (destroy runs for those whose init succeeded). */
-static void free_instances(sl_pipeline *p, sl_node *n) {
+/* Ends an instance's life: no more timer or fd callbacks, then destroy (once). */
+static void destroy_instance(sl_pipeline *p, sl_stage *st) {
+  sl_loop_cancel_owner(p->e->loop, st);
+  if (st->inited && st->node->kind->destroy) st->node->kind->destroy(st->ctx);
+  st->inited = false;
+}
+
+/* Tells a source about the tokens that came back but were never seen (status cancelled). */
+static void drain_acks(sl_stage *st) {
+  sl_ack *a = atomic_exchange(&st->acked, NULL);
+  while (a) {
+    sl_ack *next = a->next;
+    if (st->inited && st->node->kind->acked) st->node->kind->acked(st->ctx, a->id, SL_ACK_CANCELLED);
+    sl__ack_free(a);
+    a = next;
+  }
+}
+
+/* Frees the instances' memory (after destroy_instance). */
+static void free_instances(sl_node *n) {
   if (!n->insts) return;
   for (int i = 0; i < n->parallelism; i++) {
     sl_stage *st = &n->insts[i];
-    sl_loop_cancel_owner(p->e->loop, st);
-  }
-  for (int i = 0; i < n->parallelism; i++) {
-    sl_stage *st = &n->insts[i];
-    if (st->inited && n->kind->destroy) n->kind->destroy(st->ctx);
     sl__options_free(n->kind->options, st->ctx);
     sl__free(st->ctx);
     sl__free(st->events);
@@ -460,6 +480,40 @@ static void free_instances(sl_pipeline *p, sl_node *n) {
   pthread_mutex_destroy(&n->out_mu);
   pthread_mutex_destroy(&n->pmu);
   pthread_cond_destroy(&n->pcv);
+}
+
+/* Tears down every instance in an order that keeps acks safe: queued records first and the
+ * stages that hold records next (their acks go back to the sources), the sources last. */
+static void teardown(sl_pipeline *p) {
+  for (int i = 0; i < p->nnodes; i++) {
+    sl_node *n = p->nodes[i];
+    for (int k = 0; n->insts && k < n->parallelism; k++) sl_loop_cancel_owner(p->e->loop, &n->insts[k]);
+  }
+  for (int i = 0; i < p->nnodes; i++) {
+    sl_node *n = p->nodes[i];
+    for (int k = 0; k < n->nin; k++) {
+      sl_queue_close_free(n->in[k]);
+      sl__free(n->in[k]);
+    }
+    n->nin = 0;
+    while (n->pending) {
+      sl_qbatch *b = n->pending;
+      n->pending = b->next;
+      sl_queue_batch_free(b, true);
+    }
+    if (n->cur) sl_queue_batch_free(n->cur, true);
+    n->cur = NULL;
+  }
+  for (int pass = 0; pass < 2; pass++) /* pass 0: all but sources; pass 1: sources */
+    for (int i = 0; i < p->nnodes; i++) {
+      sl_node *n = p->nodes[i];
+      if (!n->insts || (pass == 0) == is_source(n)) continue;
+      for (int k = 0; k < n->parallelism; k++) {
+        if (pass == 1) drain_acks(&n->insts[k]);
+        destroy_instance(p, &n->insts[k]);
+      }
+    }
+  for (int i = 0; i < p->nnodes; i++) free_instances(p->nodes[i]);
 }
 
 int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
@@ -487,10 +541,12 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     if (rc) break;
   }
   if (rc) { /* undo: destroy what was initialised, back to a pipeline that cannot run */
-    for (int j = 0; j <= i && j < p->nnodes; j++) free_instances(p, p->nodes[j]);
+    teardown(p);
+    pthread_mutex_lock(&p->mu);
     p->state = SL_P_ENDED;
     p->result = SL_EFAILED;
-    p->err = *err;
+    if (err) p->err = *err;
+    pthread_mutex_unlock(&p->mu);
     return rc;
   }
   int tasks = 0, producers = 0;
@@ -502,8 +558,6 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     }
     tasks += n->parallelism;
     if (n != p->dead_letter) producers++;
-    for (int k = 0; k < n->parallelism; k++)
-      sl_task_init(&n->insts[k].task, sl__inst_run, sl__inst_dead);
   }
   atomic_store(&p->alive, tasks);
   atomic_store(&p->producers_alive, producers);
@@ -519,9 +573,10 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     pthread_mutex_unlock(&p->mu);
     return 0;
   }
-  for (i = 0; i < p->nnodes; i++) {
+  atomic_store(&p->started, true);
+  for (i = 0; i < p->nnodes; i++) { /* sources start; the others see whether anything is there */
     sl_node *n = p->nodes[i];
-    if (is_source(n) && !is_passive(n)) sl__node_wake(n);
+    if (!is_passive(n)) sl__node_wake(n);
   }
   return 0;
 }
@@ -532,39 +587,8 @@ void sl_pipeline_free(sl_pipeline *p) {
     sl_pipeline_abort(p);
     sl_pipeline_wait(p, -1, NULL);
   }
-  /* queued records first: their acks go back to the sources before those are destroyed */
-  for (int i = 0; i < p->nnodes; i++) {
-    sl_node *n = p->nodes[i];
-    for (int k = 0; k < n->nin; k++) {
-      sl_queue_close_free(n->in[k]);
-      sl__free(n->in[k]);
-    }
-    while (n->pending) {
-      sl_qbatch *b = n->pending;
-      n->pending = b->next;
-      sl_queue_batch_free(b, true);
-    }
-    if (n->cur) sl_queue_batch_free(n->cur, true);
-    n->cur = NULL;
-  }
-  for (int i = 0; i < p->nnodes; i++) {
-    sl_node *n = p->nodes[i];
-    if (!n->insts) continue;
-    for (int k = 0; k < n->parallelism; k++) {
-      sl_stage *st = &n->insts[k];
-      sl_ack *a = atomic_exchange(&st->acked, NULL);
-      while (a) {
-        sl_ack *next = a->next;
-        if (st->inited && n->kind->acked) n->kind->acked(st->ctx, a->id, SL_ACK_CANCELLED);
-        sl__ack_free(a);
-        a = next;
-      }
-    }
-  }
-  for (int i = 0; i < p->nnodes; i++) {
-    free_instances(p, p->nodes[i]);
-    node_free(p->nodes[i]);
-  }
+  teardown(p);
+  for (int i = 0; i < p->nnodes; i++) node_free(p->nodes[i]);
   sl__free(p->nodes);
   sl__free(p->name);
   sl__free(p->dead_letter_name);

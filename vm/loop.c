@@ -135,7 +135,7 @@ static void heap_remove(sl_loop *l, int32_t i) {
   }
   tslot *t = &l->slots[slot];
   t->heap_idx = -1;
-  t->gen++;
+  t->gen = t->gen >= 0x7fffffff ? 1 : t->gen + 1; /* ids stay positive */
   t->next_free = l->free_head;
   l->free_head = slot + 1;
 }
@@ -204,8 +204,7 @@ int sl_loop_watch(sl_loop *l, int fd, bool write, void *owner, sl_loop_cb cb, vo
   pthread_mutex_lock(&l->mu);
   w->id = EV_WATCH_BASE + l->watch_ids++;
   struct epoll_event ev = {.events = (write ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT, .data.u64 = w->id};
-  int rc = epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
-  if (rc < 0 && errno == EEXIST) rc = epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev);
+  int rc = epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev); /* EEXIST: one watch per fd at a time */
   if (rc < 0) {
     int e = errno;
     pthread_mutex_unlock(&l->mu);
@@ -303,7 +302,7 @@ static void *loop_main(void *arg) {
   while (!atomic_load(&l->stopping)) {
     if (!l->virtual_time) arm(l);
     int n = epoll_wait(l->epfd, evs, 64, -1);
-    if (n < 0 && errno != EINTR) break;
+    if (n < 0) n = 0; /* EINTR; nothing else is expected of a valid epoll fd: keep the timers going */
     pthread_mutex_lock(&l->dispatch);
     for (int i = 0; i < n; i++) {
       uint64_t id = evs[i].data.u64, cnt;
@@ -358,7 +357,13 @@ fail:
   return -EIO;
 }
 
-void sl_loop_set_sched(sl_loop *l, sl_sched *s) { atomic_store(&l->sched, s); }
+/* Under the dispatch lock: once it returns (s NULL) the loop thread no longer touches the old
+ * scheduler, which may then be freed. */
+void sl_loop_set_sched(sl_loop *l, sl_sched *s) {
+  pthread_mutex_lock(&l->dispatch);
+  atomic_store(&l->sched, s);
+  pthread_mutex_unlock(&l->dispatch);
+}
 
 void sl_loop_free(sl_loop *l) {
   if (!l) return;

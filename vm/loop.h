@@ -41,7 +41,8 @@ int64_t sl_loop_timer(sl_loop *l, int64_t deadline, void *owner, sl_loop_cb cb, 
                       uint64_t token);
 /* Removes a timer that has not fired yet. Thread-safe. */
 void sl_loop_timer_cancel(sl_loop *l, int64_t id);
-/* Calls cb(arg, token) once when fd is readable (or writable). errors: io. Thread-safe. */
+/* Calls cb(arg, token) once when fd is readable (or writable). One watch per fd at a time (a
+ * second one fails with -EEXIST until the first fired or was cancelled). errors: io. Thread-safe. */
 int sl_loop_watch(sl_loop *l, int fd, bool write, void *owner, sl_loop_cb cb, void *arg,
                   uint64_t token);
 /* Removes every timer and fd watch of owner, waiting for a callback in progress. Not from a

@@ -96,7 +96,10 @@ static int set_one(const sl_option *o, void *ctx, const sl_value *v) {
     return 0;
   case SL_OPT_INT: {
     if (v->type == SL_TINT) { *(int64_t *)slot = v->u.i; return 0; }
-    if (v->type == SL_TDOUBLE && v->u.d == (double)(int64_t)v->u.d) { *(int64_t *)slot = (int64_t)v->u.d; return 0; }
+    if (v->type == SL_TDOUBLE && v->u.d >= -9.2e18 && v->u.d <= 9.2e18 && v->u.d == (double)(int64_t)v->u.d) {
+      *(int64_t *)slot = (int64_t)v->u.d;
+      return 0;
+    }
     if (!s || !*s) return SL_ECONFIG;
     char *end;
     errno = 0;

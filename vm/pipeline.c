@@ -77,8 +77,7 @@ void sl__node_wake(sl_node *n) {
     return;
   }
   if (!n->insts) return;
-  sl_sched *s = n->insts[0].p->e->sched;
-  for (int i = 0; i < n->parallelism; i++) sl_sched_wake(s, &n->insts[i].task);
+  for (int i = 0; i < n->parallelism; i++) sl_stage_wake(&n->insts[i]);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -96,7 +95,7 @@ static void deliver(sl_node *n, sl_qbatch *b) {
     sl_qbatch *c = i == 0 ? b : sl_queue_batch_clone(b);
     bool wake = false;
     uint64_t shed = sl_queue_push(e, c, &wake);
-    if (shed && !e->cancelled) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
+    if (shed) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
     if (wake) sl__node_wake(e->to);
   }
 }
@@ -274,7 +273,9 @@ int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
   atomic_fetch_add_explicit(&n->st_errors, 1, memory_order_relaxed);
   bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
   sl_ack *ack = have && em->in->acks ? em->in->acks[origin] : NULL;
-  switch (policy_of(n, st->p)) {
+  int policy = policy_of(n, st->p);
+  if (policy == SL_ON_ERROR_DEAD_LETTER && n == st->p->dead_letter) policy = SL_ON_ERROR_SKIP; /* no loop */
+  switch (policy) {
   case SL_ON_ERROR_FAIL:
     sl__pipeline_fail(st->p, n->name, "%sstage '%s': %s", n->where, n->name, msg);
     break;
@@ -300,7 +301,10 @@ const char *sl_stage_name(const sl_stage *st) { return st->node->name; }
 int sl_stage_instance(const sl_stage *st) { return st->index; }
 int64_t sl_stage_now(const sl_stage *st) { return sl_loop_now(st->p->e->loop); }
 double sl_stage_wallclock(const sl_stage *st) { return wallclock(st->p->e); }
-void sl_stage_wake(sl_stage *st) { sl_sched_wake(st->p->e->sched, &st->task); }
+/* Before start (an init arming a timer) a wake is dropped: start wakes every instance once. */
+void sl_stage_wake(sl_stage *st) {
+  if (atomic_load_explicit(&st->p->started, memory_order_acquire)) sl_sched_wake(st->p->e->sched, &st->task);
+}
 
 static void mailbox_cb(void *arg, uint64_t token) {
   sl_stage *st = arg;
@@ -441,8 +445,9 @@ static void deliver_events(sl_stage *st, sl_emitter *em) {
 static int run_source(sl_stage *st, sl_emitter *em) {
   sl_node *n = st->node;
   for (int budget = BUDGET; budget > 0; budget--) {
-    if (st->source_eos) /* ended; waits until every token it made came back */
-      return atomic_load(&st->outstanding) > 0 ? SL_TASK_IDLE : end_inst(st);
+    if (st->source_eos) /* ended; waits until every token it made came back, unless nobody is
+                           left downstream (a stage holding a token was cancelled) */
+      return atomic_load(&st->outstanding) > 0 && !all_out_cancelled(n) ? SL_TASK_IDLE : end_inst(st);
     if (atomic_load(&st->p->stopping) || all_out_cancelled(n)) {
       st->source_eos = true;
       continue;
@@ -473,6 +478,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
       return end_inst(st);
     }
     if (st->input_done) {
+      if (atomic_load(&st->p->aborted)) return end_inst(st); /* a failed run never flushes */
       int rc = k->flush ? k->flush(st->ctx, em) : 0;
       flush_out(em, false, 0);
       if (rc == SL_PARKED) return SL_TASK_IDLE;
@@ -555,6 +561,7 @@ static void port_close(sl_node *n) {
   bool was = n->port_closed;
   n->port_closed = true;
   pthread_cond_broadcast(&n->pcv);
+  while (n->pushing > 0) pthread_cond_wait(&n->pcv, &n->pmu); /* records past the check land first */
   pthread_mutex_unlock(&n->pmu);
   if (was) return;
   atomic_store(&n->active, 0);
@@ -590,7 +597,8 @@ void sl_pipeline_abort(sl_pipeline *p) {
 
 void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...) {
   pthread_mutex_lock(&p->mu);
-  if (p->result == SL_OK) {
+  bool first = p->result == SL_OK; /* the first failure is the one reported and logged */
+  if (first) {
     p->result = SL_EFAILED;
     va_list ap;
     va_start(ap, fmt);
@@ -600,7 +608,7 @@ void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...) 
     snprintf(p->err.stage, sizeof p->err.stage, "%s", stage ? stage : "");
   }
   pthread_mutex_unlock(&p->mu);
-  elog(p->e, SL_LOG_ERROR, stage, "%s", p->err.msg);
+  if (first) elog(p->e, SL_LOG_ERROR, stage, "%s", p->err.msg);
   atomic_store(&p->aborted, true);
   close_ports(p);
   wake_all(p);
@@ -645,6 +653,7 @@ int sl_port_push(sl_port *port, sl_value *rec, int flags) {
     }
     pthread_cond_wait(&n->pcv, &n->pmu);
   }
+  n->pushing++; /* port_close waits for this push to be delivered before it ends the stream */
   pthread_mutex_unlock(&n->pmu);
   sl_qbatch *b = sl_queue_batch_new(1);
   b->recs[0] = *rec;
@@ -653,6 +662,9 @@ int sl_port_push(sl_port *port, sl_value *rec, int flags) {
   atomic_fetch_add_explicit(&n->st_in, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&n->st_out, 1, memory_order_relaxed);
   deliver(n, b);
+  pthread_mutex_lock(&n->pmu);
+  if (--n->pushing == 0 && n->port_closed) pthread_cond_broadcast(&n->pcv);
+  pthread_mutex_unlock(&n->pmu);
   return SL_OK;
 }
 

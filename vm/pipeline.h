@@ -103,6 +103,7 @@ struct sl_node {
   pthread_mutex_t pmu;
   pthread_cond_t pcv;
   bool port_closed;
+  int pushing;             /* port: pushes past the closed check, not yet delivered */
   sl_qbatch *cur;          /* collect: batch being pulled from */
   /* stats */
   atomic_uint_least64_t st_in, st_out, st_errors, st_dropped, st_retries, st_dead;
@@ -124,6 +125,7 @@ struct sl_pipeline {
   pthread_cond_t done_cv;
   atomic_int alive;        /* tasks and open ports not yet ended */
   atomic_int producers_alive; /* non-dead-letter nodes running (closes the dead-letter edge) */
+  atomic_bool started;     /* tasks may run (set by start after `alive` is counted) */
   atomic_bool stopping;    /* drain requested */
   atomic_bool aborted;     /* abort requested or failure */
   int result;              /* SL_OK, SL_EFAILED, SL_EABORTED */

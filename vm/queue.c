@@ -142,10 +142,10 @@ uint64_t sl_queue_push(sl_edge *e, sl_qbatch *b, bool *wake_consumer) {
   uint64_t n = b->len - b->off, shed = 0;
   *wake_consumer = false;
   pthread_mutex_lock(&e->mu);
-  if (e->cancelled) {
+  if (e->cancelled) { /* the consumer ended on purpose (take): a discard, not a shed */
     pthread_mutex_unlock(&e->mu);
     sl_queue_batch_free(b, true);
-    return n;
+    return 0;
   }
   uint64_t len = atomic_load_explicit(&e->len, memory_order_relaxed);
   if (e->cap && e->on_full == SL_ON_FULL_DROP_NEWEST && len + n > e->cap) {

@@ -71,7 +71,8 @@ void sl_queue_init(sl_edge *e, uint64_t cap, int on_full);
 /* Frees what is still queued (acks released as cancelled or dropped). */
 void sl_queue_close_free(sl_edge *e);
 
-/* Pushes b (consumed). Returns the number of records shed (drop policies, or a cancelled edge).
+/* Pushes b (consumed). Returns the number of records shed by a drop policy (records pushed to a
+ * cancelled edge are discarded and not counted).
  * *wake_consumer is set when the consumer should be woken. */
 uint64_t sl_queue_push(sl_edge *e, sl_qbatch *b, bool *wake_consumer);
 /* Pops the next batch, or NULL. *eof is set when the edge is closed and empty.

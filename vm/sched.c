@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -88,8 +89,8 @@ static sl_task *qpop(worker *w) {
 static void push(sl_sched *s, sl_task *t) {
   int home = tl_sched == s ? tl_worker : atomic_load_explicit(&t->home, memory_order_relaxed);
   if (home < 0) home = (int)(atomic_fetch_add(&s->rr, 1) % (unsigned)s->nworkers);
+  atomic_fetch_add(&s->nqueued, 1); /* before the task is visible: all_idle never misses it */
   qpush(&s->workers[home], t);
-  atomic_fetch_add(&s->nqueued, 1);
   if (atomic_load(&s->nsleeping) > 0) {
     pthread_mutex_lock(&s->mu);
     pthread_cond_signal(&s->cv);
@@ -137,28 +138,46 @@ static int64_t mono_ns(void) {
 
 /* Waits for a task: spins, then sleeps; after every wake-up it spins again before sleeping, so
  * a worker woken for a task another worker took first stays ready for the next one instead of
- * paying a full sleep/wake per task. Returns NULL when the pool stops. */
+ * paying a full sleep/wake per task. Returns NULL when the pool stops.
+ *
+ * An idle worker counts itself busy again (under the pool mutex) before it tries to take a
+ * task, so sl_sched_all_idle never reports idle while a worker holds a task it has not run:
+ * the virtual clock must not move then. */
+static void set_idle(sl_sched *s, bool idle) {
+  pthread_mutex_lock(&s->mu);
+  if (idle) {
+    s->nidle++;
+    if (s->nidle == s->nworkers && s->on_idle) s->on_idle(s->idle_ud);
+  } else {
+    s->nidle--;
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
 static sl_task *next_task(sl_sched *s, int id) {
   sl_task *t = find_task(s, id);
   if (t) return t;
-  pthread_mutex_lock(&s->mu);
-  s->nidle++;
-  if (s->nidle == s->nworkers && s->on_idle) s->on_idle(s->idle_ud);
-  pthread_mutex_unlock(&s->mu);
+  set_idle(s, true);
   for (;;) {
     int64_t until = mono_ns() + SPIN_NS;
-    while (!(t = find_task(s, id)) && !atomic_load(&s->stopping) && mono_ns() < until) sched_yield();
-    if (t || atomic_load(&s->stopping)) break;
+    while (atomic_load_explicit(&s->nqueued, memory_order_acquire) == 0 && !atomic_load(&s->stopping) &&
+           mono_ns() < until)
+      sched_yield();
+    if (atomic_load(&s->stopping)) break;
+    if (atomic_load(&s->nqueued) > 0) {
+      set_idle(s, false);
+      if ((t = find_task(s, id))) return t;
+      set_idle(s, true); /* another worker took it */
+      continue;
+    }
     pthread_mutex_lock(&s->mu);
     atomic_fetch_add(&s->nsleeping, 1);
     if (atomic_load(&s->nqueued) == 0 && !atomic_load(&s->stopping)) pthread_cond_wait(&s->cv, &s->mu);
     atomic_fetch_sub(&s->nsleeping, 1);
     pthread_mutex_unlock(&s->mu);
   }
-  pthread_mutex_lock(&s->mu);
-  s->nidle--;
-  pthread_mutex_unlock(&s->mu);
-  return t;
+  set_idle(s, false);
+  return NULL;
 }
 
 static void run_task(sl_sched *s, sl_task *t, int id) {
@@ -201,9 +220,17 @@ int sl_sched_new(int workers, sl_sched_idle_cb on_idle, void *idle_ud, sl_sched 
     s->workers[i].id = i;
     sl_lock_init(&s->workers[i].qmu);
   }
+  /* workers block SIGPIPE: a write to a closed pipe returns EPIPE (stdout handles it) instead
+   * of killing the embedding program */
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
   int started = 0;
   for (; started < workers; started++)
-    if (pthread_create(&s->workers[started].thread, NULL, worker_main, &s->workers[started]) != 0) goto fail;
+    if (pthread_create(&s->workers[started].thread, NULL, worker_main, &s->workers[started]) != 0) break;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (started < workers) goto fail;
   *out = s;
   return 0;
 fail:
