@@ -36,8 +36,9 @@ static int add_one(void *ud, sl_value *rec, char *errbuf, size_t errlen) {
   return 0;
 }
 
-/* Runs one configuration; returns seconds. */
-static double run(int workers, int k, long records, long *peak_rss) {
+/* Runs one configuration; returns seconds. queued: every stage gets its own input queue (no
+ * fusion), which measures the cost of a hop through a queue between tasks. */
+static double run(int workers, int k, long records, long *peak_rss, bool queued) {
   sl_engine_config cfg;
   sl_engine_config_init(&cfg);
   cfg.workers = workers;
@@ -51,7 +52,11 @@ static double run(int workers, int k, long records, long *peak_rss) {
   char json[64];
   snprintf(json, sizeof json, "{\"count\": %ld}", records);
   sl_pipeline_add_json(p, "generate", json, &err);
-  for (int i = 0; i < k; i++) sl_pipeline_add_fn(p, "c_map", add_one, NULL, sl_nil(), &err);
+  for (int i = 0; i < k; i++) {
+    sl_value o = sl_nil();
+    if (queued) sl_value_from_json("{\"queue\": {\"capacity\": 1024}}", 29, &o, NULL);
+    sl_pipeline_add_fn(p, "c_map", add_one, NULL, o, &err);
+  }
   sl_pipeline_add_json(p, "null", "{\"name\": \"sink\"}", &err);
   double t0 = now_s();
   if (sl_pipeline_start(p, &err)) {
@@ -80,21 +85,25 @@ int main(int argc, char **argv) {
   long records = argc > 1 ? atol(argv[1]) : 20000000;
   long long_records = argc > 2 ? atol(argv[2]) : 100000000;
   printf("passthrough: generate -> K x c_map(add 1) -> null, %ld records\n", records);
-  printf("%-8s %-4s %14s %16s %12s\n", "workers", "K", "records/s", "ns/record/hop", "seconds");
-  double t_k16[3] = {0};
-  for (int k = 1; k <= 16; k *= 4) {
-    for (int w = 1; w <= 2; w++) {
-      double t = run(w, k, records, NULL);
-      printf("%-8d %-4d %14.0f %16.2f %12.3f\n", w, k, records / t, t * 1e9 / ((double)records * k), t);
-      if (k == 16) t_k16[w] = t;
-      fflush(stdout);
+  printf("%-8s %-4s %-8s %14s %16s %12s\n", "workers", "K", "stages", "records/s", "ns/record/hop", "seconds");
+  double t_k16[2][3] = {{0}};
+  for (int queued = 0; queued < 2; queued++)
+    for (int k = 1; k <= 16; k *= 4) {
+      if (queued && k != 16) continue;
+      for (int w = 1; w <= 2; w++) {
+        double t = run(w, k, records, NULL, queued);
+        printf("%-8d %-4d %-8s %14.0f %16.2f %12.3f\n", w, k, queued ? "queued" : "fused", records / t,
+               t * 1e9 / ((double)records * k), t);
+        if (k == 16) t_k16[queued][w] = t;
+        fflush(stdout);
+      }
     }
-  }
-  printf("speed-up workers 2 vs 1 at K=16: %.2fx\n", t_k16[1] / t_k16[2]);
+  printf("speed-up workers 2 vs 1 at K=16: %.2fx fused (the default), %.2fx with a queue per stage\n",
+         t_k16[0][1] / t_k16[0][2], t_k16[1][1] / t_k16[1][2]);
   if (long_records > 0) {
     long peak;
     long before = rss_kib();
-    double t = run(2, 4, long_records, &peak);
+    double t = run(2, 4, long_records, &peak, false);
     printf("memory: %ld records through K=4 at workers=2 in %.1f s; RSS before %ld KiB, peak during %ld KiB\n",
            long_records, t, before, peak);
   }

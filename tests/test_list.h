@@ -48,6 +48,7 @@ X(pipeline_free_running)
 X(pipeline_stats_json)
 X(pipeline_config_errors)
 X(pipeline_start_errors)
+X(pipeline_fused_chain)
 /* timers and acknowledgement through registered C kinds (tests/test_runtime.c) */
 X(runtime_virtual_timers)
 X(runtime_real_timer)

@@ -521,7 +521,9 @@ TEST(value_threads) {
   sl_value list;
   ASSERT_OK(P("[1,\"two, a heap string\",{\"three\":[3]}]", &list, &err), ep);
   sl_map_setc(&shared_v, "list", list);
-  snprintf(shared_json, sizeof shared_json, "%s", J(&shared_v));
+  const char *json = J(&shared_v);
+  ASSERT(strlen(json) < sizeof shared_json);
+  memcpy(shared_json, json, strlen(json) + 1);
   pthread_t th[4];
   for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, share_worker, NULL);
   long bad = 0;

@@ -120,6 +120,7 @@ static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest
       else if (cap && (cap->type != SL_TINT || cap->u.i < 1))
         rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': queue capacity must be a positive integer", n->where ? n->where : "", kind);
       else {
+        n->queue_set = true;
         if (cap) n->queue_cap = (uint64_t)cap->u.i;
         if (full) {
           const char *f = str_of(full);
@@ -410,9 +411,6 @@ static sl_edge *edge_new(sl_node *from, sl_node *to, uint64_t cap, int on_full) 
 
 static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
   const sl_stage_kind *k = n->kind;
-  int workers = sl_engine_workers(p->e);
-  if (n->parallelism == 0) n->parallelism = workers;
-  n->ordered = n->parallelism > 1 && !(k->flags & SL_STAGE_UNORDERED);
   n->insts = sl__xcalloc((size_t)n->parallelism, sizeof *n->insts);
   atomic_init(&n->active, n->parallelism);
   sl_lock_init(&n->out_mu);
@@ -426,6 +424,7 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
     st->node = n;
     st->p = p;
     st->index = i;
+    st->runner = st;
     sl_lock_init(&st->mbox_mu);
     st->ctx = sl__xcalloc(1, k->ctx_size ? k->ctx_size : 1);
   }
@@ -516,6 +515,49 @@ static void teardown(sl_pipeline *p) {
   for (int i = 0; i < p->nnodes; i++) free_instances(p->nodes[i]);
 }
 
+/* May `m` run fused after `n`? Both stateless, joined one to one, same parallelism, no timers
+ * or fds (their events reach a task's own mailbox), no queue options, not the dead letter. */
+static bool fusable(const sl_pipeline *p, const sl_node *n, const sl_node *m, int consumers_of_n, int inputs_of_m) {
+  const uint32_t bad = SL_STAGE_SOURCE | SL_STAGE_PASSIVE;
+  return consumers_of_n == 1 && inputs_of_m == 1 && (n->kind->flags & SL_STAGE_STATELESS) &&
+         (m->kind->flags & SL_STAGE_STATELESS) && !(n->kind->flags & bad) && !(m->kind->flags & bad) &&
+         !(n->kind->flags & SL_STAGE_SINK) && !n->kind->event && !m->kind->event && !m->queue_set &&
+         n->parallelism == m->parallelism && n != p->dead_letter && m != p->dead_letter;
+}
+
+/* Resolves parallelism and order, then links fused chains (pipeline.h, "Fusion"). */
+static void fuse(sl_pipeline *p, const resolved *r) {
+  int workers = sl_engine_workers(p->e);
+  int *consumers = sl__xcalloc((size_t)p->nnodes, sizeof *consumers);
+  for (int i = 0; i < p->nnodes; i++) {
+    sl_node *n = p->nodes[i];
+    if (n->parallelism == 0) n->parallelism = workers;
+    n->ordered = n->parallelism > 1 && !(n->kind->flags & SL_STAGE_UNORDERED);
+    n->fuse_head = n->fuse_tail = n;
+    for (int k = 0; k < r->nins[i]; k++) consumers[r->ins[i][k]]++;
+  }
+  bool *fused_in = sl__xcalloc((size_t)p->nnodes, sizeof *fused_in);
+  for (int i = 0; i < p->nnodes; i++) {
+    sl_node *m = p->nodes[i];
+    if (r->nins[i] != 1) continue;
+    sl_node *n = p->nodes[r->ins[i][0]];
+    if (!fusable(p, n, m, consumers[n->index], r->nins[i])) continue;
+    n->fuse_next = m;
+    fused_in[i] = true;
+  }
+  for (int i = 0; i < p->nnodes; i++) { /* walk each chain from its head: heads and tails */
+    if (fused_in[i] || !p->nodes[i]->fuse_next) continue;
+    sl_node *tail = p->nodes[i];
+    while (tail->fuse_next) tail = tail->fuse_next;
+    for (sl_node *c = p->nodes[i]; c; c = c->fuse_next) {
+      c->fuse_head = p->nodes[i];
+      c->fuse_tail = tail;
+    }
+  }
+  sl__free(fused_in);
+  sl__free(consumers);
+}
+
 int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
   if (p->state != SL_P_BUILDING)
     return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' was already started; build a new one to run again", p->name);
@@ -525,13 +567,17 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     resolved_free(&r, p->nnodes);
     return rc;
   }
+  if (p->dead_letter_name) p->dead_letter = sl__pipeline_node(p, p->dead_letter_name);
+  fuse(p, &r);
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *to = p->nodes[i];
-    for (int k = 0; k < r.nins[i]; k++) edge_new(p->nodes[r.ins[i][k]], to, to->queue_cap, to->on_full);
+    for (int k = 0; k < r.nins[i]; k++) {
+      sl_node *from = p->nodes[r.ins[i][k]];
+      if (from->fuse_next != to) edge_new(from, to, to->queue_cap, to->on_full);
+    }
   }
   resolved_free(&r, p->nnodes);
   if (p->dead_letter_name) {
-    p->dead_letter = sl__pipeline_node(p, p->dead_letter_name);
     p->dl_edge = edge_new(NULL, p->dead_letter, 0, SL_ON_FULL_BLOCK);
     p->dl_edge->dead_letter = true;
   }
@@ -549,6 +595,11 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     pthread_mutex_unlock(&p->mu);
     return rc;
   }
+  for (i = 0; i < p->nnodes; i++) {
+    sl_node *n = p->nodes[i];
+    if (n->fuse_head != n)
+      for (int k = 0; k < n->parallelism; k++) n->insts[k].runner = &n->fuse_head->insts[k];
+  }
   int tasks = 0, producers = 0;
   for (i = 0; i < p->nnodes; i++) {
     sl_node *n = p->nodes[i];
@@ -556,7 +607,7 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
       if (is_source(n)) tasks++; /* an open port keeps the pipeline alive */
       continue;
     }
-    tasks += n->parallelism;
+    if (n->fuse_head == n) tasks += n->parallelism; /* a fused stage runs in its head's task */
     if (n != p->dead_letter) producers++;
   }
   atomic_store(&p->alive, tasks);
@@ -576,7 +627,7 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
   atomic_store(&p->started, true);
   for (i = 0; i < p->nnodes; i++) { /* sources start; the others see whether anything is there */
     sl_node *n = p->nodes[i];
-    if (!is_passive(n)) sl__node_wake(n);
+    if (!is_passive(n) && n->fuse_head == n) sl__node_wake(n);
   }
   return 0;
 }

@@ -133,7 +133,7 @@ static void flush_out(sl_emitter *em, bool have_seq, uint64_t seq) {
   }
   if (!b && !have_seq) return;
   if (!b) b = sl_queue_batch_new(1);
-  b->seq = have_seq ? seq : atomic_fetch_add(&n->seq_counter, 1);
+  b->seq = have_seq ? seq : atomic_fetch_add(&n->fuse_head->seq_counter, 1);
   atomic_fetch_add_explicit(&n->st_out, b->len, memory_order_relaxed);
   reorder_push(n, b);
 }
@@ -167,7 +167,7 @@ static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
   for (int k = 0; k < n->nin; k++) {
     int i = (st->rr + k) % n->nin;
     bool eof, wake;
-    sl_qbatch *b = sl_queue_pop(n->in[i], &eof, &wake, n->ordered ? &n->seq_counter : NULL);
+    sl_qbatch *b = sl_queue_pop(n->in[i], &eof, &wake, n->fuse_tail->ordered ? &n->seq_counter : NULL);
     if (wake && n->in[i]->from) sl__node_wake(n->in[i]->from);
     if (b) {
       st->rr = i + 1;
@@ -186,14 +186,14 @@ static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
 
 static int emit(sl_emitter *em, sl_value v, sl_ack *ack) {
   sl_node *n = em->node;
-  if (n->nout == 0) { /* sinks have nowhere to emit */
+  if (n->nout == 0 && !n->fuse_next) { /* sinks have nowhere to emit */
     sl_value_free(v);
     sl_ack_release(ack, false);
     return 0;
   }
   if (!em->out) em->out = sl_queue_batch_new(em->room > BATCH ? em->room : BATCH);
   if (em->out->len == em->out->cap) {
-    if (n->ordered) {
+    if (n->ordered || n->fuse_next) { /* one output batch per input batch */
       em->out = sl_queue_batch_grow(em->out, em->out->cap * 2);
     } else {
       flush_out(em, false, 0);
@@ -303,7 +303,8 @@ int64_t sl_stage_now(const sl_stage *st) { return sl_loop_now(st->p->e->loop); }
 double sl_stage_wallclock(const sl_stage *st) { return wallclock(st->p->e); }
 /* Before start (an init arming a timer) a wake is dropped: start wakes every instance once. */
 void sl_stage_wake(sl_stage *st) {
-  if (atomic_load_explicit(&st->p->started, memory_order_acquire)) sl_sched_wake(st->p->e->sched, &st->task);
+  if (atomic_load_explicit(&st->p->started, memory_order_acquire))
+    sl_sched_wake(st->p->e->sched, &st->runner->task);
 }
 
 static void mailbox_cb(void *arg, uint64_t token) {
@@ -415,9 +416,12 @@ static void node_end(sl_node *n) {
   }
 }
 
+/* The instance (and the instances fused after it) ended. */
 static int end_inst(sl_stage *st) {
-  st->finished = true;
-  if (atomic_fetch_sub(&st->node->active, 1) == 1) node_end(st->node);
+  for (; st; st = st->node->fuse_next ? &st->node->fuse_next->insts[st->index] : NULL) {
+    st->finished = true;
+    if (atomic_fetch_sub(&st->node->active, 1) == 1) node_end(st->node);
+  }
   return SL_TASK_DONE;
 }
 
@@ -465,28 +469,78 @@ static int run_source(sl_stage *st, sl_emitter *em) {
   return SL_TASK_YIELD;
 }
 
-/* Frees what process() left in the batch and releases the input's acks. */
-static void release_input(sl_qbatch *b) { sl_queue_batch_free(b, false); }
+/* Runs batch qb (consumed) through instance st and the stages fused after it; the tail's
+ * output goes on with sequence number seq (ordered chains). Returns SL_DONE when a stage wants
+ * no more input, < 0 when one failed, else 0. */
+static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq) {
+  int result = 0;
+  for (;;) {
+    sl_node *n = st->node;
+    sl_emitter em = {.st = st, .node = n, .room = BATCH};
+    sl_batch view = {qb->recs + qb->off, qb->acks ? qb->acks + qb->off : NULL, qb->len - qb->off};
+    if (n->fuse_head != n) atomic_fetch_add_explicit(&n->st_in, view.len, memory_order_relaxed);
+    em.in = &view;
+    int rc = n->kind->process(st->ctx, &view, &em);
+    em.in = NULL;
+    if (is_sink(n)) atomic_fetch_add_explicit(&n->st_out, view.len - em.failed, memory_order_relaxed);
+    sl_queue_batch_free(qb, false); /* what process() left, and the input's acks */
+    if (rc < 0) {
+      sl_stage_fail(st, "%s", sl_strerror(rc));
+      result = rc;
+    } else if (rc == SL_DONE && result == 0) {
+      result = SL_DONE;
+    }
+    if (!n->fuse_next) {
+      flush_out(&em, have_seq, seq);
+      return result;
+    }
+    qb = em.out ? em.out : sl_queue_batch_new(1);
+    atomic_fetch_add_explicit(&n->st_out, qb->len, memory_order_relaxed);
+    st = &n->fuse_next->insts[st->index];
+  }
+}
 
-/* A transform or sink: pop, process, push, while there is input and room. */
+/* End of input for a chain: each stage flushes, and what it emits runs through the rest. */
+static int flush_chain(sl_stage *st) {
+  for (; st; st = st->node->fuse_next ? &st->node->fuse_next->insts[st->index] : NULL) {
+    sl_node *n = st->node;
+    if (!n->kind->flush) continue;
+    sl_emitter em = {.st = st, .node = n, .room = BATCH};
+    int rc = n->kind->flush(st->ctx, &em);
+    if (rc == SL_PARKED && n->fuse_head != n) rc = 0; /* fused stages are stateless: nothing waits */
+    if (n->fuse_next && em.out) {
+      atomic_fetch_add_explicit(&n->st_out, em.out->len, memory_order_relaxed);
+      bool ordered = n->fuse_tail->ordered;
+      process_chain(&n->fuse_next->insts[st->index], em.out, ordered,
+                    ordered ? atomic_fetch_add(&n->fuse_head->seq_counter, 1) : 0);
+    } else if (!n->fuse_next) {
+      flush_out(&em, false, 0);
+    }
+    if (rc == SL_PARKED) return rc;
+    if (rc < 0) {
+      sl_stage_fail(st, "flush failed: %s", sl_strerror(rc));
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/* A transform or sink (with the stages fused after it): pop, process, push, while there is
+ * input and room. */
 static int run_transform(sl_stage *st, sl_emitter *em) {
-  sl_node *n = st->node;
-  const sl_stage_kind *k = n->kind;
+  sl_node *n = st->node, *tail = n->fuse_tail;
   for (int budget = BUDGET; budget > 0; budget--) {
-    if (!st->input_done && all_out_cancelled(n)) { /* nobody wants our output */
+    if (!st->input_done && all_out_cancelled(tail)) { /* nobody wants our output */
       cancel_inputs(n);
       return end_inst(st);
     }
     if (st->input_done) {
       if (atomic_load(&st->p->aborted)) return end_inst(st); /* a failed run never flushes */
-      int rc = k->flush ? k->flush(st->ctx, em) : 0;
-      flush_out(em, false, 0);
-      if (rc == SL_PARKED) return SL_TASK_IDLE;
-      if (rc < 0) sl_stage_fail(st, "flush failed: %s", sl_strerror(rc));
+      if (flush_chain(st) == SL_PARKED) return SL_TASK_IDLE;
       return end_inst(st);
     }
     if (st->input_paused) return SL_TASK_IDLE;
-    if (!out_room(n)) return SL_TASK_IDLE;
+    if (!out_room(tail)) return SL_TASK_IDLE;
     bool all_eof;
     sl_qbatch *qb = pop_input(st, &all_eof);
     if (!qb) {
@@ -494,21 +548,8 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
       st->input_done = true;
       continue;
     }
-    sl_batch view = {qb->recs + qb->off, qb->acks ? qb->acks + qb->off : NULL, qb->len - qb->off};
-    em->in = &view;
-    em->failed = 0;
-    int rc = k->process(st->ctx, &view, em);
-    em->in = NULL;
-    if (is_sink(n))
-      atomic_fetch_add_explicit(&n->st_out, view.len - em->failed, memory_order_relaxed);
-    bool have_seq = n->ordered;
-    uint64_t seq = qb->seq;
-    release_input(qb);
-    flush_out(em, have_seq, seq);
-    if (rc < 0) {
-      sl_stage_fail(st, "%s", sl_strerror(rc));
-      return end_inst(st);
-    }
+    int rc = process_chain(st, qb, tail->ordered, qb->seq);
+    if (rc < 0) return end_inst(st);
     if (rc == SL_DONE) {
       cancel_inputs(n);
       st->input_done = true;

@@ -13,6 +13,13 @@
  * sequence order (unless the kind is unordered). Every popped sequence number is released, even
  * when it produced no records.
  *
+ * Fusion. Consecutive stateless stages joined one to one, with the same parallelism and no
+ * `queue` of their own, run as one chain: instance i of the first stage's task hands each output
+ * batch straight to instance i of the next stage, with no queue in between, so a batch stays in
+ * one core's cache through the chain and parallel instances split the work by batch. Stats,
+ * errors and on_error stay per stage. The head pops and stamps sequence numbers; the tail owns
+ * the output edges and the reorder buffer.
+ *
  * End of stream and cancellation. A producer that ends closes its output edges; a consumer whose
  * inputs are all closed and empty flushes, closes its outputs and ends. A consumer that wants no
  * more input (take) cancels its input edges, and a producer whose outputs are all cancelled ends
@@ -65,6 +72,7 @@ struct sl_stage {
   bool input_done;         /* stopped taking input (eof, SL_DONE, or all outputs cancelled) */
   bool source_eos;         /* source: produce returned SL_DONE (waits for acks before ending) */
   bool input_paused;       /* sl_stage_pause_input */
+  sl_stage *runner;        /* the instance whose task runs this one (itself unless fused) */
   int rr;                  /* round-robin position over input edges */
   pthread_mutex_t mbox_mu; /* mailbox: fired events */
   uint64_t *events;
@@ -89,6 +97,10 @@ struct sl_node {
   uint64_t queue_cap;      /* capacity of its input edges */
   int on_full;
   bool ordered;            /* output goes through the reorder buffer */
+  bool queue_set;          /* `queue` was given: its input is a real queue (never fused) */
+  sl_node *fuse_next;      /* the stage fused after this one (runs in this stage's task) */
+  sl_node *fuse_head;      /* first stage of its fused chain (itself when not fused) */
+  sl_node *fuse_tail;      /* last stage of its fused chain: its output edges are the chain's */
   sl_stage *insts;         /* parallelism instances */
   void **fn_ptrs;          /* SL_OPT_PTR values given through the C API (key order of options) */
   /* reorder buffer */
