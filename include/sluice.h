@@ -190,9 +190,10 @@ typedef struct sl_engine sl_engine;
 typedef struct sl_pipeline sl_pipeline;
 typedef struct sl_stage_kind sl_stage_kind;
 
-/* Lua-style allocator: nsize == 0 frees ptr; otherwise (re)allocates. Today it serves the
- * memory stages ask for through sl_stage_alloc; the engine's own objects (pipelines, queues,
- * batches) and record values still use the process allocator (malloc). */
+/* Lua-style allocator: nsize == 0 frees ptr (osize is its size); otherwise (re)allocates. It
+ * serves what the engine makes at run time — pipelines, stages, their contexts, queues, batches,
+ * ack tokens — and sl_stage_alloc. Record values, configuration strings and the threads' own
+ * small structures use the process allocator (malloc). Called from any engine thread. */
 typedef void *(*sl_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 
 enum { SL_LOG_ERROR = 0, SL_LOG_WARN, SL_LOG_INFO, SL_LOG_DEBUG };

@@ -49,6 +49,7 @@ X(pipeline_stats_json)
 X(pipeline_config_errors)
 X(pipeline_start_errors)
 X(pipeline_fused_chain)
+X(pipeline_custom_allocator)
 /* timers and acknowledgement through registered C kinds (tests/test_runtime.c) */
 X(runtime_virtual_timers)
 X(runtime_real_timer)

@@ -615,3 +615,51 @@ TEST(pipeline_fused_chain) {
     sl_engine_free(e);
   }
 }
+
+/* The engine's allocator: batches, queues, instances come from it, and all goes back. */
+typedef struct counting {
+  atomic_long live;  /* bytes */
+  atomic_long calls; /* allocations */
+} counting;
+
+static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  counting *c = ud;
+  if (nsize == 0) {
+    if (ptr) atomic_fetch_sub(&c->live, (long)osize);
+    free(ptr);
+    return NULL;
+  }
+  void *q = realloc(ptr, nsize);
+  if (q) {
+    atomic_fetch_add(&c->live, (long)nsize - (long)(ptr ? osize : 0));
+    atomic_fetch_add(&c->calls, 1);
+  }
+  return q;
+}
+
+TEST(pipeline_custom_allocator) {
+  static counting c;
+  atomic_store(&c.live, 0);
+  atomic_store(&c.calls, 0);
+  sl_engine_config cfg;
+  sl_engine_config_init(&cfg);
+  cfg.workers = 2;
+  cfg.alloc = count_alloc;
+  cfg.alloc_ud = &c;
+  sl_engine *e;
+  sl_error_t err;
+  ASSERT_OK(sl_engine_new(&cfg, &e, &err), &err);
+  sl_pipeline *p = pipeline(e);
+  ADD(p, "generate", "{\"count\": 100000, \"name\": \"g\"}");
+  ADD_FN(p, "c_map", fail_every_100, NULL, "{\"parallelism\": 2}");
+  ADD(p, "collect", "{\"name\": \"a\", \"input\": \"c_map#2\"}");
+  ADD(p, "null", "{\"input\": \"c_map#2\", \"queue\": {\"capacity\": 100}}");
+  ADD(p, "collect", "{\"name\": \"dl\", \"input\": []}");
+  ASSERT_OK(sl_pipeline_set_dead_letter(p, "dl", &err), &err);
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  ASSERT(atomic_load(&c.calls) > 100); /* batches came from it */
+  ASSERT(atomic_load(&c.live) > 0);    /* the collected records' batches are still held */
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+  ASSERT_EQ(atomic_load(&c.live), 0); /* every byte went back, with the right sizes */
+}

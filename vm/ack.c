@@ -20,17 +20,21 @@ sl_ack *sl_ack_join(sl_ack **parts, size_t n) {
   if (k == 1)
     for (size_t i = 0; i < n; i++)
       if (parts[i]) return parts[i];
-  sl_ack *a = sl__xcalloc(1, sizeof *a);
+  const sl__mem *mem = NULL;
+  for (size_t i = 0; i < n && !mem; i++)
+    if (parts[i]) mem = parts[i]->mem;
+  sl_ack *a = sl__mem_calloc(mem, sizeof *a);
+  a->mem = mem;
   atomic_init(&a->refs, 1);
-  a->parts = sl__xmalloc(k * sizeof *a->parts);
+  a->parts = sl__mem_alloc(mem, k * sizeof *a->parts);
   for (size_t i = 0; i < n; i++)
     if (parts[i]) a->parts[a->nparts++] = parts[i];
   return a;
 }
 
 void sl__ack_free(sl_ack *a) {
-  sl__free(a->parts);
-  sl__free(a);
+  if (a->parts) sl__mem_free(a->mem, a->parts, a->nparts * sizeof *a->parts);
+  sl__mem_free(a->mem, a, sizeof *a);
 }
 
 /* A completed join releases its parts (recursion depth = join nesting, e.g. chunks of chunks). */

@@ -19,9 +19,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "sluice.h"
 
 struct sl_ack {
+  const sl__mem *mem;   /* the engine allocator it came from */
   atomic_int refs;
   atomic_bool dropped;  /* some derived record was not delivered */
   sl_stage *src;        /* the source instance to tell (NULL for a join) */

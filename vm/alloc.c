@@ -38,3 +38,12 @@ char *sl__xstrdup(const char *s) {
 void *sl__trymalloc(size_t n) { return injected_failure() ? NULL : malloc(n ? n : 1); }
 void *sl__tryrealloc(void *p, size_t n) { return injected_failure() ? NULL : realloc(p, n ? n : 1); }
 void sl__free(void *p) { free(p); }
+
+void *sl__mem_alloc(const sl__mem *m, size_t n) { return check(m->fn(m->ud, NULL, 0, n ? n : 1), n); }
+void *sl__mem_calloc(const sl__mem *m, size_t n) { return memset(sl__mem_alloc(m, n), 0, n); }
+void *sl__mem_realloc(const sl__mem *m, void *p, size_t osize, size_t nsize) {
+  return check(m->fn(m->ud, p, osize, nsize ? nsize : 1), nsize);
+}
+void sl__mem_free(const sl__mem *m, void *p, size_t osize) {
+  if (p) m->fn(m->ud, p, osize, 0);
+}

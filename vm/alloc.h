@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include "sluice.h"
+
 void *sl__xmalloc(size_t n);
 void *sl__xcalloc(size_t count, size_t n);
 void *sl__xrealloc(void *p, size_t n);
@@ -26,5 +28,17 @@ void sl__free(void *p);
 typedef void (*sl__oom_hook)(size_t n);
 void sl__set_oom_hook(sl__oom_hook hook);
 void sl__alloc_fail_after(long n);
+
+/* An engine's allocator (sl_engine_config.alloc). Engine objects made at run time — batches,
+ * acks, queues, instances and their contexts — come from it; failure goes to the OOM hook like
+ * sl__xmalloc. Frees pass the size, as a Lua-style allocator expects. */
+typedef struct sl__mem {
+  sl_alloc_fn fn;
+  void *ud;
+} sl__mem;
+void *sl__mem_alloc(const sl__mem *m, size_t n);
+void *sl__mem_calloc(const sl__mem *m, size_t n);
+void *sl__mem_realloc(const sl__mem *m, void *p, size_t osize, size_t nsize);
+void sl__mem_free(const sl__mem *m, void *p, size_t osize);
 
 #endif

@@ -27,6 +27,8 @@ int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err)
   if (cfg) e->cfg = *cfg;
   else sl_engine_config_init(&e->cfg);
   if (!e->cfg.alloc) e->cfg.alloc = default_alloc;
+  e->mem.fn = e->cfg.alloc;
+  e->mem.ud = e->cfg.alloc_ud;
   if (e->cfg.workers <= 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     e->cfg.workers = n > 0 ? (int)n : 1;
@@ -41,7 +43,7 @@ int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err)
   e->kinds = sl__xmalloc(e->nkinds * sizeof *e->kinds);
   for (size_t i = 0; i < e->nkinds; i++) e->kinds[i] = sl__builtin_kinds[i];
   if (sl_loop_new(e->cfg.virtual_time, &e->loop) != 0) goto fail;
-  if (sl_sched_new(e->cfg.workers, sl_loop_notify_idle, e->loop, &e->sched) != 0) goto fail;
+  if (sl_sched_new(e->cfg.workers, &e->mem, sl_loop_notify_idle, e->loop, &e->sched) != 0) goto fail;
   sl_loop_set_sched(e->loop, e->sched);
   *out = e;
   return 0;

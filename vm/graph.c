@@ -20,7 +20,7 @@ static bool is_sink(const sl_node *n) { return n->kind->flags & SL_STAGE_SINK; }
 static bool is_passive(const sl_node *n) { return n->kind->flags & SL_STAGE_PASSIVE; }
 
 int sl_pipeline_new(sl_engine *e, const char *name, sl_pipeline **out, sl_error_t *err) {
-  sl_pipeline *p = sl__xcalloc(1, sizeof *p);
+  sl_pipeline *p = sl__mem_calloc(&e->mem, sizeof *p);
   p->e = e;
   p->name = sl__xstrdup(name && *name ? name : "pipeline");
   p->on_error = SL_ON_ERROR_DEFAULT;
@@ -153,7 +153,7 @@ static void node_free(sl_node *n) {
   sl__free(n->in);
   sl__free(n->out);
   sl__free(n->fn_ptrs);
-  sl__free(n);
+  sl__mem_free(sl__pmem(n->p), n, sizeof *n);
 }
 
 /* Adds a node; ptrs (may be NULL) gives SL_OPT_PTR values in option-table order. */
@@ -179,7 +179,8 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
     sl_value_free(opts);
     goto fail;
   }
-  n = sl__xcalloc(1, sizeof *n);
+  n = sl__mem_calloc(sl__pmem(p), sizeof *n);
+  n->p = p;
   n->kind = k;
   n->index = p->nnodes;
   n->default_input = true;
@@ -396,7 +397,7 @@ int sl_pipeline_check(sl_pipeline *p, sl_error_t *err) {
 /* ------------------------------------------------------------------------------------------ */
 
 static sl_edge *edge_new(sl_node *from, sl_node *to, uint64_t cap, int on_full) {
-  sl_edge *e = sl__xmalloc(sizeof *e);
+  sl_edge *e = sl__mem_alloc(sl__pmem(to->p), sizeof *e);
   sl_queue_init(e, cap, on_full);
   e->from = from;
   e->to = to;
@@ -411,7 +412,7 @@ static sl_edge *edge_new(sl_node *from, sl_node *to, uint64_t cap, int on_full) 
 
 static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
   const sl_stage_kind *k = n->kind;
-  n->insts = sl__xcalloc((size_t)n->parallelism, sizeof *n->insts);
+  n->insts = sl__mem_calloc(sl__pmem(p), (size_t)n->parallelism * sizeof *n->insts);
   atomic_init(&n->active, n->parallelism);
   sl_lock_init(&n->out_mu);
   pthread_mutex_init(&n->pmu, NULL);
@@ -426,7 +427,7 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
     st->index = i;
     st->runner = st;
     sl_lock_init(&st->mbox_mu);
-    st->ctx = sl__xcalloc(1, k->ctx_size ? k->ctx_size : 1);
+    st->ctx = sl__mem_calloc(sl__pmem(p), k->ctx_size ? k->ctx_size : 1);
   }
   for (int i = 0; i < n->parallelism; i++) {
     sl_stage *st = &n->insts[i];
@@ -470,11 +471,11 @@ static void free_instances(sl_node *n) {
   for (int i = 0; i < n->parallelism; i++) {
     sl_stage *st = &n->insts[i];
     sl__options_free(n->kind->options, st->ctx);
-    sl__free(st->ctx);
-    sl__free(st->events);
+    sl__mem_free(sl__pmem(n->p), st->ctx, n->kind->ctx_size ? n->kind->ctx_size : 1);
+    sl__mem_free(sl__pmem(n->p), st->events, st->cap_events * sizeof *st->events);
     pthread_mutex_destroy(&st->mbox_mu);
   }
-  sl__free(n->insts);
+  sl__mem_free(sl__pmem(n->p), n->insts, (size_t)n->parallelism * sizeof *n->insts);
   n->insts = NULL;
   pthread_mutex_destroy(&n->out_mu);
   pthread_mutex_destroy(&n->pmu);
@@ -492,7 +493,7 @@ static void teardown(sl_pipeline *p) {
     sl_node *n = p->nodes[i];
     for (int k = 0; k < n->nin; k++) {
       sl_queue_close_free(n->in[k]);
-      sl__free(n->in[k]);
+      sl__mem_free(sl__pmem(p), n->in[k], sizeof *n->in[k]);
     }
     n->nin = 0;
     while (n->pending) {
@@ -645,8 +646,9 @@ void sl_pipeline_free(sl_pipeline *p) {
   sl__free(p->dead_letter_name);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->done_cv);
-  pthread_mutex_lock(&p->e->mu);
-  p->e->pipelines--;
-  pthread_mutex_unlock(&p->e->mu);
-  sl__free(p);
+  sl_engine *e = p->e;
+  pthread_mutex_lock(&e->mu);
+  e->pipelines--;
+  pthread_mutex_unlock(&e->mu);
+  sl__mem_free(&e->mem, p, sizeof *p);
 }

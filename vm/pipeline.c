@@ -132,7 +132,7 @@ static void flush_out(sl_emitter *em, bool have_seq, uint64_t seq) {
     return;
   }
   if (!b && !have_seq) return;
-  if (!b) b = sl_queue_batch_new(1);
+  if (!b) b = sl_queue_batch_new(sl__pmem(n->p), 1);
   b->seq = have_seq ? seq : atomic_fetch_add(&n->fuse_head->seq_counter, 1);
   atomic_fetch_add_explicit(&n->st_out, b->len, memory_order_relaxed);
   reorder_push(n, b);
@@ -191,13 +191,13 @@ static int emit(sl_emitter *em, sl_value v, sl_ack *ack) {
     sl_ack_release(ack, false);
     return 0;
   }
-  if (!em->out) em->out = sl_queue_batch_new(em->room > BATCH ? em->room : BATCH);
+  if (!em->out) em->out = sl_queue_batch_new(sl__pmem(n->p), em->room > BATCH ? em->room : BATCH);
   if (em->out->len == em->out->cap) {
     if (n->ordered || n->fuse_next) { /* one output batch per input batch */
       em->out = sl_queue_batch_grow(em->out, em->out->cap * 2);
     } else {
       flush_out(em, false, 0);
-      em->out = sl_queue_batch_new(BATCH);
+      em->out = sl_queue_batch_new(sl__pmem(n->p), BATCH);
     }
   }
   sl_qbatch *b = em->out;
@@ -248,7 +248,7 @@ static void dead_letter(sl_stage *st, const sl_value *rec, sl_ack *ack, const ch
   sl_map_setc(&m, "stage", sl_cstr(st->node->name));
   sl_map_setc(&m, "attempts", sl_int(attempts));
   sl_map_setc(&m, "time", sl_double(wallclock(p->e)));
-  sl_qbatch *b = sl_queue_batch_new(1);
+  sl_qbatch *b = sl_queue_batch_new(sl__pmem(p), 1);
   b->recs[0] = m;
   b->len = 1;
   if (ack) {
@@ -311,8 +311,10 @@ static void mailbox_cb(void *arg, uint64_t token) {
   sl_stage *st = arg;
   pthread_mutex_lock(&st->mbox_mu);
   if (st->nevents == st->cap_events) {
-    st->cap_events = st->cap_events ? st->cap_events * 2 : 16;
-    st->events = sl__xrealloc(st->events, st->cap_events * sizeof *st->events);
+    size_t ncap = st->cap_events ? st->cap_events * 2 : 16;
+    st->events = sl__mem_realloc(sl__pmem(st->p), st->events, st->cap_events * sizeof *st->events,
+                                 ncap * sizeof *st->events);
+    st->cap_events = ncap;
   }
   st->events[st->nevents++] = token;
   pthread_mutex_unlock(&st->mbox_mu);
@@ -359,7 +361,8 @@ void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize) {
 }
 
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id) {
-  sl_ack *a = sl__xcalloc(1, sizeof *a);
+  sl_ack *a = sl__mem_calloc(sl__pmem(st->p), sizeof *a);
+  a->mem = sl__pmem(st->p);
   atomic_init(&a->refs, 1);
   a->src = st;
   a->id = id;
@@ -494,7 +497,7 @@ static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t se
       flush_out(&em, have_seq, seq);
       return result;
     }
-    qb = em.out ? em.out : sl_queue_batch_new(1);
+    qb = em.out ? em.out : sl_queue_batch_new(sl__pmem(n->p), 1);
     atomic_fetch_add_explicit(&n->st_out, qb->len, memory_order_relaxed);
     st = &n->fuse_next->insts[st->index];
   }
@@ -696,7 +699,7 @@ int sl_port_push(sl_port *port, sl_value *rec, int flags) {
   }
   n->pushing++; /* port_close waits for this push to be delivered before it ends the stream */
   pthread_mutex_unlock(&n->pmu);
-  sl_qbatch *b = sl_queue_batch_new(1);
+  sl_qbatch *b = sl_queue_batch_new(sl__pmem(p), 1);
   b->recs[0] = *rec;
   b->len = 1;
   *rec = sl_nil();

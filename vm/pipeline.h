@@ -48,6 +48,7 @@ enum { SL_ON_ERROR_DEFAULT = -1, SL_ON_ERROR_SKIP = 0, SL_ON_ERROR_FAIL, SL_ON_E
 
 struct sl_engine {
   sl_engine_config cfg;
+  sl__mem mem;                 /* cfg.alloc: batches, acks, queues, instances come from it */
   sl_sched *sched;
   sl_loop *loop;
   const sl_stage_kind **kinds; /* built-ins first, then registered */
@@ -82,6 +83,7 @@ struct sl_stage {
 };
 
 struct sl_node {
+  sl_pipeline *p;          /* the pipeline it belongs to */
   char *name;
   const sl_stage_kind *kind;
   int index;               /* position in the pipeline */
@@ -144,6 +146,9 @@ struct sl_pipeline {
   sl_error_t err;          /* failure details (first failure wins) */
   int64_t t_start, t_end;  /* engine clock */
 };
+
+/* The allocator of a pipeline's engine. */
+static inline const sl__mem *sl__pmem(const sl_pipeline *p) { return &p->e->mem; }
 
 /* Internal entry points shared by the vm files. */
 sl_node *sl__pipeline_node(const sl_pipeline *p, const char *name);

@@ -13,21 +13,26 @@
 #define CACHE_CAP 256
 #define CACHE_MAX 8
 static _Thread_local sl_qbatch *tl_cache[CACHE_MAX];
-static _Thread_local int tl_ncache = -1; /* -1: this thread keeps no cache */
+static _Thread_local int tl_ncache = -1;       /* -1: this thread keeps no cache */
+static _Thread_local const sl__mem *tl_mem;    /* the allocator of the cached batches */
 
-void sl_queue_thread_cache(bool on) {
-  if (on) {
-    if (tl_ncache < 0) tl_ncache = 0;
+static size_t batch_size(uint32_t cap) { return sizeof(sl_qbatch) + (size_t)cap * sizeof(sl_value); }
+
+void sl_queue_thread_cache(const sl__mem *mem) {
+  if (mem) {
+    tl_mem = mem;
+    tl_ncache = 0;
     return;
   }
-  while (tl_ncache > 0) sl__free(tl_cache[--tl_ncache]);
+  while (tl_ncache > 0) sl__mem_free(tl_mem, tl_cache[--tl_ncache], batch_size(CACHE_CAP));
   tl_ncache = -1;
+  tl_mem = NULL;
 }
 
-sl_qbatch *sl_queue_batch_new(uint32_t cap) {
+sl_qbatch *sl_queue_batch_new(const sl__mem *mem, uint32_t cap) {
   if (cap == 0) cap = 1;
   sl_qbatch *b;
-  if (cap <= CACHE_CAP && tl_ncache > 0) {
+  if (cap <= CACHE_CAP && tl_ncache > 0 && mem == tl_mem) {
     b = tl_cache[--tl_ncache];
     b->next = NULL;
     b->seq = 0;
@@ -36,8 +41,9 @@ sl_qbatch *sl_queue_batch_new(uint32_t cap) {
     b->acks = NULL;
     return b;
   }
-  if (cap < CACHE_CAP && tl_ncache >= 0) cap = CACHE_CAP; /* so it can go to the cache later */
-  b = sl__xmalloc(sizeof *b + (size_t)cap * sizeof(sl_value));
+  if (cap < CACHE_CAP && tl_ncache >= 0 && mem == tl_mem) cap = CACHE_CAP; /* cacheable later */
+  b = sl__mem_alloc(mem, batch_size(cap));
+  b->mem = mem;
   b->next = NULL;
   b->seq = 0;
   b->len = 0;
@@ -50,9 +56,9 @@ sl_qbatch *sl_queue_batch_new(uint32_t cap) {
 sl_qbatch *sl_queue_batch_grow(sl_qbatch *b, uint32_t cap) {
   if (cap <= b->cap) return b;
   uint32_t ncap = b->cap * 2 > cap ? b->cap * 2 : cap;
-  b = sl__xrealloc(b, sizeof *b + (size_t)ncap * sizeof(sl_value));
+  b = sl__mem_realloc(b->mem, b, batch_size(b->cap), batch_size(ncap));
   if (b->acks) {
-    b->acks = sl__xrealloc(b->acks, (size_t)ncap * sizeof *b->acks);
+    b->acks = sl__mem_realloc(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks, (size_t)ncap * sizeof *b->acks);
     memset(b->acks + b->cap, 0, (size_t)(ncap - b->cap) * sizeof *b->acks);
   }
   b->cap = ncap;
@@ -60,7 +66,7 @@ sl_qbatch *sl_queue_batch_grow(sl_qbatch *b, uint32_t cap) {
 }
 
 void sl_queue_batch_acks(sl_qbatch *b) {
-  if (!b->acks) b->acks = sl__xcalloc(b->cap, sizeof *b->acks);
+  if (!b->acks) b->acks = sl__mem_calloc(b->mem, (size_t)b->cap * sizeof *b->acks);
 }
 
 /* Frees records [from, to) of b and releases their acks. */
@@ -76,14 +82,14 @@ static void free_range(sl_qbatch *b, uint32_t from, uint32_t to, bool dropped) {
 void sl_queue_batch_free(sl_qbatch *b, bool dropped) {
   if (!b) return;
   free_range(b, b->off, b->len, dropped);
-  sl__free(b->acks);
-  if (b->cap == CACHE_CAP && tl_ncache >= 0 && tl_ncache < CACHE_MAX) tl_cache[tl_ncache++] = b;
-  else sl__free(b);
+  if (b->acks) sl__mem_free(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks);
+  if (b->cap == CACHE_CAP && b->mem == tl_mem && tl_ncache >= 0 && tl_ncache < CACHE_MAX) tl_cache[tl_ncache++] = b;
+  else sl__mem_free(b->mem, b, batch_size(b->cap));
 }
 
 sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b) {
   uint32_t n = b->len - b->off;
-  sl_qbatch *c = sl_queue_batch_new(n);
+  sl_qbatch *c = sl_queue_batch_new(b->mem, n);
   c->seq = b->seq;
   c->len = n;
   for (uint32_t i = 0; i < n; i++) c->recs[i] = sl_value_ref(&b->recs[b->off + i]);
@@ -131,8 +137,8 @@ static uint64_t evict_oldest(sl_edge *e, uint64_t *len) {
     if (b->off == b->len) {
       e->head = b->next;
       if (!e->head) e->tail = NULL;
-      sl__free(b->acks);
-      sl__free(b);
+      if (b->acks) sl__mem_free(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks);
+      sl__mem_free(b->mem, b, batch_size(b->cap));
     }
   }
   return shed;

@@ -22,10 +22,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "sluice.h"
 
 typedef struct sl_qbatch {
   struct sl_qbatch *next; /* queue link */
+  const sl__mem *mem;     /* the engine allocator it came from (and goes back to) */
   uint64_t seq;           /* order of the input batch it came from (reordering) */
   uint32_t len;           /* records in recs[] */
   uint32_t off;           /* records before off were taken (drop_oldest, partial pulls) */
@@ -53,11 +55,11 @@ typedef struct sl_edge {
   struct sl_node *to;        /* consumer */
 } sl_edge;
 
-/* Worker threads call this with true when they start and false when they stop: their freed
- * batches are kept for reuse in between. */
-void sl_queue_thread_cache(bool on);
-/* returns an owned batch with room for cap records (len 0). */
-sl_qbatch *sl_queue_batch_new(uint32_t cap);
+/* Worker threads call this with their engine's allocator when they start and with NULL when
+ * they stop: their freed batches of that allocator are kept for reuse in between. */
+void sl_queue_thread_cache(const sl__mem *mem);
+/* returns an owned batch with room for cap records (len 0), from mem. */
+sl_qbatch *sl_queue_batch_new(const sl__mem *mem, uint32_t cap);
 /* Grows b to hold at least cap records; returns the (moved) batch. */
 sl_qbatch *sl_queue_batch_grow(sl_qbatch *b, uint32_t cap);
 /* Frees b: records from off on are freed, their acks released (dropped: shed, not delivered). */

@@ -48,6 +48,7 @@ struct sl_sched {
   sl_sched_idle_cb on_idle; /* every worker idle and no task queued */
   void *idle_ud;
   atomic_uint rr;           /* spreads tasks woken from outside the pool */
+  const sl__mem *mem;       /* the engine allocator (workers cache its batches) */
   worker *workers;
 };
 
@@ -201,14 +202,15 @@ static void *worker_main(void *arg) {
   tl_sched = w->s;
   tl_worker = w->id;
   sl_task *t;
-  sl_queue_thread_cache(true);
+  sl_queue_thread_cache(w->s->mem);
   while ((t = next_task(w->s, w->id))) run_task(w->s, t, w->id);
-  sl_queue_thread_cache(false);
+  sl_queue_thread_cache(NULL);
   return NULL;
 }
 
-int sl_sched_new(int workers, sl_sched_idle_cb on_idle, void *idle_ud, sl_sched **out) {
+int sl_sched_new(int workers, const sl__mem *mem, sl_sched_idle_cb on_idle, void *idle_ud, sl_sched **out) {
   sl_sched *s = sl__xcalloc(1, sizeof *s);
+  s->mem = mem;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   s->nworkers = workers;

@@ -47,8 +47,9 @@ struct sl_task {
 
 typedef void (*sl_sched_idle_cb)(void *ud);
 
-/* Starts `workers` threads. errors: nomem, io */
-int sl_sched_new(int workers, sl_sched_idle_cb on_idle, void *idle_ud, sl_sched **out);
+struct sl__mem;
+/* Starts `workers` threads; mem is the engine allocator whose batches they cache. errors: io */
+int sl_sched_new(int workers, const struct sl__mem *mem, sl_sched_idle_cb on_idle, void *idle_ud, sl_sched **out);
 /* Stops and joins the threads. Every task must have ended. */
 void sl_sched_free(sl_sched *s);
 void sl_task_init(sl_task *t, sl_task_run_cb run, sl_task_dead_cb dead);
