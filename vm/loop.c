@@ -83,9 +83,19 @@ static void poke(sl_loop *l) {
   (void)r; /* the counter cannot overflow in practice; a full eventfd is still readable */
 }
 
+static void fire_due(sl_loop *l, int64_t now);
+static bool advance_virtual(sl_loop *l);
+
+/* Every worker is idle: on the virtual clock, the last worker to go idle moves the clock and
+ * fires the due timers itself (under the dispatch lock, like the loop thread), which saves two
+ * thread wake-ups per timer. */
 void sl_loop_notify_idle(void *loop) {
   sl_loop *l = loop;
-  if (l->virtual_time) poke(l);
+  if (!l->virtual_time) return;
+  pthread_mutex_lock(&l->dispatch);
+  do fire_due(l, atomic_load(&l->vnow));
+  while (!atomic_load(&l->stopping) && advance_virtual(l));
+  pthread_mutex_unlock(&l->dispatch);
 }
 
 /* ---- heap ---- */

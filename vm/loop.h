@@ -2,8 +2,8 @@
  * loop.h — the engine's event loop: timers and fd readiness, real or virtual clock (sl_loop_).
  *
  * One thread per engine waits in epoll for fd readiness, its timerfd (armed at the earliest
- * timer on the real clock) and an eventfd that other threads write to when they add a timer,
- * when the workers all went idle, or to stop the loop. Callbacks run on the loop thread with
+ * timer on the real clock) and an eventfd that other threads write to when they add a timer
+ * or to stop the loop. On the virtual clock the worker that goes idle last moves the clock. Callbacks run on the loop thread with
  * the dispatch lock held, so sl_loop_cancel_owner can wait out a callback in progress before
  * the owner is freed.
  *
@@ -48,7 +48,8 @@ int sl_loop_watch(sl_loop *l, int fd, bool write, void *owner, sl_loop_cb cb, vo
 /* Removes every timer and fd watch of owner, waiting for a callback in progress. Not from a
  * loop callback. */
 void sl_loop_cancel_owner(sl_loop *l, void *owner);
-/* Hook for the scheduler: every worker is idle (moves the virtual clock). Only writes an fd. */
+/* Hook for the scheduler, on the worker that went idle last: moves the virtual clock and fires
+ * what is due (no effect on the real clock). Takes the dispatch lock. */
 void sl_loop_notify_idle(void *loop);
 /* Timers waiting (for tests and the idle check). */
 int sl_loop_pending(sl_loop *l);

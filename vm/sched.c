@@ -146,13 +146,11 @@ static int64_t mono_ns(void) {
  * the virtual clock must not move then. */
 static void set_idle(sl_sched *s, bool idle) {
   pthread_mutex_lock(&s->mu);
-  if (idle) {
-    s->nidle++;
-    if (s->nidle == s->nworkers && s->on_idle) s->on_idle(s->idle_ud);
-  } else {
-    s->nidle--;
-  }
+  bool all = false;
+  if (idle) all = ++s->nidle == s->nworkers;
+  else s->nidle--;
   pthread_mutex_unlock(&s->mu);
+  if (all && s->on_idle) s->on_idle(s->idle_ud); /* the last one to go idle tells the loop */
 }
 
 static sl_task *next_task(sl_sched *s, int id) {

@@ -18,8 +18,8 @@
  * event loop uses it to advance the virtual clock).
  *
  * Locking: each worker queue has a mutex (a leaf). The pool mutex guards the idle and sleeping
- * counts and the condition variable; a queue mutex is never taken while holding it, except
- * that on_idle is called with it held and must only signal.
+ * counts and the condition variable; a queue mutex is never taken while holding it. on_idle
+ * runs on the worker that went idle last, with no scheduler lock held (it may wake tasks).
  */
 #ifndef SL_SCHED_H
 #define SL_SCHED_H
