@@ -417,8 +417,11 @@ struct sl_stage_kind {
   /* A timer or fd event this instance asked for (token as given), run on the instance's task. */
   int (*event)(void *ctx, uint64_t token, sl_emitter *em);
   /* Sources that created ack tokens: every record derived from token `id` reached a sink or the
-   * dead letter (status SL_ACK_OK), some were shed or skipped (SL_ACK_DROPPED), or the pipeline
-   * was aborted (SL_ACK_CANCELLED). Run on the source's task, never concurrently with produce. */
+   * dead letter (status SL_ACK_OK), some were shed, skipped or discarded behind a stage that
+   * stopped reading (SL_ACK_DROPPED), or the token never completed while the source ran: the
+   * pipeline was aborted, or downstream stopped reading (SL_ACK_CANCELLED, reported from
+   * sl_pipeline_free on the caller's thread). Otherwise run on the source's task, never
+   * concurrently with produce. */
   void (*acked)(void *ctx, uint64_t id, int status);
 };
 

@@ -100,6 +100,17 @@ const sl_stage_kind *sl_engine_kind(const sl_engine *e, const char *name) {
   return k;
 }
 
-size_t sl_engine_kind_count(const sl_engine *e) { return e->nkinds; }
-const sl_stage_kind *sl_engine_kind_at(const sl_engine *e, size_t i) { return i < e->nkinds ? e->kinds[i] : NULL; }
+size_t sl_engine_kind_count(const sl_engine *e) {
+  pthread_mutex_lock((pthread_mutex_t *)&e->mu);
+  size_t n = e->nkinds;
+  pthread_mutex_unlock((pthread_mutex_t *)&e->mu);
+  return n;
+}
+
+const sl_stage_kind *sl_engine_kind_at(const sl_engine *e, size_t i) {
+  pthread_mutex_lock((pthread_mutex_t *)&e->mu);
+  const sl_stage_kind *k = i < e->nkinds ? e->kinds[i] : NULL;
+  pthread_mutex_unlock((pthread_mutex_t *)&e->mu);
+  return k;
+}
 int64_t sl_engine_now(const sl_engine *e) { return sl_loop_now(e->loop); }

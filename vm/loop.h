@@ -3,9 +3,9 @@
  *
  * One thread per engine waits in epoll for fd readiness, its timerfd (armed at the earliest
  * timer on the real clock) and an eventfd that other threads write to when they add a timer
- * or to stop the loop. On the virtual clock the worker that goes idle last moves the clock. Callbacks run on the loop thread with
- * the dispatch lock held, so sl_loop_cancel_owner can wait out a callback in progress before
- * the owner is freed.
+ * or to stop the loop. Callbacks run with the dispatch lock held — on the loop thread, or, on
+ * the virtual clock, on the worker that went idle last — so sl_loop_cancel_owner can wait out a
+ * callback in progress before the owner is freed.
  *
  * The virtual clock starts at 0 and only moves when the scheduler reports that every worker is
  * idle: then it jumps to the earliest timer and fires every timer due at that instant, in
@@ -24,7 +24,7 @@
 typedef struct sl_loop sl_loop;
 typedef struct sl_sched sl_sched;
 
-/* A timer or fd callback: runs on the loop thread. */
+/* A timer or fd callback: runs with the dispatch lock held (see above). */
 typedef void (*sl_loop_cb)(void *arg, uint64_t token);
 
 /* errors: io (epoll/eventfd/timerfd), nomem */

@@ -309,6 +309,10 @@ void sl_stage_wake(sl_stage *st) {
 
 static void mailbox_cb(void *arg, uint64_t token) {
   sl_stage *st = arg;
+  if (st->runner != st) { /* fused: its kind has no event callback, the wake-up is the message */
+    sl_stage_wake(st);
+    return;
+  }
   pthread_mutex_lock(&st->mbox_mu);
   if (st->nevents == st->cap_events) {
     size_t ncap = st->cap_events ? st->cap_events * 2 : 16;
@@ -332,10 +336,12 @@ int sl_stage_watch_fd(sl_stage *st, int fd, bool write, uint64_t token) {
   return rc < 0 ? SL_EIO : 0;
 }
 
+/* A fused stage's input is its chain's: pausing it pauses the chain's first stage. */
 void sl_stage_pause_input(sl_stage *st, bool paused) {
-  bool was = st->input_paused;
-  st->input_paused = paused;
-  if (was && !paused) sl_stage_wake(st);
+  sl_stage *r = st->runner;
+  bool was = r->input_paused;
+  r->input_paused = paused;
+  if (was && !paused) sl_stage_wake(r);
 }
 
 void sl_stage_log(sl_stage *st, int level, const char *fmt, ...) {

@@ -26,11 +26,13 @@
  * and cancels its own inputs, so cancellation travels upstream.
  *
  * Threads. An instance runs on one worker at a time (the task state machine guarantees it), so
- * stage code is single-threaded per instance. Events (timers, fds) and completed acks reach an
- * instance through its mailbox (mutex-guarded) and a wake.
+ * stage code is single-threaded per instance. Events (timers, fds) reach an instance through
+ * its mailbox (mutex-guarded) and completed source acks through a lock-free stack, each followed
+ * by a wake.
  *
- * Lock order: node->out_mu -> edge->mu -> scheduler. port/collect mutexes are taken only after
- * edge locks are released. The event loop's dispatch lock comes before instance mailboxes.
+ * Lock order: node->out_mu -> collect pmu -> port pmu -> edge->mu -> scheduler locks. An edge
+ * mutex is held while a drop policy releases acks, which may wake a source (scheduler locks).
+ * The event loop's dispatch lock comes before instance mailboxes and the scheduler.
  */
 #ifndef SL_PIPELINE_H
 #define SL_PIPELINE_H
@@ -54,7 +56,7 @@ struct sl_engine {
   const sl_stage_kind **kinds; /* built-ins first, then registered */
   size_t nkinds, nbuiltin;
   pthread_mutex_t mu;          /* kinds, pipelines count */
-  int pipelines;               /* live pipelines (sl_engine_free asserts 0) */
+  int pipelines;               /* live pipelines (every one must be freed before the engine) */
 };
 
 typedef struct sl_node sl_node;

@@ -11,8 +11,9 @@
  * push always succeeds and sheds records, counted exactly. The bound is soft by at most one
  * batch per producer instance: room is checked before a batch is made, not per record.
  *
- * Locking: each edge has its own mutex, a leaf below the node's reorder lock. Wake-ups of the
- * other side are made after the mutex is released (queue.c returns what to wake).
+ * Locking: each edge has its own mutex, below the node's reorder lock. Wake-ups of the other
+ * side are made after the mutex is released (queue.c returns what to wake); only the acks of
+ * shed records are released under it (a completed token wakes its source).
  */
 #ifndef SL_QUEUE_H
 #define SL_QUEUE_H

@@ -10,12 +10,12 @@
  * Task states (atomic): IDLE -> SCHEDULED (wake) -> RUNNING (a worker took it) -> IDLE | SCHEDULED
  * (yield, or woken while running: NOTIFIED) | DEAD.
  *
- * Each worker has its own run queue, and a woken task joins the queue of the worker that last
- * ran it, so a chain of stages settles on the workers (its batches stay in one core's cache)
- * instead of every hop crossing cores. A worker with nothing of its own steals from the others.
+ * Each worker has its own run queue. A task woken by a worker joins that worker's queue (its
+ * input was just made there, in that core's cache); one woken from outside the pool joins the
+ * queue of the worker that last ran it. A worker with nothing of its own steals from the others.
  * Idle workers spin briefly, then sleep on a condition variable (no CPU use while nothing is
- * runnable). When every worker is idle and no queue holds a task, the on_idle hook runs (the
- * event loop uses it to advance the virtual clock).
+ * runnable). When the last worker goes idle, the on_idle hook runs (the event loop then checks
+ * that nothing is queued and advances the virtual clock).
  *
  * Locking: each worker queue has a mutex (a leaf). The pool mutex guards the idle and sleeping
  * counts and the condition variable; a queue mutex is never taken while holding it. on_idle
