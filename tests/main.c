@@ -6,6 +6,20 @@
 
 int sl_test_failed;
 
+sl_engine *sl_test_engine(int workers, bool virtual_time) {
+  sl_engine_config cfg;
+  sl_engine_config_init(&cfg);
+  cfg.workers = workers;
+  cfg.virtual_time = virtual_time;
+  sl_engine *e = NULL;
+  sl_error_t err;
+  if (sl_engine_new(&cfg, &e, &err) != 0) {
+    fprintf(stderr, "cannot make an engine: %s\n", err.msg);
+    abort();
+  }
+  return e;
+}
+
 #define X(name) void test_##name(void);
 #include "test_list.h"
 #undef X

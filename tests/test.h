@@ -17,6 +17,9 @@
 /* Set by a failing assertion; the test function returns at once. */
 extern int sl_test_failed;
 
+/* A new engine for a test (aborts the run if it cannot be made). */
+sl_engine *sl_test_engine(int workers, bool virtual_time);
+
 /* The message of an error ("" for NULL). */
 static inline const char *sl_test_errmsg(const sl_error_t *e) { return e ? e->msg : ""; }
 

@@ -11,19 +11,6 @@
 
 /* ---- helpers ---- */
 
-static sl_engine *engine(int workers, bool virtual_time) {
-  sl_engine_config cfg;
-  sl_engine_config_init(&cfg);
-  cfg.workers = workers;
-  cfg.virtual_time = virtual_time;
-  sl_engine *e = NULL;
-  sl_error_t err;
-  if (sl_engine_new(&cfg, &e, &err) != 0) {
-    fprintf(stderr, "engine: %s\n", err.msg);
-    abort();
-  }
-  return e;
-}
 
 static sl_pipeline *pipeline(sl_engine *e) {
   sl_pipeline *p = NULL;
@@ -104,7 +91,7 @@ static void sleep_ms(int ms) {
 /* ---- tests ---- */
 
 TEST(pipeline_order_parallel) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   order_check oc = {1, 0};
   ADD(p, "generate", "{\"count\": 1000000}");
@@ -124,7 +111,7 @@ TEST(pipeline_order_parallel) {
 }
 
 TEST(pipeline_chain_10) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"count\": 100000}");
   for (int i = 0; i < 10; i++) ADD_FN(p, "c_map", add_one, NULL, "");
@@ -140,7 +127,7 @@ TEST(pipeline_chain_10) {
 }
 
 TEST(pipeline_broadcast) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"count\": 10000, \"name\": \"g\"}");
   ADD(p, "collect", "{\"name\": \"a\", \"input\": \"g\"}");
@@ -160,7 +147,7 @@ TEST(pipeline_broadcast) {
 }
 
 TEST(pipeline_merge) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"count\": 1000, \"name\": \"g1\"}");
   ADD_FN(p, "c_map", add_ud, (void *)(intptr_t)0, "{\"name\": \"m1\"}");
@@ -190,7 +177,7 @@ TEST(pipeline_merge) {
 }
 
 TEST(pipeline_take_stops_source) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"name\": \"g\"}"); /* without end */
   ADD_FN(p, "c_map", add_ud, (void *)(intptr_t)0, "{\"name\": \"m\"}");
@@ -210,7 +197,7 @@ TEST(pipeline_take_stops_source) {
 }
 
 static void drop_case(const char *policy, int64_t first) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   char json[200];
   ADD(p, "generate", "{\"count\": 100}");
@@ -233,7 +220,7 @@ TEST(pipeline_drop_oldest) { drop_case("drop_oldest", 91); }
 
 /* A bounded collect with block: the producer waits, nothing is lost. */
 TEST(pipeline_backpressure_block) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"count\": 50000, \"name\": \"g\"}");
   ADD(p, "collect", "{\"name\": \"out\", \"queue\": {\"capacity\": 100}}");
@@ -251,7 +238,7 @@ TEST(pipeline_backpressure_block) {
 }
 
 TEST(pipeline_stop_drains) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"name\": \"g\"}");
   ADD_FN(p, "c_map", add_one, NULL, "{\"name\": \"m\"}");
@@ -280,7 +267,7 @@ static int fail_every_100(void *ud, sl_value *rec, char *errbuf, size_t errlen) 
 }
 
 TEST(pipeline_on_error_skip) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"count\": 10000}");
   ADD_FN(p, "c_map", fail_every_100, NULL, "{\"name\": \"m\", \"on_error\": \"skip\"}");
@@ -297,7 +284,7 @@ TEST(pipeline_on_error_skip) {
 }
 
 TEST(pipeline_on_error_fail) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"name\": \"g\"}");
   ADD_FN(p, "c_map", fail_every_100, NULL, "{\"name\": \"m\", \"on_error\": \"fail\"}");
@@ -313,7 +300,7 @@ TEST(pipeline_on_error_fail) {
 }
 
 TEST(pipeline_on_error_dead_letter) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"count\": 1000}");
   ADD_FN(p, "c_map", fail_every_100, NULL, "{\"name\": \"m\"}");
@@ -345,7 +332,7 @@ TEST(pipeline_on_error_dead_letter) {
 }
 
 TEST(pipeline_port_collect) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "port", "{\"name\": \"in\"}");
   ADD_FN(p, "c_map", add_one, NULL, "");
@@ -374,7 +361,7 @@ TEST(pipeline_port_collect) {
 
 /* A full port with SL_NOWAIT says EAGAIN; the record stays the caller's. */
 TEST(pipeline_port_nowait) {
-  sl_engine *e = engine(1, false);
+  sl_engine *e = sl_test_engine(1, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "port", "{\"name\": \"in\"}");
   ADD(p, "collect", "{\"name\": \"out\", \"queue\": {\"capacity\": 4}}");
@@ -408,7 +395,7 @@ static double cpu_seconds(void) {
 
 /* An engine whose only source waits for input uses no CPU. */
 TEST(pipeline_idle_cpu) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "port", "{\"name\": \"in\"}");
   ADD_FN(p, "c_map", add_one, NULL, "");
@@ -428,7 +415,7 @@ TEST(pipeline_idle_cpu) {
 }
 
 TEST(pipeline_abort) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "");
   ADD_FN(p, "c_map", add_one, NULL, "");
@@ -444,7 +431,7 @@ TEST(pipeline_abort) {
 
 /* Freeing a running pipeline aborts it cleanly. */
 TEST(pipeline_free_running) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "");
   ADD(p, "collect", "{\"name\": \"out\", \"queue\": {\"capacity\": 10}}");
@@ -455,7 +442,7 @@ TEST(pipeline_free_running) {
 }
 
 TEST(pipeline_stats_json) {
-  sl_engine *e = engine(1, false);
+  sl_engine *e = sl_test_engine(1, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "generate", "{\"count\": 10, \"name\": \"g\\\"x\"}");
   ADD(p, "null", "{\"name\": \"n\"}");
@@ -480,7 +467,7 @@ TEST(pipeline_stats_json) {
 /* ---- configuration errors ---- */
 
 static int config_error(const char *const *kinds, const char *const *jsons, int n, sl_error_t *err) {
-  sl_engine *e = engine(1, false);
+  sl_engine *e = sl_test_engine(1, false);
   sl_pipeline *p = pipeline(e);
   int rc = 0;
   sl_error_init(err);
@@ -564,7 +551,7 @@ TEST(pipeline_config_errors) {
 }
 
 TEST(pipeline_start_errors) {
-  sl_engine *e = engine(1, false);
+  sl_engine *e = sl_test_engine(1, false);
   sl_pipeline *p = pipeline(e);
   ADD(p, "lines", "{\"path\": \"/nonexistent/sluice-test\"}");
   ADD(p, "null", "");
@@ -581,7 +568,7 @@ TEST(pipeline_start_errors) {
  * and give the same result as the same stages joined by queues. */
 TEST(pipeline_fused_chain) {
   for (int queued = 0; queued < 2; queued++) {
-    sl_engine *e = engine(2, false);
+    sl_engine *e = sl_test_engine(2, false);
     sl_pipeline *p = pipeline(e);
     order_check oc = {4, 0};
     const char *opts = queued ? "{\"parallelism\": 2, \"queue\": {\"capacity\": 1024}}" : "{\"parallelism\": 2}";

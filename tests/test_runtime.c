@@ -8,15 +8,6 @@
 
 #include "test.h"
 
-static sl_engine *engine(int workers, bool virtual_time) {
-  sl_engine_config cfg;
-  sl_engine_config_init(&cfg);
-  cfg.workers = workers;
-  cfg.virtual_time = virtual_time;
-  sl_engine *e = NULL;
-  if (sl_engine_new(&cfg, &e, NULL) != 0) abort();
-  return e;
-}
 
 static double mono_s(void) {
   struct timespec ts;
@@ -112,7 +103,7 @@ static const sl_stage_kind delay_kind = {
 
 /* 10,000 records each wait one second, one after the other: 10,000 s of virtual time. */
 TEST(runtime_virtual_timers) {
-  sl_engine *e = engine(2, true);
+  sl_engine *e = sl_test_engine(2, true);
   sl_error_t err;
   ASSERT_OK(sl_engine_register(e, &delay_kind, &err), &err);
   ASSERT_EQ(sl_engine_register(e, &delay_kind, &err), SL_EINVAL); /* twice */
@@ -143,7 +134,7 @@ TEST(runtime_virtual_timers) {
 
 /* The real clock: a 20 ms delay takes at least 20 ms (no upper bound: machines stall). */
 TEST(runtime_real_timer) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_error_t err;
   ASSERT_OK(sl_engine_register(e, &delay_kind, &err), &err);
   sl_pipeline *p;
@@ -280,7 +271,7 @@ static int fail_seven(void *ud, sl_value *rec, char *errbuf, size_t errlen) {
 }
 
 static sl_engine *ack_engine(void) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   if (sl_engine_register(e, &units_kind, NULL) || sl_engine_register(e, &pairs_kind, NULL)) abort();
   return e;
 }
@@ -416,7 +407,7 @@ static const sl_stage_kind early_kind = {
 
 TEST(runtime_wake_in_init) {
   for (int virt = 0; virt < 2; virt++) {
-    sl_engine *e = engine(2, virt);
+    sl_engine *e = sl_test_engine(2, virt);
     sl_error_t err;
     ASSERT_OK(sl_engine_register(e, &early_kind, &err), &err);
     sl_pipeline *p;
@@ -432,7 +423,7 @@ TEST(runtime_wake_in_init) {
 
 /* Start fails in a stage's init with no error object: an error code, no crash. */
 TEST(runtime_start_fails_without_err) {
-  sl_engine *e = engine(1, false);
+  sl_engine *e = sl_test_engine(1, false);
   sl_pipeline *p;
   sl_pipeline_new(e, "bad", &p, NULL);
   ASSERT_OK(sl_pipeline_add_json(p, "generate", "", NULL), (sl_error_t *)NULL);
@@ -445,7 +436,7 @@ TEST(runtime_start_fails_without_err) {
 
 /* Only passive producers: the dead-letter stage must still end. */
 TEST(runtime_dead_letter_without_producers) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p;
   sl_error_t err;
   sl_pipeline_new(e, "dl", &p, NULL);
@@ -472,7 +463,7 @@ static const sl_stage_kind reject_kind = {
 };
 
 TEST(runtime_dead_letter_fails_itself) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   sl_error_t err;
   ASSERT_OK(sl_engine_register(e, &reject_kind, &err), &err);
   sl_pipeline *p;
@@ -536,7 +527,7 @@ static const sl_stage_kind multi_kind = {
 TEST(runtime_virtual_clock_exact) {
   for (int workers = 1; workers <= 3; workers++) {
     atomic_store(&vc_mismatches, 0);
-    sl_engine *e = engine(workers, true);
+    sl_engine *e = sl_test_engine(workers, true);
     sl_error_t err;
     ASSERT_OK(sl_engine_register(e, &multi_kind, &err), &err);
     sl_pipeline *p;
@@ -566,7 +557,7 @@ static void *race_pusher(void *arg) {
 }
 
 TEST(runtime_port_close_race) {
-  sl_engine *e = engine(2, false);
+  sl_engine *e = sl_test_engine(2, false);
   for (int rep = 0; rep < 200; rep++) {
     sl_pipeline *p;
     sl_pipeline_new(e, "race", &p, NULL);

@@ -10,14 +10,6 @@
 
 #include "test.h"
 
-static sl_engine *engine(int workers) {
-  sl_engine_config cfg;
-  sl_engine_config_init(&cfg);
-  cfg.workers = workers;
-  sl_engine *e = NULL;
-  if (sl_engine_new(&cfg, &e, NULL) != 0) abort();
-  return e;
-}
 
 /* A fresh temporary folder for one test; removed (with its files) by rmtree. */
 static void tmpdir(char *out, size_t n) {
@@ -69,7 +61,7 @@ static char *read_file(const char *path, size_t *n) {
 
 /* Runs lines(path, extra options) -> collect and returns the lines as one array value. */
 static int run_lines(const char *path, const char *extra, sl_value *out, sl_error_t *err) {
-  sl_engine *e = engine(2);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p;
   sl_pipeline_new(e, "lines", &p, NULL);
   char json[600];
@@ -201,7 +193,7 @@ TEST(stage_file_sink) {
   char dir[64], path[128];
   tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/out.jsonl", dir);
-  sl_engine *e = engine(2);
+  sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p;
   sl_error_t err;
   sl_pipeline_new(e, "file", &p, NULL);
@@ -240,7 +232,7 @@ TEST(stage_file_sink) {
 }
 
 TEST(stage_file_bad_folder) {
-  sl_engine *e = engine(1);
+  sl_engine *e = sl_test_engine(1, false);
   sl_pipeline *p;
   sl_error_t err;
   sl_error_init(&err);
