@@ -50,6 +50,7 @@ X(pipeline_config_errors)
 X(pipeline_start_errors)
 X(pipeline_fused_chain)
 X(pipeline_custom_allocator)
+X(pipeline_stress_capacity_1)
 /* timers and acknowledgement through registered C kinds (tests/test_runtime.c) */
 X(runtime_virtual_timers)
 X(runtime_real_timer)

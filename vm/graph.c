@@ -578,6 +578,14 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     }
   }
   resolved_free(&r, p->nnodes);
+  for (int i = 0; i < p->nnodes; i++) { /* a source's batches fit its smallest blocking queue */
+    sl_node *n = p->nodes[i];
+    n->room = 256;
+    for (int k = 0; k < n->nout; k++) {
+      sl_edge *e = n->out[k];
+      if (e->cap && e->on_full == SL_ON_FULL_BLOCK && e->cap < n->room) n->room = (uint32_t)e->cap;
+    }
+  }
   if (p->dead_letter_name) {
     p->dl_edge = edge_new(NULL, p->dead_letter, 0, SL_ON_FULL_BLOCK);
     p->dl_edge->dead_letter = true;

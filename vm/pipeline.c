@@ -572,7 +572,7 @@ int sl__inst_run(sl_task *t, int worker) {
   sl_stage *st = (sl_stage *)t;
   if (st->finished) return SL_TASK_DONE;
   if (atomic_load(&st->p->aborted)) return end_inst(st);
-  sl_emitter em = {.st = st, .node = st->node, .room = BATCH};
+  sl_emitter em = {.st = st, .node = st->node, .room = st->node->room};
   deliver_events(st, &em);
   deliver_acks(st);
   if (atomic_load(&st->p->aborted)) return end_inst(st);

@@ -101,6 +101,7 @@ struct sl_node {
   uint64_t queue_cap;      /* capacity of its input edges */
   int on_full;
   bool ordered;            /* output goes through the reorder buffer */
+  uint32_t room;           /* records a source emits per batch: at most its smallest queue */
   bool queue_set;          /* `queue` was given: its input is a real queue (never fused) */
   sl_node *fuse_next;      /* the stage fused after this one (runs in this stage's task) */
   sl_node *fuse_head;      /* first stage of its fused chain (itself when not fused) */

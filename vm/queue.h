@@ -8,8 +8,10 @@
  * An edge queue holds batches between one producer stage and one consumer stage. Its capacity
  * counts records (0 = unbounded). A producer asks for room before it makes a batch (the `block`
  * policy: no room parks the producer task, never a thread); with `drop_newest`/`drop_oldest` the
- * push always succeeds and sheds records, counted exactly. The bound is soft by at most one
- * batch per producer instance: room is checked before a batch is made, not per record.
+ * push always succeeds and sheds records, counted exactly. Sources make batches no larger than
+ * their smallest blocking queue, so a chain of small queues holds what its capacities say; a
+ * stage that emits several records per input (or a large batch from upstream) may still overfill
+ * by one batch per producer instance: room is checked before a batch is made, not per record.
  *
  * Locking: each edge has its own mutex, below the node's reorder lock. Wake-ups of the other
  * side are made after the mutex is released (queue.c returns what to wake); only the acks of
