@@ -587,8 +587,7 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     }
   }
   if (p->dead_letter_name) {
-    p->dl_edge = edge_new(NULL, p->dead_letter, 0, SL_ON_FULL_BLOCK);
-    p->dl_edge->dead_letter = true;
+    p->dl_edge = edge_new(NULL, p->dead_letter, 0, SL_ON_FULL_BLOCK); /* unbounded: failures never wait */
   }
   int i = 0;
   for (; i < p->nnodes; i++) {

@@ -194,13 +194,6 @@ void sl_loop_timer_cancel(sl_loop *l, int64_t id) {
   pthread_mutex_unlock(&l->mu);
 }
 
-int sl_loop_pending(sl_loop *l) {
-  pthread_mutex_lock(&l->mu);
-  int n = l->heap_len;
-  pthread_mutex_unlock(&l->mu);
-  return n;
-}
-
 /* ---- fd watches ---- */
 
 int sl_loop_watch(sl_loop *l, int fd, bool write, void *owner, sl_loop_cb cb, void *arg,

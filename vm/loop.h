@@ -51,7 +51,5 @@ void sl_loop_cancel_owner(sl_loop *l, void *owner);
 /* Hook for the scheduler, on the worker that went idle last: moves the virtual clock and fires
  * what is due (no effect on the real clock). Takes the dispatch lock. */
 void sl_loop_notify_idle(void *loop);
-/* Timers waiting (for tests and the idle check). */
-int sl_loop_pending(sl_loop *l);
 
 #endif

@@ -493,12 +493,12 @@ static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t se
     em.in = NULL;
     if (is_sink(n)) atomic_fetch_add_explicit(&n->st_out, view.len - em.failed, memory_order_relaxed);
     sl_queue_batch_free(qb, false); /* what process() left, and the input's acks */
-    if (rc < 0) {
+    if (rc < 0) { /* the pipeline fails: the rest of the chain gets nothing more */
       sl_stage_fail(st, "%s", sl_strerror(rc));
-      result = rc;
-    } else if (rc == SL_DONE && result == 0) {
-      result = SL_DONE;
+      sl_queue_batch_free(em.out, true);
+      return rc;
     }
+    if (rc == SL_DONE) result = SL_DONE;
     if (!n->fuse_next) {
       flush_out(&em, have_seq, seq);
       return result;

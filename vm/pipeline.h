@@ -70,7 +70,6 @@ struct sl_stage {
   int index;               /* instance number */
   void *ctx;               /* the kind's context (options stored in it) */
   bool inited;             /* init ran (maybe failed): destroy must run */
-  bool flushing;           /* input ended; flush returned SL_PARKED */
   bool finished;           /* this instance ended its part */
   bool input_done;         /* stopped taking input (eof, SL_DONE, or all outputs cancelled) */
   bool source_eos;         /* source: produce returned SL_DONE (waits for acks before ending) */

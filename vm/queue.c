@@ -209,11 +209,10 @@ bool sl_queue_room(sl_edge *e, uint64_t extra) {
   return room;
 }
 
-bool sl_queue_close(sl_edge *e) {
+void sl_queue_close(sl_edge *e) {
   pthread_mutex_lock(&e->mu);
   e->closed = true;
   pthread_mutex_unlock(&e->mu);
-  return true;
 }
 
 uint64_t sl_queue_cancel(sl_edge *e, bool *wake_producer) {

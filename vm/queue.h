@@ -53,7 +53,6 @@ typedef struct sl_edge {
   bool closed;               /* the producer ended: EOS after what is queued */
   bool cancelled;            /* the consumer ended: pushes are discarded */
   bool producer_waiting;     /* a producer found no room: wake it on pop */
-  bool dead_letter;          /* the pipeline's dead-letter edge (unbounded, many producers) */
   struct sl_node *from;      /* producer (NULL for the dead-letter edge) */
   struct sl_node *to;        /* consumer */
 } sl_edge;
@@ -88,8 +87,8 @@ sl_qbatch *sl_queue_pop(sl_edge *e, bool *eof, bool *wake_producer, atomic_uint_
  * producer as waiting (it is woken on the next pop). Always true for drop policies, unbounded
  * and cancelled edges. */
 bool sl_queue_room(sl_edge *e, uint64_t extra);
-/* The producer ended. Returns true if the consumer should be woken. */
-bool sl_queue_close(sl_edge *e);
+/* The producer ended: the consumer sees end of stream after what is queued (wake it). */
+void sl_queue_close(sl_edge *e);
 /* The consumer ended: frees what is queued, discards later pushes. Returns the records freed.
  * *wake_producer set when the producer should be woken. */
 uint64_t sl_queue_cancel(sl_edge *e, bool *wake_producer);

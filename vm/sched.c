@@ -259,6 +259,3 @@ bool sl_sched_all_idle(sl_sched *s) {
   pthread_mutex_unlock(&s->mu);
   return idle;
 }
-
-int sl_sched_worker_id(sl_sched *s) { return tl_sched == s ? tl_worker : -1; }
-int sl_sched_workers(const sl_sched *s) { return s->nworkers; }

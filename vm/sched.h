@@ -57,8 +57,5 @@ void sl_task_init(sl_task *t, sl_task_run_cb run, sl_task_dead_cb dead);
 void sl_sched_wake(sl_sched *s, sl_task *t);
 /* True when every worker is idle and nothing is queued (a snapshot). */
 bool sl_sched_all_idle(sl_sched *s);
-/* Index of the calling worker thread of s, or -1 for other threads. */
-int sl_sched_worker_id(sl_sched *s);
-int sl_sched_workers(const sl_sched *s);
 
 #endif
