@@ -255,6 +255,109 @@ int sl_pipeline_set_dead_letter(sl_pipeline *p, const char *stage, sl_error_t *e
 /* Pipeline-wide default for on_error ("skip" | "fail" | "dead_letter"). */
 int sl_pipeline_set_on_error(sl_pipeline *p, const char *policy, sl_error_t *err);
 
+/* Pipeline-wide settings by name, as a front end reads them from a file (YAML top-level keys,
+ * Lua `sluice.pipeline{...}` fields). v is consumed; where ("file:line:col: " or NULL) prefixes
+ * error messages. Keys:
+ *   on_error               "skip" | "fail" | "dead_letter": default of every stage
+ *   dead_letter            the name of the stage that receives failed records
+ *   drain_timeout          duration: how long a drain (sl_pipeline_stop) may take before a host
+ *                          aborts (the engine stores it; the CLI enforces it). default 30s
+ *   sandbox                bool: Lua code may not run programs, load binary chunks or C modules,
+ *                          or open files outside sandbox_paths
+ *   sandbox_paths          array of directory names Lua may open files under (with sandbox)
+ *   lua_memory_limit       size: bytes each Lua state may hold (default 256MiB; 0: no limit)
+ *   lua_instruction_limit  integer: Lua VM instructions one call of a stage function may run
+ *                          (default 100000000; 0: no limit)
+ *   memory_limit           size: bytes held in queues (issue 5; not implemented yet: errors)
+ * errors: config (unknown key, with a suggestion; wrong type), state (already started) */
+int sl_pipeline_set(sl_pipeline *p, const char *key, sl_value v, const char *where, sl_error_t *err);
+/* borrows: the value of a setting given with sl_pipeline_set, or NULL. */
+const sl_value *sl_pipeline_setting(const sl_pipeline *p, const char *key);
+/* The pipeline's name. */
+const char *sl_pipeline_name(const sl_pipeline *p);
+
+/* Adds Lua code that every Lua state of the pipeline runs before any stage function: the YAML
+ * `lua:` block, a `lua_file:`. file and line say where the code starts in its file, so Lua's
+ * messages name file:line. Syntax is checked now; the code first runs when the pipeline starts.
+ * errors: config */
+int sl_pipeline_add_lua(sl_pipeline *p, const char *code, size_t len, const char *file, int line,
+                        sl_error_t *err);
+
+/* Lua function options. Stage kinds that call Lua (map, filter, reduce, buffer_unordered, ...)
+ * take their function as a string, in one of three forms: the name of a global function defined
+ * by the pipeline's Lua code ("parse"), a function expression ("function(r) return r.n end"), or
+ * an expression or a body over the record r ("r.status >= 500", or statements with `return`).
+ * The stage's `_where` ("file:line:col: ") says where the string's first character is, so Lua
+ * syntax errors name the file line. The Lua front end passes compiled functions (with their
+ * upvalues) in the same option. */
+
+/* The graph as built, for `sluice graph` and other tools. Valid until the pipeline is freed. */
+typedef struct sl_stage_info {
+  const char *name;            /* stage name */
+  const char *kind;            /* kind name */
+  const char *where;           /* "file:line:col: " of its definition, or "" */
+  const char *const *inputs;   /* names of the stages it reads (the previous one by default) */
+  int ninputs;
+  const sl_value *opts;        /* the kind's options as given (borrowed; nil or a map) */
+  int parallelism;             /* instances (0: auto, before start) */
+  uint64_t queue_cap;          /* capacity of its input edges */
+  const char *on_full;         /* "block" | "drop_newest" | "drop_oldest" */
+  const char *on_error;        /* its own on_error, or NULL for the pipeline's default */
+  uint32_t flags;              /* the kind's SL_STAGE_* flags */
+} sl_stage_info;
+/* errors: notfound (i out of range) */
+int sl_pipeline_stage_info(const sl_pipeline *p, size_t i, sl_stage_info *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Pipeline files: YAML (a config is parsed once, then built on an engine) and Lua scripts.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sl_config sl_config; /* a parsed YAML pipeline file, not yet built */
+
+typedef struct sl_load_options {
+  const char *const *sets; /* "path=value" overrides (--set), applied after ${VAR} expansion:
+                              a top-level key ("workers=4") or "<stage name>.<option>" */
+  size_t nsets;
+} sl_load_options;
+
+/* Parses a YAML pipeline file (o may be NULL). Every problem found is reported at once in
+ * err->msg, one per line, each starting "file:line:col: ". errors: config, io, nomem */
+int sl_config_load_file(const char *path, const sl_load_options *o, sl_config **out, sl_error_t *err);
+/* The same from text; name is used in messages as the file name. */
+int sl_config_load_text(const char *text, size_t len, const char *name, const sl_load_options *o,
+                        sl_config **out, sl_error_t *err);
+void sl_config_free(sl_config *c);
+/* The file's `workers:` (0 when not given). */
+int sl_config_workers(const sl_config *c);
+/* Builds the pipeline on engine e (returns owned in *out). errors: config */
+int sl_config_build(const sl_config *c, sl_engine *e, sl_pipeline **out, sl_error_t *err);
+/* The file's `tests:` (DESIGN section 7). */
+size_t sl_config_test_count(const sl_config *c);
+const char *sl_config_test_name(const sl_config *c, size_t i);
+/* Runs test i on e (an engine on the virtual clock): builds the pipeline with the test's records
+ * injected at its input stage and no real sources or sinks touched, runs it, and compares the
+ * expected stage's records. *passed says the outcome; report receives a readable diff of expected
+ * and actual records when it failed. errors: config (a bad test), or the run's error */
+int sl_config_run_test(const sl_config *c, size_t i, sl_engine *e, bool *passed, sl_buf *report,
+                       sl_error_t *err);
+
+/* Lua pipeline scripts (DESIGN section 5). The script runs in a Lua state with `sluice` loaded;
+ * each sluice.pipeline{} it makes gets its own engine from `engine` (workers: the script's
+ * `workers` field unless engine.workers > 0). p:run() calls `run` (NULL: sl_pipeline_run) and
+ * returns the stats to the script. */
+typedef int (*sl_run_hook)(void *ud, sl_pipeline *p, sl_error_t *err);
+typedef struct sl_script_options {
+  sl_engine_config engine;   /* for the engines the script's pipelines run on */
+  sl_run_hook run;           /* what p:run() does with a built pipeline */
+  void *run_ud;
+  const char *const *args;   /* the script's `arg` table: arg[1..nargs] */
+  size_t nargs;
+} sl_script_options;
+void sl_script_options_init(sl_script_options *o);
+/* Runs a Lua pipeline script. errors: config (syntax errors, bad stage options: file:line),
+ * failed (the script raised an error at run time, or a pipeline it ran failed) */
+int sl_script_run_file(const char *path, const sl_script_options *o, sl_error_t *err);
+
 /* Validates the graph (unknown inputs, cycles, sources with inputs, stages with no path to a
  * sink, a dead-letter stage that is not a sink) without running it. errors: config */
 int sl_pipeline_check(sl_pipeline *p, sl_error_t *err);

@@ -651,6 +651,7 @@ void sl_pipeline_free(sl_pipeline *p) {
   sl__free(p->nodes);
   sl__free(p->name);
   sl__free(p->dead_letter_name);
+  sl_value_free(p->settings);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->done_cv);
   sl_engine *e = p->e;

@@ -133,6 +133,7 @@ struct sl_pipeline {
   sl_node **nodes;         /* in the order they were added */
   int nnodes, capnodes;
   int on_error;            /* pipeline default */
+  sl_value settings;       /* sl_pipeline_set: a map of what was set, owned */
   char *dead_letter_name;
   sl_node *dead_letter;    /* resolved at start */
   sl_edge *dl_edge;        /* into dead_letter */
