@@ -48,6 +48,9 @@ X(pipeline_free_running)
 X(pipeline_stats_json)
 X(pipeline_config_errors)
 X(pipeline_start_errors)
+/* the graph as built, for tools (tests/test_info.c) */
+X(pipeline_stage_info)
+/* the runtime through the embedding API, continued (tests/test_pipeline.c) */
 X(pipeline_fused_chain)
 X(pipeline_custom_allocator)
 X(pipeline_stress_capacity_1)
