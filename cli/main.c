@@ -1,103 +1,60 @@
 /*
- * main.c — the `sluice` program. It uses only include/sluice.h, like any embedding program.
- *
- * Today: `sluice --version` and `sluice help [STAGE]` (generated from the stage kinds' options
- * tables). `run`, `check`, `graph` and `test` arrive with the YAML front end.
+ * main.c — the `sluice` program: dispatch to a verb. It uses only include/sluice.h, like any
+ * embedding program; cli.h says which file does what, docs/cli.md is the user's reference.
  */
-#include <stdio.h>
 #include <string.h>
 
-#include "sluice.h"
+#include "cli.h"
 
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+typedef struct verb {
+  const char *name;
+  int (*main)(int argc, char **argv);
+} verb;
 
-static const char *type_name(const sl_option *o) {
-  switch (o->type) {
-  case SL_OPT_BOOL: return "bool";
-  case SL_OPT_INT: return "integer";
-  case SL_OPT_DOUBLE: return "number";
-  case SL_OPT_SIZE: return "size";
-  case SL_OPT_DURATION: return "duration";
-  case SL_OPT_STRING: return "string";
-  case SL_OPT_ENUM: return o->choices;
-  case SL_OPT_VALUE: return "value";
-  case SL_OPT_PTR: return "C API only";
-  default: return "?";
-  }
-}
+static const verb verbs[] = {
+    {"run", run_main}, {"check", check_main}, {"graph", graph_main}, {"test", test_main}, {"help", help_main},
+};
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: sluice <command> [arguments]\n"
-          "\n"
-          "commands:\n"
-          "  help [STAGE]   list the stage kinds, or the options of one\n"
-          "  --version      print the version\n");
-}
-
-static int help_stage(const sl_stage_kind *k) {
-  printf("%s — %s\n", k->name, k->doc);
-  const char *role = (k->flags & SL_STAGE_SOURCE) ? "source" : (k->flags & SL_STAGE_SINK) ? "sink" : "transform";
-  printf("kind: %s%s\n", role, (k->flags & SL_STAGE_STATELESS) ? " (stateless: runs on every worker)" : "");
-  if (!k->options || k->options[0].type == SL_OPT_END) {
-    printf("options: none\n");
-    return EXIT_OK;
-  }
-  printf("options:\n");
-  for (const sl_option *o = k->options; o->type != SL_OPT_END; o++) {
-    printf("  %-12s %-20s %s", o->key, type_name(o), o->help);
-    if (o->flags & SL_OPT_REQUIRED) printf(" (required)");
-    else if (o->def) printf(" (default: %s)", o->def);
-    if (o->flags & SL_OPT_PRIMARY) printf(" [shorthand: %s: VALUE]", k->name);
-    printf("\n");
-  }
-  return EXIT_OK;
-}
-
-static int cmd_help(int argc, char **argv) {
-  sl_engine_config cfg;
-  sl_engine_config_init(&cfg);
-  cfg.workers = 1;
-  sl_engine *e;
-  sl_error_t err;
-  sl_error_init(&err);
-  if (sl_engine_new(&cfg, &e, &err) != 0) {
-    fprintf(stderr, "sluice: %s\n", err.msg);
-    return EXIT_RUNTIME;
-  }
-  int rc = EXIT_OK;
-  if (argc > 0) {
-    const sl_stage_kind *k = sl_engine_kind(e, argv[0]);
-    if (k) {
-      rc = help_stage(k);
-    } else {
-      fprintf(stderr, "sluice: no stage kind named '%s' (sluice help lists them)\n", argv[0]);
-      rc = EXIT_USAGE;
+/* Edit distance, for "did you mean" on a mistyped verb. */
+static size_t distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 30 || lb > 30) return 99;
+  size_t d[32][32];
+  for (size_t i = 0; i <= la; i++) d[i][0] = i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+      d[i][j] = best;
     }
-  } else {
-    printf("stage kinds (sluice help STAGE for its options):\n");
-    for (size_t i = 0; i < sl_engine_kind_count(e); i++) {
-      const sl_stage_kind *k = sl_engine_kind_at(e, i);
-      printf("  %-10s %s\n", k->name, k->doc);
-    }
-  }
-  sl_engine_free(e);
-  return rc;
+  return d[la][lb];
 }
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    usage(stderr);
-    return EXIT_USAGE;
+    help_usage(stderr);
+    return CLI_USAGE;
   }
   const char *cmd = argv[1];
   if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
     printf("sluice %s\n", SL_VERSION);
-    return EXIT_OK;
+    return CLI_OK;
   }
-  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
-    return strcmp(cmd, "help") == 0 ? cmd_help(argc - 2, argv + 2) : (usage(stdout), EXIT_OK);
-  fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
-  usage(stderr);
-  return EXIT_USAGE;
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    help_usage(stdout);
+    return CLI_OK;
+  }
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    if (strcmp(cmd, verbs[i].name) == 0) return verbs[i].main(argc - 2, argv + 2);
+  fprintf(stderr, "sluice: unknown command '%s'", cmd);
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    if (distance(cmd, verbs[i].name) <= 2) {
+      fprintf(stderr, "; did you mean '%s'?", verbs[i].name);
+      break;
+    }
+  fprintf(stderr, "\n\n");
+  help_usage(stderr);
+  return CLI_USAGE;
 }

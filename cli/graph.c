@@ -1,0 +1,255 @@
+/*
+ * graph.c — `sluice graph FILE [--format dot|mermaid]`: the pipeline's graph as built, from
+ * sl_pipeline_stage_info. A node shows the stage's name, kind and a short summary of its
+ * options; an edge shows the queue policy of the stage it enters; the dead-letter stage and the
+ * paths failed records take to it are dashed.
+ */
+#include <string.h>
+
+#include "cli.h"
+
+#define MAX_OPTS 3      /* options shown per stage */
+#define MAX_VALUE 24    /* characters of an option's value */
+
+typedef enum graph_format { FORMAT_DOT, FORMAT_MERMAID } graph_format;
+
+/* A value in at most MAX_VALUE characters (cut on a UTF-8 boundary, "..." when cut). */
+static void short_value(sl_buf *b, const sl_value *v) {
+  sl_buf t;
+  sl_buf_init(&t);
+  if (sl_typeof(v) == SL_TSTR) {
+    const char *s = sl_str_data(v);
+    size_t n = sl_str_len(v);
+    bool binary = false;
+    for (size_t i = 0; i < n; i++)
+      if ((unsigned char)s[i] < 0x20 && s[i] != '\n' && s[i] != '\t') binary = true;
+    if (binary) sl_buf_printf(&t, "<%zu bytes>", n);
+    else sl_buf_append(&t, s, n);
+  } else {
+    sl_value_to_json(v, &t);
+  }
+  size_t n = t.len;
+  if (n > MAX_VALUE) {
+    n = MAX_VALUE - 3;
+    while (n > 0 && ((unsigned char)t.data[n] & 0xC0) == 0x80) n--;
+  }
+  sl_buf_append(b, t.len ? t.data : "", n);
+  if (n < t.len) sl_buf_append(b, "...", 3);
+  sl_buf_close(&t);
+}
+
+/* The lines of a node's label: name, kind, then key=value of its first options. */
+static void node_label(sl_buf *b, const sl_stage_info *si, const char *sep) {
+  sl_buf_printf(b, "%s%s%s", si->name, sep, si->kind);
+  size_t shown = 0;
+  for (size_t i = 0; si->opts && i < sl_map_len(si->opts) && shown < MAX_OPTS; i++) {
+    const char *key = sl_str_data(sl_map_key(si->opts, i));
+    if (key[0] == '_') continue; /* internal keys (_where) */
+    sl_buf_printf(b, "%s%s=", sep, key);
+    short_value(b, sl_map_val(si->opts, i));
+    shown++;
+  }
+  if (si->parallelism > 1) sl_buf_printf(b, "%sparallelism=%d", sep, si->parallelism);
+}
+
+/* Text made safe inside a double-quoted dot string ("\n" in sep stays a line break). */
+static void dot_escaped(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char ch = s[i];
+    if (ch == '\x01') fputs("\\n", stdout); /* our line separator */
+    else if (ch == '"' || ch == '\\') printf("\\%c", ch);
+    else if (ch == '\n' || ch == '\r' || ch == '\t') fputc(' ', stdout);
+    else fputc(ch, stdout);
+  }
+}
+
+/* Text made safe inside a quoted Mermaid label: entity codes for what its parser reads. */
+static void mermaid_escaped(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char ch = s[i];
+    if (ch == '\x01') fputs("<br/>", stdout);
+    else if (ch == '"' || ch == '#' || ch == '<' || ch == '>' || ch == '&' || ch == '`') printf("#%d;", ch);
+    else if (ch == '\n' || ch == '\r' || ch == '\t') fputc(' ', stdout);
+    else fputc(ch, stdout);
+  }
+}
+
+static void escaped(graph_format f, const char *s) {
+  if (f == FORMAT_DOT) dot_escaped(s, strlen(s));
+  else mermaid_escaped(s, strlen(s));
+}
+
+/* The stage receiving failed records: the dead_letter setting, or else a sink that reads from
+ * nothing (the graph check allows an empty input list only for the dead letter). */
+static const char *dead_letter_of(const sl_pipeline *p) {
+  const sl_value *v = sl_pipeline_setting(p, "dead_letter");
+  if (v && sl_typeof(v) == SL_TSTR) return sl_str_data(v);
+  for (size_t i = 0; i < sl_pipeline_stage_count(p); i++) {
+    sl_stage_info si;
+    if (sl_pipeline_stage_info(p, i, &si) == 0 && (si.flags & SL_STAGE_SINK) && !(si.flags & SL_STAGE_SOURCE) &&
+        si.ninputs == 0)
+      return si.name;
+  }
+  return NULL;
+}
+
+/* Does a failed record of this stage go to the dead letter? Its own on_error, else the
+ * pipeline's, else dead_letter when there is a dead-letter stage (DESIGN section 3). Only
+ * transforms are drawn with the dashed edge (sources and sinks fail the pipeline instead,
+ * mostly); a stage that says on_error: dead_letter itself always is. */
+static bool to_dead_letter(const sl_pipeline *p, const sl_stage_info *si, const char *dl) {
+  if (!dl || strcmp(si->name, dl) == 0) return false;
+  if (si->on_error) return strcmp(si->on_error, "dead_letter") == 0;
+  if (si->flags & (SL_STAGE_SOURCE | SL_STAGE_SINK)) return false;
+  const sl_value *v = sl_pipeline_setting(p, "on_error");
+  return !(v && sl_typeof(v) == SL_TSTR && strcmp(sl_str_data(v), "dead_letter") != 0);
+}
+
+static size_t index_of(const sl_pipeline *p, const char *name) {
+  for (size_t i = 0; i < sl_pipeline_stage_count(p); i++) {
+    sl_stage_info si;
+    if (sl_pipeline_stage_info(p, i, &si) == 0 && strcmp(si.name, name) == 0) return i;
+  }
+  return (size_t)-1;
+}
+
+static void graph_print(const sl_pipeline *p, graph_format f) {
+  const char *dl = dead_letter_of(p);
+  size_t n = sl_pipeline_stage_count(p);
+  size_t dl_index = dl ? index_of(p, dl) : (size_t)-1;
+  if (f == FORMAT_DOT) {
+    printf("digraph \"");
+    escaped(f, sl_pipeline_name(p));
+    printf("\" {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=white, fontname=\"Helvetica\"];\n"
+           "  edge [fontname=\"Helvetica\", fontsize=10];\n");
+  } else {
+    printf("flowchart LR\n");
+  }
+  sl_buf label;
+  sl_buf_init(&label);
+  for (size_t i = 0; i < n; i++) {
+    sl_stage_info si;
+    if (sl_pipeline_stage_info(p, i, &si) != 0) continue;
+    label.len = 0;
+    node_label(&label, &si, "\x01");
+    bool is_dl = i == dl_index;
+    if (f == FORMAT_DOT) {
+      printf("  s%zu [label=\"", i);
+      dot_escaped(label.data, label.len);
+      printf("\"");
+      if (is_dl) printf(", style=\"rounded,dashed\"");
+      else if (si.flags & SL_STAGE_SOURCE) printf(", fillcolor=\"#e8f0fe\"");
+      else if (si.flags & SL_STAGE_SINK) printf(", fillcolor=\"#e6f4ea\"");
+      printf("];\n");
+    } else {
+      printf("  s%zu[\"", i);
+      mermaid_escaped(label.data, label.len);
+      printf("\"]\n");
+      if (is_dl) printf("  style s%zu stroke-dasharray: 5 5\n", i);
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    sl_stage_info si;
+    if (sl_pipeline_stage_info(p, i, &si) != 0) continue;
+    label.len = 0;
+    if (si.queue_cap) sl_buf_printf(&label, "cap %llu", (unsigned long long)si.queue_cap);
+    if (si.on_full && strcmp(si.on_full, "block") != 0) sl_buf_printf(&label, "%s%s", label.len ? ", " : "", si.on_full);
+    for (int k = 0; k < si.ninputs; k++) {
+      size_t from = index_of(p, si.inputs[k]);
+      if (from == (size_t)-1) continue; /* check() reported it */
+      if (f == FORMAT_DOT) {
+        printf("  s%zu -> s%zu", from, i);
+        if (label.len) {
+          printf(" [label=\"");
+          dot_escaped(label.data, label.len);
+          printf("\"]");
+        }
+        printf(";\n");
+      } else if (label.len) {
+        printf("  s%zu -- \"", from);
+        mermaid_escaped(label.data, label.len);
+        printf("\" --> s%zu\n", i);
+      } else {
+        printf("  s%zu --> s%zu\n", from, i);
+      }
+    }
+    if (to_dead_letter(p, &si, dl) && dl_index != (size_t)-1) {
+      if (f == FORMAT_DOT) printf("  s%zu -> s%zu [style=dashed, label=\"failed\"];\n", i, dl_index);
+      else printf("  s%zu -. failed .-> s%zu\n", i, dl_index);
+    }
+  }
+  if (f == FORMAT_DOT) printf("}\n");
+  sl_buf_close(&label);
+  fflush(stdout);
+}
+
+typedef struct graph_ctx {
+  graph_format format;
+  int status;
+  bool reported;
+} graph_ctx;
+
+/* Prints the graph of a checked pipeline; its problems otherwise. */
+static int graph_pipeline(graph_ctx *c, sl_pipeline *p, sl_error_t *err) {
+  int rc = sl_pipeline_check(p, err);
+  if (rc) {
+    fprintf(stderr, "%s\n", err->msg[0] ? err->msg : sl_strerror(rc));
+    c->status = CLI_USAGE;
+    c->reported = true;
+    return rc;
+  }
+  graph_print(p, c->format);
+  return 0;
+}
+
+/* The run hook of a Lua script under graph: p:run() prints the graph instead of running. */
+static int graph_hook(void *ud, sl_pipeline *p, sl_error_t *err) { return graph_pipeline(ud, p, err); }
+
+int graph_main(int argc, char **argv) {
+  const char *usage = help_verb_usage("graph");
+  static const args_flag flags[] = {{"format", true, false}, {NULL, false, false}};
+  args a;
+  int status = args_parse(&a, "graph", flags, argc, argv, usage);
+  if (status) goto done;
+  if (a.help) {
+    fputs(usage, stdout);
+    goto done;
+  }
+  graph_ctx c = {FORMAT_DOT, CLI_OK, false};
+  if (a.values[0] && strcmp(a.values[0], "mermaid") == 0) c.format = FORMAT_MERMAID;
+  else if (a.values[0] && strcmp(a.values[0], "dot") != 0) {
+    status = args_error("graph", usage, "--format is dot or mermaid (got '%s')", a.values[0]);
+    goto done;
+  }
+  if (!a.file || a.nrest) {
+    status = args_error("graph", usage, a.file ? "one FILE at a time" : "missing FILE");
+    goto done;
+  }
+  load_type type = load_type_of(a.file);
+  if (type == LOAD_OTHER) {
+    status = load_bad_type("graph", a.file);
+    goto done;
+  }
+  load_log log;
+  load_log_init(&log, false);
+  if (type == LOAD_YAML) {
+    load_yaml y;
+    status = load_yaml_open(&y, a.file, NULL, 0, 1, false, &log);
+    if (status == 0) {
+      sl_error_t err;
+      sl_error_init(&err);
+      graph_pipeline(&c, y.pipeline, &err);
+      status = c.status;
+    }
+    load_yaml_free(&y);
+  } else {
+    sl_engine_config cfg;
+    load_engine_config(&cfg, 1, false, &log);
+    status = load_lua_run(a.file, &cfg, graph_hook, &c, NULL, 0, &c.reported);
+    if (c.status != CLI_OK) status = c.status;
+  }
+  load_log_close(&log);
+done:
+  args_free(&a);
+  return status;
+}
