@@ -9,6 +9,7 @@ X(port)
 /* transforms */
 X(take)
 X(skip)
+X(throttle)
 X(c_map)
 X(c_filter)
 /* sinks */
