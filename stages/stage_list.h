@@ -6,6 +6,7 @@
 X(generate)
 X(lines)
 X(port)
+X(values)
 /* transforms */
 X(take)
 X(skip)

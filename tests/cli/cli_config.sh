@@ -25,13 +25,13 @@ printf 'stages:\n  - generate: 3\n  - take: many\n  - file: out.txt\n' >type.yam
 bad type.yaml "3:11:" "stage 'take#2': option 'count' expects an integer"
 
 printf 'stages:\n  - generate: 3\n  - throttle: {rate: 5, per: soon}\n    name: slow\n  - file: out.txt\n' >duration.yaml
-bad duration.yaml ":" "stage 'slow': option 'per' expects a duration"
+bad duration.yaml "3:5:" "stage 'slow': option 'per' expects a duration"
 
 printf 'stages:\n  - generate: 3\n    name: gen\n  - file: out.txt\n    input: gne\n' >input.yaml
-bad input.yaml "4:5:" "stage 'file#2': input 'gne' names no stage; did you mean 'gen'?"
+bad input.yaml "4:11:" "stage 'file#2': input 'gne' names no stage; did you mean 'gen'?"
 
 printf 'stages:\n  - generate: 3\n  - skip: 0\n    name: a\n    input: [generate#1, b]\n  - skip: 0\n    name: b\n    input: a\n  - file: out.txt\n' >cycle.yaml
-bad cycle.yaml ":" "the graph has a cycle"
+bad cycle.yaml "6:11:" "stage 'b' reads from 'a', which depends on 'b': the graph has a cycle"
 
 printf 'stages:\n  - generate: 3\n - file: out.txt\n' >syntax.yaml
 bad syntax.yaml "3:2:" "YAML syntax error"

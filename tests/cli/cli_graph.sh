@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.bash"
 need_yaml
 command -v dot >/dev/null || skip "Graphviz (dot) is not installed: make deps installs it"
-EX="$(cd "$(dirname "$0")/../.." && pwd)/examples"
+EX="$ROOT/examples"
 
 cat >g.yaml <<'YAML'
 pipeline: "a \"quoted\" name"

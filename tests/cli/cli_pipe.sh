@@ -11,7 +11,7 @@ rcs=("${PIPESTATUS[@]}")
 set -e
 [ "$first" = "1" ] || fail "first line '$first'"
 [ "${rcs[0]}" -eq 0 ] || fail "exit ${rcs[0]} (124: it did not end): $(cat err.txt)"
-grep -qi "error\|broken pipe\|EPIPE" err.txt && fail "error output: $(cat err.txt)"
+grep -qi "sluice: error\|sluice: warning\|broken pipe\|EPIPE\|failed" err.txt && fail "error output: $(cat err.txt)"
 grep -q "completed" err.txt || fail "no summary: $(cat err.txt)"
 
 seq 1000000 >in.txt

@@ -2,6 +2,7 @@
 # Each test gets the build directory as $1. It works in a fresh temporary folder $T (removed at
 # the end) and runs the program as $S (an absolute path).
 set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd) # the source tree
 B=$(cd "$1" && pwd)
 S="$B/sluice"
 T=$(mktemp -d)
