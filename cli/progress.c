@@ -26,6 +26,7 @@ struct progress {
   size_t n;            /* stages */
   uint64_t *last;      /* per stage: the count the rate is taken over, at last_ns */
   double *rate;        /* per stage: records per second over the last interval */
+  bool *sources;       /* per stage: a source (its `in` column shows "-") */
   int64_t last_ns;     /* monotonic time of the last drawing */
   int lines;           /* lines of the table now on screen (0: erased) */
 };
@@ -49,9 +50,14 @@ progress *progress_new(sl_pipeline *p) {
   pr->n = sl_pipeline_stage_count(p);
   pr->last = calloc(pr->n + 1, sizeof *pr->last);
   pr->rate = calloc(pr->n + 1, sizeof *pr->rate);
-  if (!pr->last || !pr->rate) {
+  pr->sources = calloc(pr->n + 1, sizeof *pr->sources);
+  if (!pr->last || !pr->rate || !pr->sources) {
     progress_free(pr);
     return NULL;
+  }
+  for (size_t i = 0; i < pr->n; i++) {
+    sl_stage_info si;
+    pr->sources[i] = sl_pipeline_stage_info(p, i, &si) == 0 && (si.flags & SL_STAGE_SOURCE);
   }
   pr->last_ns = mono_ns();
   return pr;
@@ -61,6 +67,7 @@ void progress_free(progress *pr) {
   if (!pr) return;
   free(pr->last);
   free(pr->rate);
+  free(pr->sources);
   free(pr);
 }
 
@@ -101,14 +108,15 @@ void progress_tick(progress *pr, bool force) {
   for (size_t i = 0; i < pr->n; i++) {
     sl_stage_stats s;
     if (sl_pipeline_stats(pr->p, i, &s) != 0) continue;
-    /* the rate of a source is what it emits; of the others, what they take in */
-    uint64_t count = s.in ? s.in : s.out;
+    /* the rate is of what a stage emits (a sink: what it wrote) */
+    uint64_t count = s.out;
     if (update) {
       pr->rate[i] = (double)(count - pr->last[i]) / dt;
       pr->last[i] = count;
     }
     char in[16], out[16], rate[16], queue[32], errors[16], dropped[16];
     human(in, sizeof in, (double)s.in);
+    if (pr->sources[i]) snprintf(in, sizeof in, "-");
     human(out, sizeof out, (double)s.out);
     human(rate, sizeof rate, s.done ? 0 : pr->rate[i]);
     if (s.done) snprintf(rate, sizeof rate, "done");
@@ -127,7 +135,7 @@ void progress_tick(progress *pr, bool force) {
     put_line(line, width);
     lines++;
   }
-  snprintf(line, sizeof line, "%.1f s", sl_pipeline_elapsed(pr->p));
+  snprintf(line, sizeof line, "elapsed %.1f s", sl_pipeline_elapsed(pr->p));
   put_line(line, width);
   lines++;
   pr->lines = lines;

@@ -123,7 +123,7 @@ static int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
     if (seen >= 1 && !stopping) {
       stopping = true;
       drain_deadline = mono_ns() + drain_timeout(p);
-      say(c, "interrupted: draining (a second Ctrl-C aborts)");
+      say(c, "interrupted: draining (interrupt again to abort)");
       sl_pipeline_stop(p);
     }
     if (stopping && !aborting && (seen >= 2 || mono_ns() > drain_deadline)) {
