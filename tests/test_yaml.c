@@ -422,6 +422,29 @@ TEST(yaml_several_errors) {
   ASSERT(strlen(err.msg) < sizeof err.msg);
   ASSERT_MSG(err, "t.yaml:2:5: unknown stage kind 'nosuchkind0'");
   ASSERT_MSG(err, "more problems");
+  /* one problem longer than the message (a long file name) is cut, not dropped */
+  char name[1500];
+  memset(name, 'n', sizeof name - 1);
+  name[sizeof name - 1] = 0;
+  sl_config *c;
+  sl_load_options o = {NULL, 0};
+  ASSERT_EQ(sl_config_load_text("x: 1\n", 5, name, &o, &c, &err), SL_ECONFIG);
+  ASSERT(strncmp(err.msg, "nnnnnnnn", 8) == 0);
+  ASSERT_MSG(err, "(and 1 more problems)");
+}
+
+TEST(yaml_lua_file_errors) {
+  sl_config *c;
+  sl_error_t err;
+  sl_load_options o = {NULL, 0};
+  const char *text = "lua_file: nope.lua\nstages: [{values: [1]}, {null: ~}]\n";
+  ASSERT_EQ(sl_config_load_text(text, strlen(text), "/nonexistent/dir/p.yaml", &o, &c, &err), SL_ECONFIG);
+  ASSERT_MSG(err, "/nonexistent/dir/p.yaml:1:11: lua_file: cannot read '/nonexistent/dir/nope.lua': No such file or directory");
+  text = "lua_file: /tmp\nstages: [{values: [1]}, {null: ~}]\n";
+  ASSERT_EQ(load(text, NULL, 0, &c, &err), SL_ECONFIG);
+  ASSERT_MSG(err, "t.yaml:1:11: lua_file: cannot read '/tmp': not a regular file");
+  ASSERT_EQ(load("lua_file: [a]\nstages: []\n", NULL, 0, &c, &err), SL_ECONFIG);
+  ASSERT_MSG(err, "t.yaml:1:11: lua_file must be the path of a Lua file");
 }
 
 /* ---- ${VAR} ---- */

@@ -200,7 +200,7 @@ static int problems_finish(problems *pr, sl_error_t *err) {
     if (len >= sizeof err->msg) {
       char *cut = t + room;
       while (cut > t && *cut != '\n') cut--;
-      len = (size_t)(cut - t);
+      len = cut > t ? (size_t)(cut - t) : room; /* one long line: cut it */
       shown = 1;
       for (size_t i = 0; i < len; i++) shown += t[i] == '\n';
     }
@@ -359,24 +359,26 @@ static void attach(const sl_config *c, sl_yaml_node **root, sl_yaml_node *parent
 }
 
 /* Parses text into c->root. libyaml's event parser, so aliases can be refused (they would let a
- * small file expand without bound) and every node gets its position. */
-static void parse_tree(sl_config *c, const char *text, size_t len, problems *pr) {
+ * small file expand without bound) and every node gets its position. Returns false when the tree
+ * is incomplete (a syntax error, nesting too deep, out of memory). */
+static bool parse_tree(sl_config *c, const char *text, size_t len, problems *pr) {
   yaml_parser_t ps;
   lines l;
   lines_init(&l, text, len);
   if (!yaml_parser_initialize(&ps)) {
     problem_text(pr, SL_ENOMEM, NULL, "out of memory while parsing YAML");
     sl__free(l.start);
-    return;
+    return false;
   }
   yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
   sl_yaml_node *stack[MAX_DEPTH];
   int depth = 0, docs = 0;
-  bool done = false;
+  bool done = false, whole = true;
   while (!done) {
     yaml_event_t ev;
     if (!yaml_parser_parse(&ps, &ev)) {
       syntax_problem(c, &ps, &l, pr);
+      whole = false;
       break;
     }
     sl_yaml_node *n = NULL;
@@ -443,6 +445,7 @@ static void parse_tree(sl_config *c, const char *text, size_t len, problems *pr)
         if (depth == MAX_DEPTH) {
           problem(pr, NULL, "%s:%d:%d: collections are nested more than %d deep", c->file, n->line, n->col, MAX_DEPTH);
           done = true;
+          whole = false;
         } else {
           stack[depth++] = n;
         }
@@ -452,6 +455,7 @@ static void parse_tree(sl_config *c, const char *text, size_t len, problems *pr)
   }
   yaml_parser_delete(&ps);
   sl__free(l.start);
+  return whole;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -587,7 +591,7 @@ static void expand_scalar(const sl_config *c, sl_yaml_node *n, problems *pr) {
     const char *name = s + 2, *name_end = name;
     while (name_end < close && *name_end != ':') name_end++;
     bool has_default = name_end < close;
-    if (!var_name_ok(name, (size_t)(name_end - name)) || (has_default && (name_end + 1 >= close || name_end[1] != '-'))) {
+    if (name_end - name > 200 || !var_name_ok(name, (size_t)(name_end - name)) || (has_default && (name_end + 1 >= close || name_end[1] != '-'))) {
       problem(pr, NULL, "%sbad variable name in \"%.80s\": write ${NAME} or ${NAME:-default}", w, n->s);
       goto fail;
     }
@@ -1134,16 +1138,12 @@ int sl_config_load_text(const char *text, size_t len, const char *name, const sl
   const char *slash = strrchr(c->file, '/');
   c->dir = slash ? sl__xstrdup(c->file) : sl__xstrdup("");
   if (slash) c->dir[slash == c->file ? 1 : slash - c->file] = 0;
-  parse_tree(c, text ? text : "", len, &pr);
+  /* a syntax error leaves half a tree: its meaning is not checked. Duplicate keys and aliases
+   * leave a whole one, so the checks below add what else is wrong. */
+  if (!parse_tree(c, text ? text : "", len, &pr)) goto done;
   char w[1200];
-  if (pr.count) {
-    /* a syntax error leaves half a tree: its meaning is not checked. Duplicate keys and aliases
-     * leave a whole one, so the checks below add what else is wrong. */
-    if (!c->root || strstr(pr.text.data ? pr.text.data : "", "YAML syntax error")) goto done;
-  }
   where(c, c->root, false, w, sizeof w);
-  if (!c->root || (c->root->type == YN_SCALAR && !c->root->plain && !c->root->len) ||
-      (c->root->type == YN_SCALAR && c->root->plain && !c->root->len)) {
+  if (!c->root || (c->root->type == YN_SCALAR && !c->root->len)) {
     problem(&pr, NULL, "%sthe file is empty: a pipeline file is a map with a stages: list", w);
     goto done;
   }
