@@ -1,0 +1,216 @@
+/*
+ * test_lua.c — Lua in the engine through the embedding API: the function stages, the three ways
+ * to write a function, values both ways, errors with tracebacks, coroutines on the virtual
+ * clock, limits, the sandbox, and buffer_unordered/buffered.
+ */
+#include "test.h"
+
+/* Builds a pipeline from stages[i] = {kind, json options}, n of them, ending in a collect sink
+ * named "out", runs it, and returns every collected record in *out (an array). Returns the run's
+ * result code; err gets its message. */
+static int run_stages(sl_engine *e, const char *lua, const char *const stages[][2], size_t n, sl_value *out,
+                      sl_error_t *err) {
+  sl_pipeline *p;
+  *out = sl_array(0);
+  int rc = sl_pipeline_new(e, "t", &p, err);
+  if (rc) return rc;
+  if (lua) rc = sl_pipeline_add_lua(p, lua, strlen(lua), "test.lua", 1, err);
+  for (size_t i = 0; i < n && rc == 0; i++) rc = sl_pipeline_add_json(p, stages[i][0], stages[i][1], err);
+  if (rc == 0) rc = sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", err);
+  if (rc == 0) rc = sl_pipeline_start(p, err);
+  if (rc == 0) {
+    sl_collect *c = sl_pipeline_collect(p, "out");
+    sl_value v;
+    while (sl_collect_pull(c, &v, -1) == 0) sl_array_push(out, v);
+    rc = sl_pipeline_wait(p, -1, err);
+  }
+  sl_pipeline_free(p);
+  return rc;
+}
+
+static int64_t int_at(const sl_value *a, size_t i) {
+  const sl_value *v = sl_array_get(a, i);
+  return v && v->type == SL_TINT ? v->u.i : -999999;
+}
+
+TEST(lua_map_filter) {
+  sl_engine *e = sl_test_engine(2, false);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *st[][2] = {{"generate", "{\"count\": 100000}"},
+                         {"map", "\"r * 2\""},
+                         {"filter", "{\"fn\": \"function(r) return r % 3 == 0 end\"}"}};
+  sl_value out;
+  ASSERT_OK(run_stages(e, NULL, st, 3, &out, &err), &err);
+  size_t n = sl_array_len(&out);
+  ASSERT_EQ(n, 33333);
+  for (size_t i = 0; i < n; i++)
+    if (int_at(&out, i) != (int64_t)(i + 1) * 6) SL__FAIL("record %zu is %lld", i, (long long)int_at(&out, i));
+  sl_value_free(out);
+  sl_engine_free(e);
+}
+
+/* The three ways to write a function: a global of the pipeline's Lua code, an expression over
+ * r, a body with return. Plus filter_map, flat_map with sluice.emit, inspect, take_while. */
+TEST(lua_function_forms) {
+  sl_engine *e = sl_test_engine(2, false);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "function triple(r) return r * 3 end\n"
+                    "seen = sluice.counter('seen')\n";
+  const char *st[][2] = {{"generate", "{\"count\": 10}"},
+                         {"map", "\"triple\""},
+                         {"inspect", "\"seen:inc()\""},
+                         {"filter_map", "\"if r % 2 == 0 then return nil end\\nreturn r\""},
+                         {"flat_map", "\"sluice.emit(r); sluice.emit(r + 1); return {r + 2}\""},
+                         {"take_while", "\"r < 40\""}};
+  sl_value out;
+  ASSERT_OK(run_stages(e, lua, st, 6, &out, &err), &err);
+  /* triple: 3 6 9 ... 30; odd: 3 9 15 21 27; each -> r, r+1, r+2; while < 40 */
+  int64_t want[] = {3, 4, 5, 9, 10, 11, 15, 16, 17, 21, 22, 23, 27, 28, 29};
+  ASSERT_EQ(sl_array_len(&out), 15);
+  for (size_t i = 0; i < 15; i++) ASSERT_EQ(int_at(&out, i), want[i]);
+  sl_value_free(out);
+  const char *st2[][2] = {{"generate", "{\"count\": 100}"}, {"take_while", "\"r < 40\""}};
+  ASSERT_OK(run_stages(e, NULL, st2, 2, &out, &err), &err);
+  ASSERT_EQ(sl_array_len(&out), 39);
+  sl_value_free(out);
+  sl_engine_free(e);
+}
+
+/* Records to Lua and back: integers stay integers, floats floats, binary strings intact, nested
+ * maps and arrays, empty arrays through sluice.array, maps with sorted keys. */
+TEST(lua_values_roundtrip) {
+  sl_engine *e = sl_test_engine(1, false);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua =
+      "function make(i)\n"
+      "  return { i = i, f = i + 0.5, s = 'a\\0b' .. i, nested = { list = {1, 2.5, 'x', true}, empty = sluice.array{} },\n"
+      "           map = {}, big = string.rep('z', 100) }\n"
+      "end\n"
+      "function check(r)\n"
+      "  assert(math.type(r.i) == 'integer' and math.type(r.f) == 'float')\n"
+      "  assert(#r.s == 4 and r.s:byte(2) == 0)\n"
+      "  assert(#r.nested.list == 4 and math.type(r.nested.list[1]) == 'integer')\n"
+      "  assert(next(r.nested.empty) == nil and getmetatable(r.nested.empty) ~= nil)\n"
+      "  return r\n"
+      "end\n";
+  const char *st[][2] = {{"generate", "{\"count\": 3}"}, {"map", "\"make\""}, {"map", "\"check\""}};
+  sl_value out;
+  ASSERT_OK(run_stages(e, lua, st, 3, &out, &err), &err);
+  ASSERT_EQ(sl_array_len(&out), 3);
+  sl_buf b;
+  sl_buf_init(&b);
+  sl_value_to_json(sl_array_get(&out, 0), &b);
+  char want[512], zs[101];
+  memset(zs, 'z', 100);
+  zs[100] = 0;
+  snprintf(want, sizeof want, "{\"big\":\"%s\",\"f\":1.5,%s", zs,
+           "\"i\":1,\"map\":{},\"nested\":{\"empty\":[],\"list\":[1,2.5,\"x\",true]},\"s\":\"a\\u0000b1\"}");
+  ASSERT_STR(b.data, want);
+  sl_buf_close(&b);
+  sl_value_free(out);
+  sl_engine_free(e);
+}
+
+/* What cannot become a record fails that record, with a message naming the problem. */
+TEST(lua_values_errors) {
+  sl_engine *e = sl_test_engine(1, false);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "function bad(r)\n"
+                    "  if r == 1 then local t = {}; t.self = t; return t end\n"
+                    "  if r == 2 then return { print } end\n"
+                    "  if r == 3 then return { 1, 2, x = 3 } end\n"
+                    "  if r == 4 then return { [1] = 1, [3] = 3 } end\n"
+                    "  return r\n"
+                    "end\n";
+  sl_pipeline *p;
+  ASSERT_OK(sl_pipeline_new(e, "t", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_add_lua(p, lua, strlen(lua), "t.lua", 1, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 5}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "map", "{\"fn\": \"bad\", \"name\": \"m\", \"on_error\": \"dead_letter\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"dl\", \"input\": []}", &err), &err);
+  ASSERT_OK(sl_pipeline_set_dead_letter(p, "dl", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  sl_value v;
+  int outs = 0;
+  while (sl_collect_pull(sl_pipeline_collect(p, "out"), &v, -1) == 0) {
+    ASSERT_EQ(v.u.i, 5);
+    outs++;
+    sl_value_free(v);
+  }
+  const char *want[] = {"cycle", "function", "mixing", "holes"};
+  for (int i = 0; i < 4; i++) {
+    ASSERT_OK(sl_collect_pull(sl_pipeline_collect(p, "dl"), &v, -1), NULL);
+    const char *msg = sl_str_data(sl_map_getc(&v, "error"));
+    if (!strstr(msg, want[i])) SL__FAIL("dead letter %d: '%s' lacks '%s'", i, msg, want[i]);
+    sl_value_free(v);
+  }
+  ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+  ASSERT_EQ(outs, 1);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* 1 record in 100,000 raises: 99,999 outputs and one dead letter with the text and a traceback
+ * line naming the file and line of the error. The pipeline keeps running. */
+TEST(lua_error_one_in_100k) {
+  sl_engine *e = sl_test_engine(2, false);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "function f(r)\n"
+                    "  if r == 77777 then error('bad record ' .. r) end\n"
+                    "  return r\n"
+                    "end\n";
+  sl_pipeline *p;
+  ASSERT_OK(sl_pipeline_new(e, "t", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_add_lua(p, lua, strlen(lua), "errors.lua", 10, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 100000}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "map", "{\"fn\": \"f\", \"name\": \"m\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "null", NULL, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"dl\", \"input\": []}", &err), &err);
+  ASSERT_OK(sl_pipeline_set_dead_letter(p, "dl", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  sl_value v;
+  ASSERT_OK(sl_collect_pull(sl_pipeline_collect(p, "dl"), &v, -1), NULL);
+  const char *msg = sl_str_data(sl_map_getc(&v, "error"));
+  if (!strstr(msg, "errors.lua:11: bad record 77777")) SL__FAIL("message: %s", msg);
+  if (!strstr(msg, "stack traceback") || !strstr(msg, "errors.lua:11: in function")) SL__FAIL("traceback: %s", msg);
+  ASSERT_EQ(sl_map_getc(&v, "record")->u.i, 77777);
+  ASSERT_STR(sl_str_data(sl_map_getc(&v, "stage")), "m");
+  sl_value_free(v);
+  ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+  sl_stage_stats s;
+  ASSERT_OK(sl_pipeline_stats(p, 1, &s), NULL);
+  ASSERT_EQ(s.in, 100000);
+  ASSERT_EQ(s.out, 99999);
+  ASSERT_EQ(s.errors, 1);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* Configuration errors are found when the stage is added: a syntax error names the line, an
+ * unknown global function is named. */
+TEST(lua_config_errors) {
+  sl_engine *e = sl_test_engine(1, false);
+  sl_error_t err;
+  sl_pipeline *p;
+  sl_error_init(&err);
+  ASSERT_OK(sl_pipeline_new(e, "t", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", NULL, &err), &err);
+  int rc = sl_pipeline_add_json(p, "map", "{\"fn\": \"r.x +\", \"_where\": \"p.yaml:7:9: \"}", &err);
+  ASSERT_EQ(rc, SL_ECONFIG);
+  if (!strstr(err.msg, "p.yaml:7:9: stage 'map#2': Lua syntax error: p.yaml:7:")) SL__FAIL("message: %s", err.msg);
+  rc = sl_pipeline_add_json(p, "filter", "{\"fn\": \"nosuch\", \"_where\": \"p.yaml:8:3: \"}", &err);
+  ASSERT_EQ(rc, SL_ECONFIG);
+  if (!strstr(err.msg, "no function named 'nosuch'")) SL__FAIL("message: %s", err.msg);
+  const char *bad = "function f(\n";
+  rc = sl_pipeline_add_lua(p, bad, strlen(bad), "p.yaml", 3, &err);
+  ASSERT_EQ(rc, SL_ECONFIG);
+  if (!strstr(err.msg, "p.yaml:4:")) SL__FAIL("message: %s", err.msg);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
