@@ -214,3 +214,200 @@ TEST(lua_config_errors) {
   sl_pipeline_free(p);
   sl_engine_free(e);
 }
+
+/* Runs a pipeline of stages on engine e and returns the collected records and elapsed time. */
+static int run_timed(sl_engine *e, const char *lua, const char *const stages[][2], size_t n, sl_value *out,
+                     double *elapsed, sl_error_t *err) {
+  sl_pipeline *p;
+  *out = sl_array(0);
+  int rc = sl_pipeline_new(e, "t", &p, err);
+  if (rc) return rc;
+  if (lua) rc = sl_pipeline_add_lua(p, lua, strlen(lua), "test.lua", 1, err);
+  for (size_t i = 0; i < n && rc == 0; i++) rc = sl_pipeline_add_json(p, stages[i][0], stages[i][1], err);
+  if (rc == 0) rc = sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", err);
+  if (rc == 0) rc = sl_pipeline_start(p, err);
+  if (rc == 0) {
+    sl_value v;
+    while (sl_collect_pull(sl_pipeline_collect(p, "out"), &v, -1) == 0) sl_array_push(out, v);
+    rc = sl_pipeline_wait(p, -1, err);
+    *elapsed = sl_pipeline_elapsed(p);
+  }
+  sl_pipeline_free(p);
+  return rc;
+}
+
+/* A map that sleeps keeps order across parallel instances, on the virtual clock: each of the 2
+ * instances sleeps once per record, batch by batch. */
+TEST(lua_sleep_map_ordered) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *st[][2] = {{"generate", "{\"count\": 1000}"},
+                         {"map", "{\"fn\": \"function(r) if r % 100 == 0 then sluice.sleep('1s') end return r end\", \"parallelism\": 2}"},
+                         {"map", "{\"fn\": \"r + 0\", \"parallelism\": 2}"}};
+  sl_value out;
+  double el = 0;
+  ASSERT_OK(run_timed(e, NULL, st, 3, &out, &el, &err), &err);
+  ASSERT_EQ(sl_array_len(&out), 1000);
+  for (size_t i = 0; i < 1000; i++) ASSERT_EQ(int_at(&out, i), (int64_t)i + 1);
+  if (el < 1.0 || el > 10.0) SL__FAIL("elapsed %f", el);
+  sl_value_free(out);
+  sl_engine_free(e);
+}
+
+/* buffer_unordered, concurrency 200, 1,000 calls of one second each: 5 s of virtual time
+ * exactly, never more than 200 in flight (seen through a counter), every record once. */
+TEST(lua_buffer_unordered_virtual) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "local inflight = sluice.counter('inflight')\n"
+                    "function call(r)\n"
+                    "  local n = inflight:inc()\n"
+                    "  sluice.sleep('1s')\n"
+                    "  inflight:inc(-1)\n"
+                    "  return { r = r, n = n, t = sluice.now() }\n"
+                    "end\n";
+  const char *st[][2] = {{"generate", "{\"count\": 1000}"}, {"buffer_unordered", "{\"concurrency\": 200, \"fn\": \"call\"}"}};
+  sl_value out;
+  double el = 0;
+  ASSERT_OK(run_timed(e, lua, st, 2, &out, &el, &err), &err);
+  ASSERT_EQ(sl_array_len(&out), 1000);
+  if (el != 5.0) SL__FAIL("elapsed %.9f, want 5 s", el);
+  char seen[1001] = {0};
+  int64_t maxn = 0;
+  for (size_t i = 0; i < 1000; i++) {
+    const sl_value *m = sl_array_get(&out, i);
+    int64_t r = sl_map_getc(m, "r")->u.i, n = sl_map_getc(m, "n")->u.i;
+    ASSERT(r >= 1 && r <= 1000 && !seen[r]);
+    seen[r] = 1;
+    if (n > maxn) maxn = n;
+  }
+  ASSERT_EQ(maxn, 200);
+  sl_value_free(out);
+  const char *st2[][2] = {{"generate", "{\"count\": 1000}"},
+                          {"buffered", "{\"concurrency\": 200, \"fn\": \"function(r) sluice.sleep((r * 7919) % 13 / 10) return r end\"}"}};
+  ASSERT_OK(run_timed(e, lua, st2, 2, &out, &el, &err), &err);
+  ASSERT_EQ(sl_array_len(&out), 1000);
+  for (size_t i = 0; i < 1000; i++) ASSERT_EQ(int_at(&out, i), (int64_t)i + 1);
+  sl_value_free(out);
+  sl_engine_free(e);
+}
+
+/* An endless loop is stopped by the instruction budget; a memory bomb by the memory limit. The
+ * pipeline goes on with the next record in both cases. */
+TEST(lua_limits) {
+  sl_engine *e = sl_test_engine(1, false);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "function f(r)\n"
+                    "  if r == 2 then while true do end end\n"
+                    "  if r == 4 then local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end end\n"
+                    "  return r\n"
+                    "end\n";
+  sl_pipeline *p;
+  ASSERT_OK(sl_pipeline_new(e, "t", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_set(p, "lua_memory_limit", sl_cstr("32MiB"), NULL, &err), &err);
+  ASSERT_OK(sl_pipeline_set(p, "lua_instruction_limit", sl_int(5000000), NULL, &err), &err);
+  ASSERT_OK(sl_pipeline_add_lua(p, lua, strlen(lua), "limits.lua", 1, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 5}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "map", "\"f\"", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"dl\", \"input\": []}", &err), &err);
+  ASSERT_OK(sl_pipeline_set_dead_letter(p, "dl", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  sl_value v;
+  int outs = 0;
+  while (sl_collect_pull(sl_pipeline_collect(p, "out"), &v, -1) == 0) {
+    outs++;
+    sl_value_free(v);
+  }
+  ASSERT_EQ(outs, 3);
+  ASSERT_OK(sl_collect_pull(sl_pipeline_collect(p, "dl"), &v, -1), NULL);
+  if (!strstr(sl_str_data(sl_map_getc(&v, "error")), "instruction limit")) SL__FAIL("%s", sl_str_data(sl_map_getc(&v, "error")));
+  sl_value_free(v);
+  ASSERT_OK(sl_collect_pull(sl_pipeline_collect(p, "dl"), &v, -1), NULL);
+  if (!strstr(sl_str_data(sl_map_getc(&v, "error")), "memory limit")) SL__FAIL("%s", sl_str_data(sl_map_getc(&v, "error")));
+  sl_value_free(v);
+  ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* A sandboxed pipeline cannot run programs, open files outside its paths, or load bytecode. */
+TEST(lua_sandbox) {
+  sl_engine *e = sl_test_engine(1, false);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "function f(r)\n"
+                    "  local ok, e\n"
+                    "  if r == 1 then ok, e = pcall(os.execute, 'true') end\n"
+                    "  if r == 2 then ok, e = pcall(io.open, '/etc/passwd') end\n"
+                    "  if r == 3 then ok, e = pcall(io.popen, 'ls') end\n"
+                    "  if r == 4 then ok, e = pcall(load, string.dump(function() end)) ; if ok and e then ok = true else ok = false end end\n"
+                    "  if r == 5 then ok = package.loadlib ~= nil or debug ~= nil end\n"
+                    "  return ok and 'allowed' or 'denied'\n"
+                    "end\n";
+  sl_pipeline *p;
+  ASSERT_OK(sl_pipeline_new(e, "t", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_set(p, "sandbox", sl_bool(true), NULL, &err), &err);
+  ASSERT_OK(sl_pipeline_add_lua(p, lua, strlen(lua), "sandbox.lua", 1, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 5}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "map", "\"f\"", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  sl_value v;
+  int n = 0;
+  while (sl_collect_pull(sl_pipeline_collect(p, "out"), &v, -1) == 0) {
+    n++;
+    if (strcmp(sl_str_data(&v), "denied") != 0) SL__FAIL("record %d was allowed", n);
+    sl_value_free(v);
+  }
+  ASSERT_EQ(n, 5);
+  ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* reduce with keyed state; a lua generator that sleeps (virtual clock); a lua sink. */
+TEST(lua_reduce_source_sink) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *st[][2] = {{"lua", "\"function(i) if i > 10 then return nil end if i % 5 == 0 then sluice.sleep(1) end return i end\""},
+                         {"reduce", "{\"fn\": \"function(acc, r) return acc + r end\", \"init\": 0, \"key\": \"r % 2 == 0 and 'even' or 'odd'\"}"}};
+  sl_value out;
+  double el = 0;
+  ASSERT_OK(run_timed(e, NULL, st, 2, &out, &el, &err), &err);
+  ASSERT_EQ(sl_array_len(&out), 2);
+  sl_buf b;
+  sl_buf_init(&b);
+  sl_value_to_json(&out, &b);
+  ASSERT_STR(b.data, "[{\"key\":\"odd\",\"value\":25},{\"key\":\"even\",\"value\":30}]");
+  sl_buf_close(&b);
+  if (el != 2.0) SL__FAIL("elapsed %f", el);
+  sl_value_free(out);
+  const char *st2[][2] = {{"generate", "{\"count\": 1000}"}, {"reduce", "{\"fn\": \"function(acc, r) acc.n = acc.n + 1; acc.s = acc.s + r; return acc end\", \"init\": {\"n\": 0, \"s\": 0}}"}};
+  ASSERT_OK(run_timed(e, NULL, st2, 2, &out, &el, &err), &err);
+  sl_buf_init(&b);
+  sl_value_to_json(&out, &b);
+  ASSERT_STR(b.data, "[{\"n\":1000,\"s\":500500}]");
+  sl_buf_close(&b);
+  sl_value_free(out);
+  /* lua_sink: per record and per batch, counting through a shared counter */
+  sl_pipeline *p;
+  const char *lua = "total = sluice.counter('total')\nbatches = sluice.counter('batches')\n";
+  ASSERT_OK(sl_pipeline_new(e, "t", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_add_lua(p, lua, strlen(lua), "s.lua", 1, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 1000, \"name\": \"g\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "lua_sink", "\"total:inc(r)\"", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "lua_sink", "{\"fn\": \"function(b) batches:inc(); total:inc(#b) end\", \"batch\": true, \"input\": \"g\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "lua", "\"function(i) if i == 1 then return {t = total:get(), b = batches:get()} end end\"", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\", \"input\": \"lua#4\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  sl_stage_stats s;
+  ASSERT_OK(sl_pipeline_stats(p, 1, &s), NULL);
+  ASSERT_EQ(s.out, 1000);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}

@@ -473,8 +473,8 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   if (!c) return;
   c->budget -= HOOK_STEP;
   if (c->budget <= 0)
-    luaL_error(L, "instruction limit reached (%lld instructions): the function runs too long or loops forever; raise lua_instruction_limit if it is legitimate",
-               (long long)c->lua->instr_limit);
+    luaL_error(L, "instruction limit reached (%I instructions): the function runs too long or loops forever; raise lua_instruction_limit if it is legitimate",
+               (lua_Integer)c->lua->instr_limit);
 }
 
 sl_lua_call *sl_lua_call_new(sl_lua *l, sl_stage *st, int ref) {
@@ -522,6 +522,11 @@ void sl_lua_call_free(sl_lua_call *c) {
 static void reset(sl_lua_call *c) {
   lua_resetthread(c->co);
   *extra(c->co) = c;
+}
+
+void sl_lua_call_abandon(sl_lua_call *c) {
+  reset(c);
+  sl_lua_call_free(c);
 }
 
 int sl_lua_resume(sl_lua_call *c, int nargs, char **msg) {

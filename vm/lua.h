@@ -95,6 +95,8 @@ sl_lua_call *sl_lua_call_new(sl_lua *l, sl_stage *st, int ref);
 int sl_lua_resume(sl_lua_call *c, int nargs, char **msg);
 /* Gives a finished call back to its state's pool (drops its results and emitted records). */
 void sl_lua_call_free(sl_lua_call *c);
+/* Drops a parked call for good (its coroutine is reset, then pooled). */
+void sl_lua_call_abandon(sl_lua_call *c);
 /* The token a parked call is resumed with (what its timer or fd event carries). */
 static inline uint64_t sl_lua_token(const sl_lua_call *c) { return (uint64_t)(uintptr_t)c; }
 static inline sl_lua_call *sl_lua_from_token(uint64_t token) { return (sl_lua_call *)(uintptr_t)token; }

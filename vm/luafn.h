@@ -52,3 +52,24 @@ int sl_luafn_event(sl_luafn *f, uint64_t token, sl_emitter *em);
 int sl_luafn_check(const char *fn, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
 
 #endif
+
+/* ---- buffer_unordered / buffered: up to `concurrency` calls in flight (vm/luafan.c) ---- */
+typedef struct sl_luafan_item sl_luafan_item;
+typedef struct sl_luafan_ctx {
+  int64_t concurrency;   /* option: calls in flight at most */
+  char *fn;              /* option: the function */
+  bool ordered;          /* buffered: results in input order */
+  sl_stage *st;
+  sl_lua *lua;
+  int ref;
+  sl_luafan_item *ring;  /* records in input order, from `base` */
+  uint64_t base, head, tail, next; /* ring seq numbers: first held, first to emit, end, next to start */
+  size_t cap;
+  int64_t inflight;      /* calls parked */
+} sl_luafan_ctx;
+int sl_luafan_init(void *ctx, sl_stage *st, bool ordered);
+int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em);
+int sl_luafan_event(void *ctx, uint64_t token, sl_emitter *em);
+int sl_luafan_flush(void *ctx, sl_emitter *em);
+void sl_luafan_destroy(void *ctx);
+int sl_luafan_check(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
