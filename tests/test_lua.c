@@ -3,6 +3,9 @@
  * to write a function, values both ways, errors with tracebacks, coroutines on the virtual
  * clock, limits, the sandbox, and buffer_unordered/buffered.
  */
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "test.h"
 
 /* Builds a pipeline from stages[i] = {kind, json options}, n of them, ending in a collect sink
@@ -410,4 +413,93 @@ TEST(lua_reduce_source_sink) {
   ASSERT_EQ(s.out, 1000);
   sl_pipeline_free(p);
   sl_engine_free(e);
+}
+
+/* ---- Lua pipeline scripts (the Lua front end) ---- */
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (!f) abort();
+  fputs(text, f);
+  fclose(f);
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  return buf;
+}
+
+/* Upvalues cross to every worker: a table of thresholds, a local helper function, a required
+ * module, and a global helper of the script. */
+TEST(lua_script_upvalues) {
+  char dir[] = "/tmp/sluice-lua-XXXXXX", path[256], mod[256], out[256], script[2048];
+  ASSERT(mkdtemp(dir));
+  snprintf(mod, sizeof mod, "%s/thresholds.lua", dir);
+  write_text(mod, "local M = {}\n"
+                  "function M.level(n) if n >= 500 then return 'error' elseif n >= 400 then return 'warn' end return 'ok' end\n"
+                  "return M\n");
+  snprintf(out, sizeof out, "%s/out.jsonl", dir);
+  snprintf(script, sizeof script,
+           "package.path = '%s/?.lua;' .. package.path\n"
+           "local sluice = require 'sluice'\n"
+           "local th = require 'thresholds'\n"
+           "local limits = { low = 10, high = 90 }\n"
+           "local function scale(x) return x * 2 end\n"
+           "function global_helper(x) return x + 1 end\n"
+           "local p = sluice.pipeline { workers = 2 }\n"
+           "p:generate(100)\n"
+           " :map(function(r) return { n = scale(r), lvl = th.level(r * 10), g = global_helper(r) } end, { parallelism = 2 })\n"
+           " :filter(function(r) return r.n > limits.low and r.n < limits.high end)\n"
+           " :file { path = '%s', codec = 'jsonl' }\n"
+           "local stats = p:run()\n"
+           "assert(stats.stages['map#2']['in'] == 100 and stats.stages['filter#3'].out == 39, 'stats')\n",
+           dir, out);
+  snprintf(path, sizeof path, "%s/p.lua", dir);
+  write_text(path, script);
+  sl_error_t err;
+  sl_error_init(&err);
+  ASSERT_OK(sl_script_run_file(path, NULL, &err), &err);
+  char *text = slurp(out);
+  ASSERT(text);
+  if (!strstr(text, "{\"g\":7,\"lvl\":\"ok\",\"n\":12}\n")) SL__FAIL("output: %.200s", text);
+  if (!strstr(text, "{\"g\":45,\"lvl\":\"warn\",\"n\":88}\n")) SL__FAIL("output: %.200s", text);
+  int lines = 0;
+  for (char *c = text; *c; c++) lines += *c == '\n';
+  ASSERT_EQ(lines, 39);
+  remove(out);
+  remove(mod);
+  remove(path);
+  rmdir(dir);
+}
+
+/* Script errors: an unknown stage kind names the script line and suggests; an upvalue that
+ * cannot cross names the function and the upvalue; a failing run is EFAILED. */
+TEST(lua_script_errors) {
+  char dir[] = "/tmp/sluice-lua-XXXXXX", path[256];
+  ASSERT(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/bad.lua", dir);
+  sl_error_t err;
+  sl_error_init(&err);
+  write_text(path, "local sluice = require 'sluice'\nlocal p = sluice.pipeline {}\np:generate(3)\n  :mapp(function(r) return r end)\n");
+  ASSERT_EQ(sl_script_run_file(path, NULL, &err), SL_ECONFIG);
+  if (!strstr(err.msg, "bad.lua:3:1: unknown stage kind 'mapp': did you mean 'map'?")) SL__FAIL("%s", err.msg);
+  write_text(path, "local sluice = require 'sluice'\nlocal fh = io.open('/dev/null', 'w')\nlocal p = sluice.pipeline {}\n"
+                   "p:generate(3):map(function(r) fh:write(r) return r end)\n");
+  ASSERT_EQ(sl_script_run_file(path, NULL, &err), SL_ECONFIG);
+  if (!strstr(err.msg, "upvalue 'fh'") || !strstr(err.msg, "bad.lua:4")) SL__FAIL("%s", err.msg);
+  write_text(path, "local sluice = require 'sluice'\nlocal p = sluice.pipeline {}\n"
+                   "p:generate(3):map(function(r) return r end, { on_error = 'fail' }):map('error(\"boom\")', { on_error = 'fail' }):null()\n"
+                   "p:run()\n");
+  ASSERT_EQ(sl_script_run_file(path, NULL, &err), SL_EFAILED);
+  if (!strstr(err.msg, "boom")) SL__FAIL("%s", err.msg);
+  write_text(path, "local x = \n");
+  ASSERT_EQ(sl_script_run_file(path, NULL, &err), SL_ECONFIG);
+  if (!strstr(err.msg, "bad.lua:")) SL__FAIL("%s", err.msg);
+  remove(path);
+  rmdir(dir);
 }

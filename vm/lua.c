@@ -45,6 +45,7 @@ struct sl_lua_prog {
   chunk *chunks;     /* run in order in every state */
   size_t nchunks;
   sl_lua *control;   /* runs the chunks at build time to check stage functions */
+  char *path, *cpath;/* package.path and cpath for every state, or NULL */
   pthread_mutex_t mu;/* counters */
   counter *counters;
 };
@@ -57,6 +58,7 @@ struct sl_lua {
   bool in_user;         /* user code is running: the limit applies */
   bool mem_hit;         /* an allocation was refused */
   int64_t instr_limit;  /* lua_instruction_limit (0: none) */
+  bool sandbox;         /* sandbox: true */
   sl_lua_call *pool;    /* finished calls, ready for reuse */
   sl_lua_call *calls;   /* every call made (linked by `all`), freed with the state */
   int fns;              /* registry ref: table stage function text -> function */
@@ -127,6 +129,8 @@ void sl__lua_prog_free(sl_lua_prog *g) {
     sl__free(g->chunks[i].file);
   }
   sl__free(g->chunks);
+  sl__free(g->path);
+  sl__free(g->cpath);
   if (g->control) sl__lua_close(g->control);
   while (g->counters) {
     counter *c = g->counters;
@@ -241,6 +245,38 @@ int sl_pipeline_add_lua(sl_pipeline *p, const char *code, size_t len, const char
   return 0;
 }
 
+/* A sandboxed state keeps its empty cpath (no C modules). */
+static void apply_path(lua_State *L, const sl_lua_prog *g, bool sandbox) {
+  if (!g || (!g->path && !g->cpath)) return;
+  lua_getglobal(L, "package");
+  if (g->path) {
+    lua_pushstring(L, g->path);
+    lua_setfield(L, -2, "path");
+  }
+  if (g->cpath && !sandbox) {
+    lua_pushstring(L, g->cpath);
+    lua_setfield(L, -2, "cpath");
+  }
+  lua_pop(L, 1);
+}
+
+void sl__lua_prog_set_path(sl_pipeline *p, const char *path, const char *cpath) {
+  sl_lua_prog *g = sl__lua_prog(p);
+  if (path && (!g->path || strcmp(g->path, path) != 0)) {
+    sl__free(g->path);
+    g->path = sl__xstrdup(path);
+  }
+  if (cpath && (!g->cpath || strcmp(g->cpath, cpath) != 0)) {
+    sl__free(g->cpath);
+    g->cpath = sl__xstrdup(cpath);
+  }
+  if (g->control) {
+    enter(g->control);
+    apply_path(g->control->L, g, g->control->sandbox);
+    leave(g->control);
+  }
+}
+
 int sl__lua_prog_add_globals(sl_pipeline *p, const char *blob, size_t len, sl_error_t *err) {
   sl_lua_prog *g = sl__lua_prog(p);
   chunk c = {sl__xmalloc(len + 1), len, sl__xstrdup("globals"), 1, true};
@@ -293,7 +329,9 @@ static sl_lua *state_new(sl_pipeline *p, char *msg, size_t msglen) {
   sl_lua_open_sluice(L);
   lua_pop(L, 1);
   const sl_value *sb = sl_pipeline_setting(p, "sandbox");
-  if (sb && sb->type == SL_TBOOL && sb->u.b) sl_lua_sandbox(L, sl_pipeline_setting(p, "sandbox_paths"));
+  l->sandbox = sb && sb->type == SL_TBOOL && sb->u.b;
+  if (l->sandbox) sl_lua_sandbox(L, sl_pipeline_setting(p, "sandbox_paths"));
+  apply_path(L, p->lua, l->sandbox);
   int rc = 0;
   if (p->lua)
     for (size_t i = 0; i < p->lua->nchunks && rc == 0; i++) rc = run_chunk(l, &p->lua->chunks[i], msg, msglen);

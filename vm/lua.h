@@ -69,6 +69,8 @@ sl_lua_prog *sl__lua_prog(sl_pipeline *p);
 void sl__lua_prog_free(sl_lua_prog *g);
 /* Adds a shipped blob (globals of a Lua script) that every state unships into its globals. */
 int sl__lua_prog_add_globals(sl_pipeline *p, const char *blob, size_t len, sl_error_t *err);
+/* Where states find modules (package.path and cpath of a Lua script; NULL keeps the default). */
+void sl__lua_prog_set_path(sl_pipeline *p, const char *path, const char *cpath);
 /* Checks that fn (an option string) makes a function, in the pipeline's control state (which
  * runs the pipeline's Lua code). where/stage prefix the messages. errors: config */
 int sl_lua_check_fn(sl_pipeline *p, const char *fn, const char *where, const char *stage, sl_error_t *err);

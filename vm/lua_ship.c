@@ -49,6 +49,42 @@ static void make_key(void) {
   }
 }
 
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64_encode(sl_buf *out, const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+    char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], i + 1 < n ? b64[v >> 6 & 63] : '=', i + 2 < n ? b64[v & 63] : '='};
+    sl_buf_append(out, q, 4);
+  }
+}
+
+/* Decodes base64 text into out (malloc'd); returns its length or -1. */
+static long b64_decode(const char *s, size_t n, unsigned char **out) {
+  if (n % 4) return -1;
+  unsigned char *o = sl__xmalloc(n / 4 * 3 + 1);
+  size_t len = 0;
+  for (size_t i = 0; i < n; i += 4) {
+    uint32_t v = 0;
+    int pad = 0;
+    for (int k = 0; k < 4; k++) {
+      char c = s[i + k];
+      const char *q = c == '=' ? NULL : memchr(b64, c, 64);
+      if (c == '=') pad++;
+      else if (!q || pad) {
+        sl__free(o);
+        return -1;
+      }
+      v = v << 6 | (q ? (uint32_t)(q - b64) : 0);
+    }
+    o[len++] = (unsigned char)(v >> 16);
+    if (pad < 2) o[len++] = (unsigned char)(v >> 8);
+    if (pad < 1) o[len++] = (unsigned char)v;
+  }
+  *out = o;
+  return (long)len;
+}
+
 typedef struct writer {
   lua_State *L;
   sl_buf b;
@@ -260,7 +296,9 @@ static void build_names(lua_State *L) {
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         int vt = lua_type(L, -1);
-        if (lua_type(L, -2) == LUA_TSTRING && (vt == LUA_TFUNCTION || vt == LUA_TTABLE || vt == LUA_TUSERDATA)) {
+        /* of _G only the C functions (print, pairs, ...): user globals travel by value */
+        bool wanted = pass == 0 ? (vt == LUA_TFUNCTION || vt == LUA_TTABLE || vt == LUA_TUSERDATA) : lua_iscfunction(L, -1);
+        if (lua_type(L, -2) == LUA_TSTRING && wanted) {
           lua_pushvalue(L, -1);
           lua_rawget(L, names);
           bool known = !lua_isnil(L, -1);
@@ -293,7 +331,14 @@ static int ship(lua_State *L, int idx, sl_value *out, char **err, bool as_table_
   int rc = write_value(&w, idx, NULL, NULL);
   (void)as_table_of_globals;
   lua_pop(L, 2);
-  if (rc == 0) rc = sl_str_try(w.b.data, w.b.len, out);
+  if (rc == 0) { /* option strings are NUL-terminated: the bytes after the magic go as base64 */
+    sl_buf t;
+    sl_buf_init(&t);
+    sl_buf_append(&t, SL_LUA_BLOB_MAGIC, SL_LUA_BLOB_MAGIC_LEN);
+    b64_encode(&t, (const unsigned char *)w.b.data + SL_LUA_BLOB_MAGIC_LEN, w.b.len - SL_LUA_BLOB_MAGIC_LEN);
+    rc = sl_str_try(t.data, t.len, out);
+    sl_buf_close(&t);
+  }
   sl_buf_close(&w.b);
   if (rc && err) *err = w.err ? w.err : sl__xstrdup("out of memory");
   else sl__free(w.err);
@@ -517,22 +562,29 @@ static int read_value(reader *r) {
   }
 }
 
-int sl_lua_unship(lua_State *L, const char *blob, size_t len, char *msg, size_t msglen) {
+int sl_lua_unship(lua_State *L, const char *text, size_t tlen, char *msg, size_t msglen) {
   msg[0] = 0;
   pthread_once(&key_once, make_key);
-  if (len < SL_LUA_BLOB_MAGIC_LEN + KEY_LEN || memcmp(blob, SL_LUA_BLOB_MAGIC, SL_LUA_BLOB_MAGIC_LEN) != 0 ||
-      memcmp(blob + SL_LUA_BLOB_MAGIC_LEN, blob_key, KEY_LEN) != 0) {
+  unsigned char *blob = NULL;
+  long len = -1;
+  if (tlen >= SL_LUA_BLOB_MAGIC_LEN && memcmp(text, SL_LUA_BLOB_MAGIC, SL_LUA_BLOB_MAGIC_LEN) == 0)
+    len = b64_decode(text + SL_LUA_BLOB_MAGIC_LEN, tlen - SL_LUA_BLOB_MAGIC_LEN, &blob);
+  if (len < KEY_LEN || memcmp(blob, blob_key, KEY_LEN) != 0) {
+    sl__free(blob);
     snprintf(msg, msglen, "a compiled function can only come from this process's Lua front end");
     return -1;
   }
   int top = lua_gettop(L);
   lua_newtable(L);
-  reader r = {L, (const unsigned char *)blob + SL_LUA_BLOB_MAGIC_LEN + KEY_LEN, (const unsigned char *)blob + len, lua_gettop(L), 0, msg, msglen};
+  reader r = {L, blob + KEY_LEN, blob + len, lua_gettop(L), 0, msg, msglen};
+  int rc = 0;
   if (read_value(&r) != 0 || r.p != r.end) {
     if (r.p != r.end && !msg[0]) bad(&r, "trailing bytes");
     lua_settop(L, top);
-    return -1;
+    rc = -1;
+  } else {
+    lua_remove(L, -2); /* ids */
   }
-  lua_remove(L, -2); /* ids */
-  return 0;
+  sl__free(blob);
+  return rc;
 }
