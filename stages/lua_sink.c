@@ -35,7 +35,8 @@ static int batch_args(void *c, lua_State *co, sl_batch *in, uint32_t i, sl_emitt
 
 static int init(void *c, sl_stage *st, sl_error_t *err) {
   ctx *x = c;
-  x->f = (sl_luafn){.fn = x->fn, .st = st, .result = result, .args = x->batch ? batch_args : NULL, .ctx = x};
+  x->f = (sl_luafn){.fn = x->fn, .st = st, .result = result, .args = x->batch ? batch_args : NULL, .ctx = x,
+                   .whole_batch = x->batch};
   return 0;
 }
 

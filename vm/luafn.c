@@ -27,7 +27,7 @@ int sl_luafn_ready(sl_luafn *f) {
 /* The call for record i finished one way or another. */
 static int finished(sl_luafn *f, sl_lua_call *c, int rc, char *msg, sl_batch *in, uint32_t i, sl_emitter *em) {
   if (rc == SL_LUA_ERROR) {
-    sl_emit_error(em, i, "%s", msg);
+    for (uint32_t k = f->whole_batch ? 0 : i; k < (f->whole_batch ? in->len : i + 1); k++) sl_emit_error(em, k, "%s", msg);
     sl__free(msg);
     return 0;
   }

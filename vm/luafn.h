@@ -29,6 +29,7 @@ struct sl_luafn {
   sl_lua_call *call;    /* the parked call, or NULL */
   uint32_t at;          /* index of the parked call's record */
   int stop;             /* SL_DONE once a result said so */
+  bool whole_batch;     /* one call stands for the whole batch: its error fails every record */
 };
 
 /* The context of the simple function stages: the `fn` option and the calls. */
