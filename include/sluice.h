@@ -506,7 +506,10 @@ struct sl_stage_kind {
   int (*init)(void *ctx, sl_stage *st, sl_error_t *err);
   /* Transforms and sinks: handle a batch. Emit with sl_emit(em, i, v) naming the input index i
    * each output derives from; fail input i with sl_emit_error. Return 0, SL_DONE (no more input
-   * wanted: upstream is cancelled), or < 0 to fail the pipeline (sl_stage_fail sets the text). */
+   * wanted: upstream is cancelled), SL_PARKED (the batch is not finished: the engine keeps it and
+   * the output so far, hands no more input, and calls event() with the same batch and emitter
+   * until event returns 0, which finishes the batch; order is kept), or < 0 to fail the
+   * pipeline (sl_stage_fail sets the text). */
   int (*process)(void *ctx, sl_batch *in, sl_emitter *em);
   /* Sources: emit up to sl_emitter_room(em) records. Return 0 (call again when there is room),
    * SL_PARKED (wait for sl_stage_wake, a timer or an fd), SL_DONE (end of stream) or < 0. */
@@ -526,6 +529,10 @@ struct sl_stage_kind {
    * sl_pipeline_free on the caller's thread). Otherwise run on the source's task, never
    * concurrently with produce. */
   void (*acked)(void *ctx, uint64_t id, int status);
+  /* Optional: called when the stage is added, on a scratch context holding its parsed options,
+   * to check what the options table cannot (a Lua function compiles, a name exists). Messages
+   * start with `where` and name the stage. Non-zero rejects the stage. */
+  int (*check)(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
 };
 
 enum { SL_ACK_OK = 0, SL_ACK_DROPPED = 1, SL_ACK_CANCELLED = 2 };
@@ -538,6 +545,13 @@ int sl_emit_acked(sl_emitter *em, sl_value v, sl_ack *ack);
 /* Input record `origin` failed with this message: it follows the stage's on_error policy. */
 int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A record the stage holds (moved out of its batch, with the ack token from sl_batch_hold)
+ * failed: it follows on_error like sl_emit_error. Consumes rec and ack. */
+int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The input batch of the current process() call, or of the parked batch an event() finishes
+ * (NULL otherwise). */
+sl_batch *sl_emitter_batch(sl_emitter *em);
 /* How many records a source should emit in this call (a batch's worth). */
 uint32_t sl_emitter_room(const sl_emitter *em);
 /* The instance the emitter belongs to. */

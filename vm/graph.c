@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "lock.h"
+#include "lua.h"
 #include "pipeline.h"
 
 #define DEFAULT_QUEUE 1024
@@ -212,6 +213,7 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
   }
   void *scratch = sl__xcalloc(1, k->ctx_size ? k->ctx_size : 1);
   rc = sl__options_apply(k->options, scratch, &rest, n->fn_ptrs, n->where, n->name, k->name, err);
+  if (rc == 0 && k->check) rc = k->check(scratch, p, n->name, n->where, err);
   sl__options_free(k->options, scratch);
   sl__free(scratch);
   if (rc) goto fail;
@@ -503,6 +505,13 @@ static void teardown(sl_pipeline *p) {
     }
     if (n->cur) sl_queue_batch_free(n->cur, true);
     n->cur = NULL;
+    for (int k = 0; n->insts && k < n->parallelism; k++) { /* a parked batch */
+      sl_stage *st = &n->insts[k];
+      if (st->susp_qb) sl_queue_batch_free(st->susp_qb, true);
+      if (st->susp_out) sl_queue_batch_free(st->susp_out, true);
+      st->susp_qb = st->susp_out = NULL;
+      st->susp_at = NULL;
+    }
   }
   for (int pass = 0; pass < 2; pass++) /* pass 0: all but sources; pass 1: sources */
     for (int i = 0; i < p->nnodes; i++) {
@@ -513,16 +522,22 @@ static void teardown(sl_pipeline *p) {
         destroy_instance(p, &n->insts[k]);
       }
     }
+  for (int i = 0; i < p->nnodes; i++) /* Lua states last: stage destroy may still use them */
+    for (int k = 0; p->nodes[i]->insts && k < p->nodes[i]->parallelism; k++) {
+      sl__lua_close(p->nodes[i]->insts[k].lua);
+      p->nodes[i]->insts[k].lua = NULL;
+    }
   for (int i = 0; i < p->nnodes; i++) free_instances(p->nodes[i]);
 }
 
-/* May `m` run fused after `n`? Both stateless, joined one to one, same parallelism, no timers
- * or fds (their events reach a task's own mailbox), no queue options, not the dead letter. */
+/* May `m` run fused after `n`? Both stateless, joined one to one, same parallelism, no queue
+ * options, not the dead letter. (Events of fused stages reach their own mailboxes and the
+ * runner delivers them; a parked batch holds the chain, see pipeline.h.) */
 static bool fusable(const sl_pipeline *p, const sl_node *n, const sl_node *m, int consumers_of_n, int inputs_of_m) {
   const uint32_t bad = SL_STAGE_SOURCE | SL_STAGE_PASSIVE;
   return consumers_of_n == 1 && inputs_of_m == 1 && (n->kind->flags & SL_STAGE_STATELESS) &&
          (m->kind->flags & SL_STAGE_STATELESS) && !(n->kind->flags & bad) && !(m->kind->flags & bad) &&
-         !(n->kind->flags & SL_STAGE_SINK) && !n->kind->event && !m->kind->event && !m->queue_set &&
+         !(n->kind->flags & SL_STAGE_SINK) && !m->queue_set &&
          n->parallelism == m->parallelism && n != p->dead_letter && m != p->dead_letter;
 }
 
@@ -652,6 +667,7 @@ void sl_pipeline_free(sl_pipeline *p) {
   sl__free(p->name);
   sl__free(p->dead_letter_name);
   sl_value_free(p->settings);
+  sl__lua_prog_free(p->lua);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->done_cv);
   sl_engine *e = p->e;

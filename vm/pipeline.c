@@ -60,9 +60,7 @@ static void logf_(sl_engine *e, int level, const char *stage, const char *fmt, v
   e->cfg.log(e->cfg.log_ud, level, stage, msg);
 }
 
-static void elog(sl_engine *e, int level, const char *stage, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) {
+void sl__elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   logf_(e, level, stage, fmt, ap);
@@ -261,18 +259,12 @@ static void dead_letter(sl_stage *st, const sl_value *rec, sl_ack *ack, const ch
   if (wake) sl__node_wake(p->dead_letter);
 }
 
-int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
+/* Record rec (borrowed, may be NULL) with token ack (borrowed) failed: on_error decides. */
+static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const char *msg) {
   sl_stage *st = em->st;
   sl_node *n = em->node;
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
   em->failed++;
   atomic_fetch_add_explicit(&n->st_errors, 1, memory_order_relaxed);
-  bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
-  sl_ack *ack = have && em->in->acks ? em->in->acks[origin] : NULL;
   int policy = policy_of(n, st->p);
   if (policy == SL_ON_ERROR_DEAD_LETTER && n == st->p->dead_letter) policy = SL_ON_ERROR_SKIP; /* no loop */
   switch (policy) {
@@ -281,17 +273,41 @@ int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
     break;
   case SL_ON_ERROR_DEAD_LETTER:
     if (st->p->dl_edge) {
-      dead_letter(st, have ? &em->in->recs[origin] : NULL, sl_ack_ref(ack), msg, 1);
+      dead_letter(st, rec, sl_ack_ref(ack), msg, 1);
       break;
     }
     __attribute__((fallthrough)); /* no dead-letter stage: skip */
   default:
     if (ack) atomic_store_explicit(&ack->dropped, true, memory_order_relaxed);
-    elog(st->p->e, SL_LOG_WARN, n->name, "record skipped: %s", msg);
+    sl__elog(st->p->e, SL_LOG_WARN, n->name, "record skipped: %s", msg);
     break;
   }
+}
+
+int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
+  fail_record(em, have ? &em->in->recs[origin] : NULL, have && em->in->acks ? em->in->acks[origin] : NULL, msg);
   return 0;
 }
+
+int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fail_record(em, &rec, ack, msg);
+  sl_value_free(rec);
+  sl_ack_release(ack, false);
+  return 0;
+}
+
+sl_batch *sl_emitter_batch(sl_emitter *em) { return (sl_batch *)em->in; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Engine services for stages (sluice.h)                                                       */
@@ -308,11 +324,7 @@ void sl_stage_wake(sl_stage *st) {
 }
 
 static void mailbox_cb(void *arg, uint64_t token) {
-  sl_stage *st = arg;
-  if (st->runner != st) { /* fused: its kind has no event callback, the wake-up is the message */
-    sl_stage_wake(st);
-    return;
-  }
+  sl_stage *st = arg; /* a fused instance has its own mailbox; its runner delivers it */
   pthread_mutex_lock(&st->mbox_mu);
   if (st->nevents == st->cap_events) {
     size_t ncap = st->cap_events ? st->cap_events * 2 : 16;
@@ -434,24 +446,61 @@ static int end_inst(sl_stage *st) {
   return SL_TASK_DONE;
 }
 
-static void deliver_events(sl_stage *st, sl_emitter *em) {
+static int chain_run(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq, bool resume, uint64_t token);
+static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq);
+
+/* Takes the events in st's mailbox (returns a malloc'd array when more than fit in small). */
+static uint64_t *take_events(sl_stage *st, uint64_t *small, size_t *n) {
   pthread_mutex_lock(&st->mbox_mu);
-  size_t n = st->nevents;
-  if (!st->node->kind->event) st->nevents = n = 0; /* the wake-up itself was the message */
-  if (n == 0) {
-    pthread_mutex_unlock(&st->mbox_mu);
-    return;
-  }
-  uint64_t small[16], *tokens = n <= 16 ? small : sl__xmalloc(n * sizeof *tokens);
-  memcpy(tokens, st->events, n * sizeof *tokens);
+  *n = st->nevents;
+  if (!st->node->kind->event) st->nevents = *n = 0; /* the wake-up itself was the message */
+  uint64_t *tokens = small;
+  if (*n > 16) tokens = sl__xmalloc(*n * sizeof *tokens);
+  if (*n) memcpy(tokens, st->events, *n * sizeof *tokens);
   st->nevents = 0;
   pthread_mutex_unlock(&st->mbox_mu);
-  for (size_t i = 0; i < n && !atomic_load(&st->p->aborted); i++) {
-    int rc = st->node->kind->event(st->ctx, tokens[i], em);
-    if (rc < 0) sl_stage_fail(st, "event handler failed: %s", sl_strerror(rc));
+  return tokens;
+}
+
+/* Hands every instance of the chain its events. A parked batch's stage finishes it through
+ * chain_run; other events emit like a source would, and a fused stage's output goes on
+ * through the rest of its chain. Returns < 0 when the chain failed. */
+static int deliver_events(sl_stage *head, sl_emitter *em) {
+  int result = 0;
+  for (sl_stage *st = head; st; st = st->node->fuse_next ? &st->node->fuse_next->insts[st->index] : NULL) {
+    uint64_t small[16];
+    size_t n;
+    uint64_t *tokens = take_events(st, small, &n);
+    sl_node *nd = st->node;
+    for (size_t i = 0; i < n && !atomic_load(&st->p->aborted); i++) {
+      if (head->susp_at == st) {
+        int rc = chain_run(st, NULL, false, 0, true, tokens[i]);
+        if (rc < 0) result = rc;
+        if (rc == SL_DONE) {
+          cancel_inputs(head->node);
+          head->input_done = true;
+        }
+        continue;
+      }
+      sl_emitter e2 = {.st = st, .node = nd, .room = em->room};
+      int rc = nd->kind->event(st->ctx, tokens[i], &e2);
+      if (rc < 0) {
+        sl_stage_fail(st, "event handler failed: %s", sl_strerror(rc));
+        result = rc;
+      }
+      if (nd->fuse_next && e2.out) {
+        atomic_fetch_add_explicit(&nd->st_out, e2.out->len, memory_order_relaxed);
+        bool ordered = nd->fuse_tail->ordered;
+        rc = process_chain(&nd->fuse_next->insts[st->index], e2.out, ordered,
+                           ordered ? atomic_fetch_add(&nd->fuse_head->seq_counter, 1) : 0);
+        if (rc < 0) result = rc;
+      } else {
+        flush_out(&e2, false, 0);
+      }
+    }
+    if (tokens != small) sl__free(tokens);
   }
-  if (tokens != small) sl__free(tokens);
-  flush_out(em, false, 0);
+  return result;
 }
 
 /* A source: produce while there is room. */
@@ -479,18 +528,48 @@ static int run_source(sl_stage *st, sl_emitter *em) {
 }
 
 /* Runs batch qb (consumed) through instance st and the stages fused after it; the tail's
- * output goes on with sequence number seq (ordered chains). Returns SL_DONE when a stage wants
- * no more input, < 0 when one failed, else 0. */
-static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq) {
+ * output goes on with sequence number seq (ordered chains). With resume set, st is the chain's
+ * parked instance and its event `token` runs instead of process(), on the parked batch. Returns
+ * SL_DONE when a stage wants no more input, SL_PARKED when a stage parked the batch, < 0 when
+ * one failed, else 0. */
+static int chain_run(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq, bool resume, uint64_t token) {
   int result = 0;
   for (;;) {
     sl_node *n = st->node;
+    sl_stage *r = st->runner;
     sl_emitter em = {.st = st, .node = n, .room = BATCH};
-    sl_batch view = {qb->recs + qb->off, qb->acks ? qb->acks + qb->off : NULL, qb->len - qb->off};
-    if (n->fuse_head != n) atomic_fetch_add_explicit(&n->st_in, view.len, memory_order_relaxed);
-    em.in = &view;
-    int rc = n->kind->process(st->ctx, &view, &em);
+    sl_batch view;
+    int rc;
+    if (resume) {
+      resume = false;
+      qb = r->susp_qb;
+      view = r->susp_view;
+      have_seq = r->susp_have_seq;
+      seq = r->susp_seq;
+      em.out = r->susp_out;
+      em.failed = r->susp_failed;
+      r->susp_at = NULL;
+      em.in = &view;
+      rc = n->kind->event(st->ctx, token, &em);
+    } else {
+      view = (sl_batch){qb->recs + qb->off, qb->acks ? qb->acks + qb->off : NULL, qb->len - qb->off};
+      if (n->fuse_head != n) atomic_fetch_add_explicit(&n->st_in, view.len, memory_order_relaxed);
+      em.in = &view;
+      rc = n->kind->process(st->ctx, &view, &em);
+    }
     em.in = NULL;
+    if (rc == SL_PARKED) { /* the batch waits in the runner until the stage's event finishes it */
+      r->susp_at = st;
+      r->susp_qb = qb;
+      r->susp_view = view;
+      r->susp_out = em.out;
+      r->susp_failed = em.failed;
+      r->susp_have_seq = have_seq;
+      r->susp_seq = seq;
+      return SL_PARKED;
+    }
+    r->susp_qb = NULL;
+    r->susp_out = NULL;
     if (is_sink(n)) atomic_fetch_add_explicit(&n->st_out, view.len - em.failed, memory_order_relaxed);
     sl_queue_batch_free(qb, false); /* what process() left, and the input's acks */
     if (rc < 0) { /* the pipeline fails: the rest of the chain gets nothing more */
@@ -507,6 +586,10 @@ static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t se
     atomic_fetch_add_explicit(&n->st_out, qb->len, memory_order_relaxed);
     st = &n->fuse_next->insts[st->index];
   }
+}
+
+static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq) {
+  return chain_run(st, qb, have_seq, seq, false, 0);
 }
 
 /* End of input for a chain: each stage flushes, and what it emits runs through the rest. */
@@ -543,6 +626,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
       cancel_inputs(n);
       return end_inst(st);
     }
+    if (st->susp_at) return SL_TASK_IDLE; /* a parked batch first */
     if (st->input_done) {
       if (atomic_load(&st->p->aborted)) return end_inst(st); /* a failed run never flushes */
       if (flush_chain(st) == SL_PARKED) return SL_TASK_IDLE;
@@ -559,6 +643,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
     }
     int rc = process_chain(st, qb, tail->ordered, qb->seq);
     if (rc < 0) return end_inst(st);
+    if (rc == SL_PARKED) return SL_TASK_IDLE; /* its event will finish the batch */
     if (rc == SL_DONE) {
       cancel_inputs(n);
       st->input_done = true;
@@ -573,7 +658,7 @@ int sl__inst_run(sl_task *t, int worker) {
   if (st->finished) return SL_TASK_DONE;
   if (atomic_load(&st->p->aborted)) return end_inst(st);
   sl_emitter em = {.st = st, .node = st->node, .room = st->node->room};
-  deliver_events(st, &em);
+  if (deliver_events(st, &em) < 0 && !is_source(st->node)) return end_inst(st);
   deliver_acks(st);
   if (atomic_load(&st->p->aborted)) return end_inst(st);
   return is_source(st->node) ? run_source(st, &em) : run_transform(st, &em);
@@ -658,7 +743,7 @@ void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...) 
     snprintf(p->err.stage, sizeof p->err.stage, "%s", stage ? stage : "");
   }
   pthread_mutex_unlock(&p->mu);
-  if (first) elog(p->e, SL_LOG_ERROR, stage, "%s", p->err.msg);
+  if (first) sl__elog(p->e, SL_LOG_ERROR, stage, "%s", p->err.msg);
   atomic_store(&p->aborted, true);
   close_ports(p);
   wake_all(p);

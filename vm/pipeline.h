@@ -20,6 +20,13 @@
  * errors and on_error stay per stage. The head pops and stamps sequence numbers; the tail owns
  * the output edges and the reorder buffer.
  *
+ * Parking. process() may return SL_PARKED: the batch is not finished (a Lua call yielded). The
+ * runner keeps the input batch, the stage's partial output and the batch's sequence number,
+ * takes no more input, and hands the stage's events (timers, fds) to it with the same emitter and
+ * input view. When the event callback returns 0 the batch is finished: its output goes on
+ * through the rest of the chain with the kept sequence number, so order holds. A stage in the
+ * middle of a fused chain may park too; the stages after it wait with it.
+ *
  * End of stream and cancellation. A producer that ends closes its output edges; a consumer whose
  * inputs are all closed and empty flushes, closes its outputs and ends. A consumer that wants no
  * more input (take) cancels its input edges, and a producer whose outputs are all cancelled ends
@@ -75,6 +82,15 @@ struct sl_stage {
   bool source_eos;         /* source: produce returned SL_DONE (waits for acks before ending) */
   bool input_paused;       /* sl_stage_pause_input */
   sl_stage *runner;        /* the instance whose task runs this one (itself unless fused) */
+  struct sl_lua *lua;      /* the Lua state of this task (runner instances only; vm/lua.h) */
+  /* A batch parked by process() returning SL_PARKED (runner instances only; see "Parking") */
+  sl_stage *susp_at;       /* the chain's instance that parked, or NULL */
+  sl_qbatch *susp_qb;      /* its input batch, kept alive */
+  sl_batch susp_view;      /* the view process() was given */
+  sl_qbatch *susp_out;     /* what it emitted so far */
+  uint64_t susp_failed;    /* records it failed so far */
+  bool susp_have_seq;      /* the batch's sequence number (ordered chains) */
+  uint64_t susp_seq;
   int rr;                  /* round-robin position over input edges */
   pthread_mutex_t mbox_mu; /* mailbox: fired events */
   uint64_t *events;
@@ -134,6 +150,7 @@ struct sl_pipeline {
   int nnodes, capnodes;
   int on_error;            /* pipeline default */
   sl_value settings;       /* sl_pipeline_set: a map of what was set, owned */
+  struct sl_lua_prog *lua; /* the pipeline's Lua code and limits (vm/lua.h), or NULL */
   char *dead_letter_name;
   sl_node *dead_letter;    /* resolved at start */
   sl_edge *dl_edge;        /* into dead_letter */
@@ -161,6 +178,8 @@ void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...)
 /* The task functions of every instance. */
 int sl__inst_run(sl_task *t, int worker);
 void sl__inst_dead(sl_task *t);
+/* Logs through the engine's log callback (dropped above its level). */
+void sl__elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Wakes every instance of n (or the embedding thread waiting on a passive node). */
 void sl__node_wake(sl_node *n);
 

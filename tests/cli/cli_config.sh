@@ -2,7 +2,6 @@
 # Configuration errors through `sluice check` and `sluice run`: exit 2, and the message names
 # file:line:col and the stage. Nothing runs, no output file appears.
 . "$(dirname "$0")/lib.bash"
-need_yaml
 
 # bad FILE 'where' 'message': check and run both exit 2 and say "where message"
 bad() {

@@ -2,7 +2,6 @@
 # `sluice graph`: dot that Graphviz renders (for the test pipelines and every example pipeline
 # under examples/), and Mermaid text.
 . "$(dirname "$0")/lib.bash"
-need_yaml
 command -v dot >/dev/null || skip "Graphviz (dot) is not installed: make deps installs it"
 EX="$ROOT/examples"
 

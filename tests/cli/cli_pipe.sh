@@ -2,7 +2,6 @@
 # `sluice run x.yaml | head -1`: the reader goes away; sluice ends at once and quietly with
 # exit 0 (the stdout sink stops reading and upstream is cancelled, as after take).
 . "$(dirname "$0")/lib.bash"
-need_yaml
 
 printf 'stages:\n  - generate: {}\n  - stdout: {}\n' >endless.yaml
 set +e

@@ -2,7 +2,6 @@
 # Progress: on a terminal (a pseudo-terminal made by util-linux `script`) `sluice run` redraws a
 # table on stderr; piped, it prints only the summary; --progress forces the table, --quiet none.
 . "$(dirname "$0")/lib.bash"
-need_yaml
 command -v script >/dev/null || skip "util-linux script is not installed"
 
 cat >slow.yaml <<'YAML'

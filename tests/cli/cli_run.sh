@@ -2,7 +2,6 @@
 # `sluice run` on YAML files: output files, --set, --stats (JSON checked with python3),
 # --workers, --virtual-time, --quiet, and failures at run time (exit 1).
 . "$(dirname "$0")/lib.bash"
-need_yaml
 
 cat >p.yaml <<'YAML'
 pipeline: numbers

@@ -3,7 +3,6 @@
 # order, K being what the source read by --stats); two abort (exit 130, no output file left);
 # SIGTERM is SIGINT; a drain longer than drain_timeout aborts.
 . "$(dirname "$0")/lib.bash"
-need_yaml
 
 seq 1000000 >in.txt
 # slow.yaml RATE [settings]: lines -> throttle(RATE/s) -> file

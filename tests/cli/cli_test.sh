@@ -2,7 +2,6 @@
 # `sluice test`: a file whose tests pass (exit 0), a broken copy (exit 1 with a diff), and a bad
 # test (exit 2).
 . "$(dirname "$0")/lib.bash"
-need_yaml
 
 cat >t.yaml <<'YAML'
 stages:

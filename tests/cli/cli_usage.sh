@@ -52,7 +52,6 @@ expect 2 "$S" help --bogus
 err_has "unexpected argument '--bogus'"
 
 # a file that is not there: a config error (exit 2) that names it
-need_yaml
 expect 2 "$S" check missing.yaml
 err_has "missing.yaml"
 expect 2 "$S" run missing.yaml

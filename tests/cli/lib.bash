@@ -43,26 +43,6 @@ out_has() {
   done
 }
 
-# The YAML loader comes from another branch; until it is merged the program says so.
-need_yaml() {
-  printf 'stages:\n  - generate: 1\n  - "null": {}\n' >"$T/probe.yaml"
-  local msg
-  msg=$("$S" check "$T/probe.yaml" 2>&1 || true)
-  if [[ $msg == *"no YAML loader yet"* ]]; then
-    skip "this build has no YAML loader yet"
-  fi
-  rm -f "$T/probe.yaml"
-}
-need_lua() {
-  printf 'return 0\n' >"$T/probe.lua"
-  local msg
-  msg=$("$S" check "$T/probe.lua" 2>&1 || true)
-  if [[ $msg == *"no Lua script runner yet"* ]]; then
-    skip "this build has no Lua script runner yet"
-  fi
-  rm -f "$T/probe.lua"
-}
-
 # wait_for SECONDS CMD...: polls CMD until it succeeds; fails after SECONDS.
 wait_for() {
   local limit=$1; shift

@@ -1,0 +1,126 @@
+-- sluice.lua — the Lua front end of sluice (DESIGN section 5), embedded in the binary.
+--
+-- It extends the `sluice` module of the script's state (sleep, now, log, emit, array, counter
+-- come from C) with sluice.pipeline{}. A pipeline is a builder: each stage method adds a stage
+-- that reads from the previous one (unless its options name an `input`), and returns the
+-- pipeline, so calls chain. Options are the same as in YAML; positional arguments fill a kind's
+-- options in the order listed in `positional` (its primary option alone by default), and a
+-- last plain table holds the rest. Functions are shipped with their upvalues to every worker
+-- state (_sl_ship). Every stage carries the file:line of the call that added it, so errors point
+-- at the script.
+--
+-- C primitives (vm/script.c): _sl_pipeline(opts) -> handle, _sl_add(handle, kind, opts, where),
+-- _sl_run(handle) -> stats, _sl_check(handle), _sl_ship(fn, where) -> blob, _sl_primary(kind) ->
+-- option, known; _sl_config_error(msg) raises a configuration error (exit 2).
+
+local sluice = ...
+local _sl = sluice._sl
+sluice._sl = nil
+
+-- Positional arguments of the kinds that take more than their primary option.
+local positional = {
+  buffer_unordered = { "concurrency", "fn" },
+  buffered = { "concurrency", "fn" },
+  reduce = { "fn", "init" },
+  chunks = { "size", "timeout" },
+  throttle = { "rate", "per" },
+  generate = { "count", "fn" },
+  file = { "path", "codec" },
+  lines = { "path" },
+}
+
+local Pipeline = {}
+Pipeline.__index = function(self, kind)
+  local m = rawget(Pipeline, kind)
+  if m then return m end
+  if type(kind) ~= "string" or kind:sub(1, 1) == "_" then return nil end
+  return function(p, ...) return p:add(kind, ...) end
+end
+
+-- file:line of the script line that called into the builder.
+local function where(level)
+  local info = debug.getinfo(level + 1, "Sl")
+  if not info or info.currentline < 0 then return "" end
+  return string.format("%s:%d:1: ", info.short_src, info.currentline)
+end
+
+-- Functions anywhere in the options become shipped blobs.
+local function ship_all(v, at)
+  if type(v) == "function" then return _sl.ship(v, at) end
+  if type(v) == "table" and getmetatable(v) == nil then
+    local out = {}
+    for k, x in pairs(v) do out[k] = ship_all(x, at) end
+    return out
+  end
+  return v
+end
+
+local function is_options(t)
+  return type(t) == "table" and getmetatable(t) == nil and (next(t) == nil or type(next(t)) == "string")
+end
+
+function Pipeline:add(kind, ...)
+  local at = where(2)
+  local args = table.pack(...)
+  local opts = {}
+  if args.n > 0 and is_options(args[args.n]) and not (args.n == 1 and kind == "values") then
+    for k, v in pairs(args[args.n]) do opts[k] = v end
+    args.n = args.n - 1
+  end
+  local primary, known = _sl.primary(kind)
+  if not known then _sl.add(self._h, kind, {}, at) end -- the engine names it, with a suggestion
+  local names = positional[kind] or { primary }
+  for i = 1, args.n do
+    local name = names[i]
+    if not name then
+      _sl.config_error(string.format("%sstage %s takes at most %d positional argument(s), then a table of options", at, kind, #names))
+    end
+    opts[name] = args[i]
+  end
+  _sl.add(self._h, kind, ship_all(opts, at), at)
+  return self
+end
+
+-- Adds a stage that receives the failed records, and makes it the dead letter.
+function Pipeline:dead_letter(kind, ...)
+  local at = where(2)
+  local args = table.pack(...)
+  local opts = is_options(args[args.n]) and args[args.n] or {}
+  if args.n >= 1 and not is_options(args[1]) then opts[_sl.primary(kind)] = args[1] end
+  opts.name = opts.name or "dead_letter"
+  opts.input = sluice.array {}
+  _sl.add(self._h, kind, ship_all(opts, at), at)
+  _sl.set(self._h, "dead_letter", opts.name, at)
+  return self
+end
+
+-- Runs the pipeline (once) and returns its stats: { elapsed_s = ..., stages = { name = {...} } }.
+function Pipeline:run()
+  return _sl.run(self._h, where(2))
+end
+
+-- Checks the graph without running it; raises the errors.
+function Pipeline:check()
+  _sl.check(self._h, where(2))
+  return true
+end
+
+local settings = { "on_error", "drain_timeout", "sandbox", "sandbox_paths", "lua_memory_limit",
+                   "lua_instruction_limit", "memory_limit" }
+
+function sluice.pipeline(opts)
+  opts = opts or {}
+  local at = where(2)
+  local known = { workers = true, name = true }
+  for _, k in ipairs(settings) do known[k] = true end
+  for k in pairs(opts) do
+    if not known[k] then _sl.config_error(string.format("%sunknown pipeline option '%s'", at, tostring(k))) end
+  end
+  local p = setmetatable({ _h = _sl.pipeline(opts.name, opts.workers, at) }, Pipeline)
+  for _, k in ipairs(settings) do
+    if opts[k] ~= nil then _sl.set(p._h, k, opts[k], at) end
+  end
+  return p
+end
+
+return sluice

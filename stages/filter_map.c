@@ -1,0 +1,32 @@
+/* filter_map.c — replaces each record with what a Lua function returns, dropping it on nil */
+#include <stddef.h>
+
+#include "luafn.h"
+
+static const sl_option options[] = {
+    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua function of the record r returning the new record or nil", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    SL_OPTIONS_END,
+};
+
+static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitter *em) {
+  if (call->nres < 1 || lua_isnil(call->co, 1)) return 0;
+  sl_value v;
+  char msg[256];
+  if (sl_lua_to_value(call->co, 1, &v, msg, sizeof msg) != 0) return sl_emit_error(em, i, "filter_map returned a value that cannot be a record: %s", msg);
+  return sl_emit(em, i, v);
+}
+
+static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result); }
+
+const sl_stage_kind sl_stage_filter_map = {
+    .abi = SL_STAGE_ABI,
+    .name = "filter_map",
+    .doc = "replaces each record with what a Lua function returns, dropping it on nil",
+    .options = options,
+    .ctx_size = sizeof(sl_luafn_ctx),
+    .flags = SL_STAGE_STATELESS,
+    .init = init,
+    .process = sl_luafn_process_cb,
+    .event = sl_luafn_event_cb,
+    .check = sl_luafn_check_cb,
+};

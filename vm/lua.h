@@ -1,0 +1,141 @@
+/*
+ * lua.h — Lua inside the engine (sl_lua_ prefix): states, calls as coroutines, values, shipping
+ * functions between states. Used by the Lua stage kinds (stages/map.c, ...) and the Lua front
+ * end (vm/script.c).
+ *
+ * States. Every task that runs Lua stages owns one lua_State: the runner instance of a stage
+ * (or of a fused chain of stages) creates it the first time it calls Lua and closes it when the
+ * pipeline is freed. A task runs on one worker at a time, so a state is only ever used by one
+ * thread at a time; debug builds assert it (sl_lua_enter/leave record the owner thread). With
+ * parallelism N a Lua stage has N states, one per instance, so Lua runs on every core. This is
+ * one state per task rather than one per worker thread: a coroutine parked in a state resumes
+ * on whichever worker is free when its timer fires, instead of waiting for one particular
+ * worker (docs/lua.md, "States").
+ *
+ * What a state holds: the standard libraries (restricted by `sandbox`), the `sluice` module,
+ * the pipeline's Lua code (sl_pipeline_add_lua, run in order), the globals a Lua pipeline script
+ * defined (shipped, see below), and the stage functions of the stages it runs (registry refs).
+ *
+ * Calls. Every call of a stage function runs in a coroutine taken from the state's pool. It
+ * either returns (its results are read, then the coroutine goes back to the pool), fails (the
+ * message carries a traceback; the coroutine is reset), or yields to the runtime
+ * (sluice.sleep, or a C function built on sl_lua_park): the call is then parked with a token,
+ * and the stage resumes it from its event callback when the token comes back.
+ *
+ * Limits. Each state's allocator counts its bytes: while user code runs, an allocation past
+ * lua_memory_limit fails and the call fails with a clear error. A count hook stops a call after
+ * lua_instruction_limit VM instructions.
+ *
+ * Shipping. A Lua front end hands a compiled function (with its upvalues) to a stage as a
+ * string blob made by sl_lua_ship_fn; every state rebuilds it with sl_lua_unship. See
+ * docs/lua.md for what can cross (numbers, strings, booleans, tables, Lua functions, modules
+ * loaded by require, standard library functions) and what cannot (userdata such as open files,
+ * coroutines, C functions of unknown modules).
+ */
+#ifndef SL_LUA_H
+#define SL_LUA_H
+
+#include <lua.h>
+#include <stdbool.h>
+
+#include "sluice.h"
+
+typedef struct sl_lua sl_lua;           /* one state and its bookkeeping */
+typedef struct sl_lua_prog sl_lua_prog; /* a pipeline's Lua code and limits (shared, read-only once running) */
+typedef struct sl_lua_call sl_lua_call; /* a call in flight */
+
+/* A call: a coroutine with what it produced. */
+struct sl_lua_call {
+  lua_State *co;    /* the coroutine (anchored in the state's registry) */
+  int ref;          /* its registry ref */
+  sl_lua *lua;      /* the state it belongs to */
+  sl_stage *st;     /* the instance that made the call (timers) */
+  sl_value *out;    /* records given to sluice.emit during the call */
+  size_t nout, capout;
+  int nres;         /* results on co's stack after it returned */
+  int64_t budget;   /* instructions left (count hook) */
+  bool parked;      /* yielded to the runtime, waiting for its token */
+  void *ud;         /* the stage's own use (e.g. the record it works on) */
+  uint64_t tag;     /* the stage's own use */
+  sl_lua_call *next;/* pool / stage lists */
+  sl_lua_call *all; /* every call of the state (freed with it) */
+};
+
+enum { SL_LUA_DONE = 0, SL_LUA_PARKED = 1, SL_LUA_ERROR = 2 };
+
+/* ---- pipeline side ---- */
+/* The pipeline's Lua program (created on first use). */
+sl_lua_prog *sl__lua_prog(sl_pipeline *p);
+void sl__lua_prog_free(sl_lua_prog *g);
+/* Adds a shipped blob (globals of a Lua script) that every state unships into its globals. */
+int sl__lua_prog_add_globals(sl_pipeline *p, const char *blob, size_t len, sl_error_t *err);
+/* Where states find modules (package.path and cpath of a Lua script; NULL keeps the default). */
+void sl__lua_prog_set_path(sl_pipeline *p, const char *path, const char *cpath);
+/* Checks that fn (an option string) makes a function, in the pipeline's control state (which
+ * runs the pipeline's Lua code). where/stage prefix the messages. errors: config */
+int sl_lua_check_fn(sl_pipeline *p, const char *fn, const char *where, const char *stage, sl_error_t *err);
+
+/* ---- states ---- */
+/* The state of the task running instance st (created and loaded on first use). Errors (the
+ * pipeline's Lua code failed to run) go to err. */
+sl_lua *sl_lua_get(sl_stage *st, sl_error_t *err);
+lua_State *sl_lua_L(sl_lua *l);
+/* Closes the states of a pipeline's instances (teardown). */
+void sl__lua_close(sl_lua *l);
+
+/* Loads fn (an option string: a global name, a function expression, an expression or a body over
+ * r, or a shipped blob) as a function; returns its registry ref in *ref. errors: config */
+int sl_lua_fn(sl_lua *l, const char *fn, const char *where, const char *stage, int *ref, sl_error_t *err);
+
+/* ---- calls ---- */
+/* Starts a call of function `ref`: returns the call with the function pushed on c->co; push
+ * the arguments on c->co, then sl_lua_resume(c, nargs). */
+sl_lua_call *sl_lua_call_new(sl_lua *l, sl_stage *st, int ref);
+/* Runs (or resumes, with nargs values pushed on c->co) the call. Returns SL_LUA_DONE (c->nres
+ * results on c->co), SL_LUA_PARKED (yielded: resume when its token comes back), or SL_LUA_ERROR
+ * (*msg: owned message with traceback; the call is already recycled). */
+int sl_lua_resume(sl_lua_call *c, int nargs, char **msg);
+/* Gives a finished call back to its state's pool (drops its results and emitted records). */
+void sl_lua_call_free(sl_lua_call *c);
+/* Drops a parked call for good (its coroutine is reset, then pooled). */
+void sl_lua_call_abandon(sl_lua_call *c);
+/* The token a parked call is resumed with (what its timer or fd event carries). */
+static inline uint64_t sl_lua_token(const sl_lua_call *c) { return (uint64_t)(uintptr_t)c; }
+static inline sl_lua_call *sl_lua_from_token(uint64_t token) { return (sl_lua_call *)(uintptr_t)token; }
+
+/* The async primitive. Called from a C function running inside a stage call: parks the calling
+ * coroutine (the C function must `return sl_lua_park(L)`). Whoever holds the token later
+ * resumes the call with values pushed on its coroutine (sl_lua_resume). Also returns the call in
+ * *out (NULL when L is not a stage call: the function then raises an error). */
+sl_lua_call *sl_lua_current(lua_State *L);
+int sl_lua_park(lua_State *L);
+
+/* ---- values (DESIGN section 1) ---- */
+/* Pushes v (borrowed) as a Lua value. Aborts on Lua memory errors only outside user code. */
+void sl_lua_push(lua_State *L, const sl_value *v);
+/* Converts the Lua value at idx into *out (owned). errors: data (functions, userdata, cycles,
+ * tables that are neither arrays nor string-keyed maps; *msg says which) */
+int sl_lua_to_value(lua_State *L, int idx, sl_value *out, char *msg, size_t msglen);
+/* Pushes the `sluice.array` metatable marker onto an empty table at idx. */
+void sl_lua_mark_array(lua_State *L, int idx);
+
+/* ---- shipping ---- */
+/* Serialises the function at idx of L with its upvalues into *out (a string value starting with
+ * SL_LUA_BLOB_MAGIC). errors: data (err names the function and the upvalue that cannot cross) */
+int sl_lua_ship_fn(lua_State *L, int idx, sl_value *out, sl_error_t *err);
+/* Serialises the user globals of L (those not in a fresh state) into *out. Values that cannot
+ * cross are left out; their names are listed in *skipped (owned, may be NULL). */
+int sl_lua_ship_globals(lua_State *L, sl_value *out, char **skipped);
+/* Rebuilds a blob in L and pushes the result. errors: data */
+int sl_lua_unship(lua_State *L, const char *blob, size_t len, char *msg, size_t msglen);
+#define SL_LUA_BLOB_MAGIC "\x1bsluice\x01"
+#define SL_LUA_BLOB_MAGIC_LEN 8
+
+/* Opens the `sluice` module in L (both worker and control states) and registers it in
+ * package.loaded. */
+void sl_lua_open_sluice(lua_State *L);
+/* The `sluice` front end script (scripts/sluice.lua, embedded at build time). */
+extern const char sl__script_sluice[];
+extern const size_t sl__script_sluice_len;
+
+#endif

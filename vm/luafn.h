@@ -1,0 +1,76 @@
+/*
+ * luafn.h — the driver shared by the Lua stage kinds that call one function per record
+ * (map, filter, filter_map, flat_map, inspect, take_while, reduce, lua_sink): calls in input
+ * order, one at a time per instance; a call that waits parks the batch (SL_PARKED) and the
+ * instance's event resumes it (sl_luafn_ prefix).
+ */
+#ifndef SL_LUAFN_H
+#define SL_LUAFN_H
+
+#include "lua.h"
+
+typedef struct sl_luafn sl_luafn;
+
+/* Pushes the arguments of the call for record i of in onto co; returns how many, or < 0 when
+ * the record failed (the callback reported it with sl_emit_error). */
+typedef int (*sl_luafn_args)(void *ctx, lua_State *co, sl_batch *in, uint32_t i, sl_emitter *em);
+/* The call for record i returned (c->nres results on c->co). Returns 0, SL_DONE (no more
+ * input), or < 0. */
+typedef int (*sl_luafn_result)(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em);
+
+struct sl_luafn {
+  const char *fn;       /* the function option (owned by the stage's options) */
+  sl_stage *st;
+  sl_lua *lua;          /* the task's state, once loaded */
+  int ref;              /* the function in it */
+  sl_luafn_args args;   /* NULL: the record is the one argument */
+  sl_luafn_result result;
+  void *ctx;            /* passed to the callbacks */
+  sl_lua_call *call;    /* the parked call, or NULL */
+  uint32_t at;          /* index of the parked call's record */
+  int stop;             /* SL_DONE once a result said so */
+  bool whole_batch;     /* one call stands for the whole batch: its error fails every record */
+};
+
+/* The context of the simple function stages: the `fn` option and the calls. */
+typedef struct sl_luafn_ctx {
+  char *fn;   /* option: the function */
+  sl_luafn f; /* the calls */
+} sl_luafn_ctx;
+/* Their callbacks: init sets the result handler; the rest are the same for all of them. */
+int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result);
+int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em);
+int sl_luafn_event_cb(void *ctx, uint64_t token, sl_emitter *em);
+int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
+
+/* Loads the state and the function on first use. Returns 0 or < 0 (the pipeline fails). */
+int sl_luafn_ready(sl_luafn *f);
+/* process(): calls for each record from 0. */
+int sl_luafn_process(sl_luafn *f, sl_batch *in, sl_emitter *em);
+/* event(): resumes the parked call with token, then goes on with the batch. */
+int sl_luafn_event(sl_luafn *f, uint64_t token, sl_emitter *em);
+/* The check callback of function stages: the `fn` option compiles. */
+int sl_luafn_check(const char *fn, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
+
+#endif
+
+/* ---- buffer_unordered / buffered: up to `concurrency` calls in flight (vm/luafan.c) ---- */
+typedef struct sl_luafan_item sl_luafan_item;
+typedef struct sl_luafan_ctx {
+  int64_t concurrency;   /* option: calls in flight at most */
+  char *fn;              /* option: the function */
+  bool ordered;          /* buffered: results in input order */
+  sl_stage *st;
+  sl_lua *lua;
+  int ref;
+  sl_luafan_item *ring;  /* records in input order, from `base` */
+  uint64_t base, head, tail, next; /* ring seq numbers: first held, first to emit, end, next to start */
+  size_t cap;
+  int64_t inflight;      /* calls parked */
+} sl_luafan_ctx;
+int sl_luafan_init(void *ctx, sl_stage *st, bool ordered);
+int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em);
+int sl_luafan_event(void *ctx, uint64_t token, sl_emitter *em);
+int sl_luafan_flush(void *ctx, sl_emitter *em);
+void sl_luafan_destroy(void *ctx);
+int sl_luafan_check(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
