@@ -5,6 +5,7 @@
  * paths failed records take to it are dashed.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -23,7 +24,7 @@ static void short_value(sl_buf *b, const sl_value *v) {
     bool binary = false;
     for (size_t i = 0; i < n; i++)
       if ((unsigned char)s[i] < 0x20 && s[i] != '\n' && s[i] != '\t') binary = true;
-    if (binary) sl_buf_printf(&t, "<%zu bytes>", n);
+    if (binary) sl_buf_printf(&t, "<binary: %zu bytes>", n); /* a Lua function shipped to workers */
     else sl_buf_append(&t, s, n);
   } else {
     sl_value_to_json(v, &t);
@@ -53,30 +54,30 @@ static void node_label(sl_buf *b, const sl_stage_info *si, const char *sep) {
 }
 
 /* Text made safe inside a double-quoted dot string ("\n" in sep stays a line break). */
-static void dot_escaped(const char *s, size_t n) {
+static void dot_escaped(FILE *out, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     char ch = s[i];
-    if (ch == '\x01') fputs("\\n", stdout); /* our line separator */
-    else if (ch == '"' || ch == '\\') printf("\\%c", ch);
-    else if (ch == '\n' || ch == '\r' || ch == '\t') fputc(' ', stdout);
-    else fputc(ch, stdout);
+    if (ch == '\x01') fputs("\\n", out); /* our line separator */
+    else if (ch == '"' || ch == '\\') fprintf(out, "\\%c", ch);
+    else if (ch == '\n' || ch == '\r' || ch == '\t') fputc(' ', out);
+    else fputc(ch, out);
   }
 }
 
 /* Text made safe inside a quoted Mermaid label: entity codes for what its parser reads. */
-static void mermaid_escaped(const char *s, size_t n) {
+static void mermaid_escaped(FILE *out, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     char ch = s[i];
-    if (ch == '\x01') fputs("<br/>", stdout);
-    else if (ch == '"' || ch == '#' || ch == '<' || ch == '>' || ch == '&' || ch == '`') printf("#%d;", ch);
-    else if (ch == '\n' || ch == '\r' || ch == '\t') fputc(' ', stdout);
-    else fputc(ch, stdout);
+    if (ch == '\x01') fputs("<br/>", out);
+    else if (ch == '"' || ch == '#' || ch == '<' || ch == '>' || ch == '&' || ch == '`') fprintf(out, "#%d;", ch);
+    else if (ch == '\n' || ch == '\r' || ch == '\t') fputc(' ', out);
+    else fputc(ch, out);
   }
 }
 
-static void escaped(graph_format f, const char *s) {
-  if (f == FORMAT_DOT) dot_escaped(s, strlen(s));
-  else mermaid_escaped(s, strlen(s));
+static void escaped(FILE *out, graph_format f, const char *s) {
+  if (f == FORMAT_DOT) dot_escaped(out, s, strlen(s));
+  else mermaid_escaped(out, s, strlen(s));
 }
 
 /* The stage receiving failed records: the dead_letter setting, or else a sink that reads from
@@ -113,17 +114,17 @@ static size_t index_of(const sl_pipeline *p, const char *name) {
   return (size_t)-1;
 }
 
-static void graph_print(const sl_pipeline *p, graph_format f) {
+static void graph_print(FILE *out, const sl_pipeline *p, graph_format f) {
   const char *dl = dead_letter_of(p);
   size_t n = sl_pipeline_stage_count(p);
   size_t dl_index = dl ? index_of(p, dl) : (size_t)-1;
   if (f == FORMAT_DOT) {
-    printf("digraph \"");
-    escaped(f, sl_pipeline_name(p));
-    printf("\" {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=white, fontname=\"Helvetica\"];\n"
+    fprintf(out, "digraph \"");
+    escaped(out, f, sl_pipeline_name(p));
+    fprintf(out, "\" {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=white, fontname=\"Helvetica\"];\n"
            "  edge [fontname=\"Helvetica\", fontsize=10];\n");
   } else {
-    printf("flowchart LR\n");
+    fprintf(out, "flowchart LR\n");
   }
   sl_buf label;
   sl_buf_init(&label);
@@ -134,18 +135,18 @@ static void graph_print(const sl_pipeline *p, graph_format f) {
     node_label(&label, &si, "\x01");
     bool is_dl = i == dl_index;
     if (f == FORMAT_DOT) {
-      printf("  s%zu [label=\"", i);
-      dot_escaped(label.data, label.len);
-      printf("\"");
-      if (is_dl) printf(", style=\"rounded,dashed\"");
-      else if (si.flags & SL_STAGE_SOURCE) printf(", fillcolor=\"#e8f0fe\"");
-      else if (si.flags & SL_STAGE_SINK) printf(", fillcolor=\"#e6f4ea\"");
-      printf("];\n");
+      fprintf(out, "  s%zu [label=\"", i);
+      dot_escaped(out, label.data, label.len);
+      fprintf(out, "\"");
+      if (is_dl) fprintf(out, ", style=\"rounded,dashed\"");
+      else if (si.flags & SL_STAGE_SOURCE) fprintf(out, ", fillcolor=\"#e8f0fe\"");
+      else if (si.flags & SL_STAGE_SINK) fprintf(out, ", fillcolor=\"#e6f4ea\"");
+      fprintf(out, "];\n");
     } else {
-      printf("  s%zu[\"", i);
-      mermaid_escaped(label.data, label.len);
-      printf("\"]\n");
-      if (is_dl) printf("  style s%zu stroke-dasharray: 5 5\n", i);
+      fprintf(out, "  s%zu[\"", i);
+      mermaid_escaped(out, label.data, label.len);
+      fprintf(out, "\"]\n");
+      if (is_dl) fprintf(out, "  style s%zu stroke-dasharray: 5 5\n", i);
     }
   }
   for (size_t i = 0; i < n; i++) {
@@ -158,32 +159,33 @@ static void graph_print(const sl_pipeline *p, graph_format f) {
       size_t from = index_of(p, si.inputs[k]);
       if (from == (size_t)-1) continue; /* check() reported it */
       if (f == FORMAT_DOT) {
-        printf("  s%zu -> s%zu", from, i);
+        fprintf(out, "  s%zu -> s%zu", from, i);
         if (label.len) {
-          printf(" [label=\"");
-          dot_escaped(label.data, label.len);
-          printf("\"]");
+          fprintf(out, " [label=\"");
+          dot_escaped(out, label.data, label.len);
+          fprintf(out, "\"]");
         }
-        printf(";\n");
+        fprintf(out, ";\n");
       } else if (label.len) {
-        printf("  s%zu -- \"", from);
-        mermaid_escaped(label.data, label.len);
-        printf("\" --> s%zu\n", i);
+        fprintf(out, "  s%zu -- \"", from);
+        mermaid_escaped(out, label.data, label.len);
+        fprintf(out, "\" --> s%zu\n", i);
       } else {
-        printf("  s%zu --> s%zu\n", from, i);
+        fprintf(out, "  s%zu --> s%zu\n", from, i);
       }
     }
     if (to_dead_letter(p, &si, dl) && dl_index != (size_t)-1) {
-      if (f == FORMAT_DOT) printf("  s%zu -> s%zu [style=dashed, label=\"failed\"];\n", i, dl_index);
-      else printf("  s%zu -. failed .-> s%zu\n", i, dl_index);
+      if (f == FORMAT_DOT) fprintf(out, "  s%zu -> s%zu [style=dashed, label=\"failed\"];\n", i, dl_index);
+      else fprintf(out, "  s%zu -. failed .-> s%zu\n", i, dl_index);
     }
   }
-  if (f == FORMAT_DOT) printf("}\n");
+  if (f == FORMAT_DOT) fprintf(out, "}\n");
   sl_buf_close(&label);
-  fflush(stdout);
+  fflush(out);
 }
 
 typedef struct graph_ctx {
+  FILE *out;            /* where graphs go */
   graph_format format;
   int status;
   bool reported;
@@ -198,7 +200,7 @@ static int graph_pipeline(graph_ctx *c, sl_pipeline *p, sl_error_t *err) {
     c->reported = true;
     return rc;
   }
-  graph_print(p, c->format);
+  graph_print(c->out, p, c->format);
   return 0;
 }
 
@@ -215,7 +217,7 @@ int graph_main(int argc, char **argv) {
     fputs(usage, stdout);
     goto done;
   }
-  graph_ctx c = {FORMAT_DOT, CLI_OK, false};
+  graph_ctx c = {stdout, FORMAT_DOT, CLI_OK, false};
   if (a.values[0] && strcmp(a.values[0], "mermaid") == 0) c.format = FORMAT_MERMAID;
   else if (a.values[0] && strcmp(a.values[0], "dot") != 0) {
     status = args_error("graph", usage, "--format is dot or mermaid (got '%s')", a.values[0]);
@@ -243,10 +245,24 @@ int graph_main(int argc, char **argv) {
     }
     load_yaml_free(&y);
   } else {
-    sl_engine_config cfg;
-    load_engine_config(&cfg, 1, false, &log);
-    status = load_lua_run(a.file, &cfg, graph_hook, &c, NULL, 0, &c.reported);
-    if (c.status != CLI_OK) status = c.status;
+    /* the script's own output (print) goes to stderr, so stdout holds only graphs */
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    c.out = saved >= 0 ? fdopen(saved, "w") : NULL;
+    if (!c.out || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+      fprintf(stderr, "sluice graph: cannot set up standard output\n");
+      if (c.out) fclose(c.out);
+      else if (saved >= 0) close(saved);
+      status = CLI_FAILED;
+    } else {
+      sl_engine_config cfg;
+      load_engine_config(&cfg, 1, false, &log);
+      status = load_lua_run(a.file, &cfg, graph_hook, &c, NULL, 0, &c.reported);
+      if (c.status != CLI_OK) status = c.status;
+      fflush(stdout);
+      dup2(saved, STDOUT_FILENO);
+      fclose(c.out);
+    }
   }
   load_log_close(&log);
 done:
