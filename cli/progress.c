@@ -37,10 +37,12 @@ static int64_t mono_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int term_width(void) {
+/* The terminal's size (100x50 when it cannot be told: --progress on a pipe). */
+static void term_size(int *width, int *height) {
   struct winsize ws;
-  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) return ws.ws_col;
-  return 100;
+  bool known = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0;
+  *width = known && ws.ws_col > 20 ? ws.ws_col : 100;
+  *height = known && ws.ws_row > 4 ? ws.ws_row : 50;
 }
 
 progress *progress_new(sl_pipeline *p) {
@@ -98,7 +100,12 @@ void progress_tick(progress *pr, bool force) {
   if (!force && now - pr->last_ns < REDRAW_NS) return;
   double dt = (double)(now - pr->last_ns) / 1e9;
   bool update = dt >= 0.2; /* a forced drawing (the first) shows rates of 0 */
-  int width = term_width();
+  int width, height;
+  term_size(&width, &height);
+  /* the cursor cannot move above the screen's top: a table taller than the screen shows its
+   * first stages and a count of the others */
+  size_t shown = pr->n;
+  if (pr->n + 2 > (size_t)height - 1) shown = (size_t)height - 4;
   char line[512];
   progress_erase(pr);
   snprintf(line, sizeof line, "%-*s %-*s %8s %8s %8s %11s %7s %7s", NAME_W, "stage", KIND_W, "kind", "in",
@@ -108,6 +115,11 @@ void progress_tick(progress *pr, bool force) {
   for (size_t i = 0; i < pr->n; i++) {
     sl_stage_stats s;
     if (sl_pipeline_stats(pr->p, i, &s) != 0) continue;
+    if (i == shown) {
+      snprintf(line, sizeof line, "... %zu more stages (the summary lists them all)", pr->n - shown);
+      put_line(line, width);
+      lines++;
+    }
     /* the rate is of what a stage emits (a sink: what it wrote) */
     uint64_t count = s.out;
     if (update) {
@@ -120,6 +132,7 @@ void progress_tick(progress *pr, bool force) {
     human(out, sizeof out, (double)s.out);
     human(rate, sizeof rate, s.done ? 0 : pr->rate[i]);
     if (s.done) snprintf(rate, sizeof rate, "done");
+    if (i >= shown) continue; /* rates are still taken for every stage */
     if (s.queue_cap) {
       char l[16], c[16];
       human(l, sizeof l, (double)s.queue_len);

@@ -54,7 +54,8 @@ static int64_t mono_ns(void) {
 
 /* What one run needs, for the YAML path and for every p:run() of a Lua script. */
 typedef struct run_ctx {
-  bool progress;        /* draw the live table */
+  bool progress;        /* draw the live table (stderr is a terminal, or --progress) */
+  bool forced;          /* --progress: draw it even where it would be garbled */
   bool quiet;           /* no progress, no summary, no log lines */
   const char *stats;    /* --stats FILE, or NULL */
   load_log *log;
@@ -97,9 +98,21 @@ static void say(run_ctx *c, const char *msg) {
   pthread_mutex_unlock(&c->log->mu);
 }
 
+/* A stdout stage writing to the terminal the table is drawn on would be garbled by the redraws
+ * (and its lines erased by them): the table is left out then, unless --progress. */
+static bool stdout_on_terminal(const sl_pipeline *p) {
+  if (!isatty(STDOUT_FILENO)) return false;
+  for (size_t i = 0; i < sl_pipeline_stage_count(p); i++) {
+    sl_stage_info si;
+    if (sl_pipeline_stage_info(p, i, &si) == 0 && strcmp(si.kind, "stdout") == 0) return true;
+  }
+  return false;
+}
+
 /* Starts p and waits for its end on this thread. Returns the exit status; err has the failure. */
 static int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
-  progress *pr = c->progress ? progress_new(p) : NULL;
+  bool table = c->progress && (c->forced || !stdout_on_terminal(p));
+  progress *pr = table ? progress_new(p) : NULL;
   signals_seen = 0;
   owning = 1;
   int rc = sl_pipeline_start(p, err);
@@ -230,7 +243,8 @@ int run_main(int argc, char **argv) {
   load_log_init(&log, quiet);
   run_ctx c = {0};
   c.quiet = quiet;
-  c.progress = a.values[F_PROGRESS] || (!quiet && isatty(STDERR_FILENO));
+  c.forced = a.values[F_PROGRESS] != NULL;
+  c.progress = c.forced || (!quiet && isatty(STDERR_FILENO));
   c.stats = a.values[F_STATS];
   c.log = &log;
   install_handlers();

@@ -35,4 +35,19 @@ expect 0 "$S" run slow.yaml --progress
 err_has "rate/s"
 script -q -e -c "'$S' run slow.yaml --quiet" /dev/null >tty.txt </dev/null || fail "--quiet under script failed"
 [ ! -s tty.txt ] || fail "--quiet printed on a terminal: $(cat -v tty.txt)"
+
+# a stdout stage on the same terminal: no table (its lines would be erased by the redraws)
+printf 'stages:\n  - generate: 5\n  - throttle: { rate: 10, burst: 1 }\n  - stdout: {}\n' >show.yaml
+script -q -e -c "'$S' run show.yaml" /dev/null >tty.txt </dev/null || fail "stdout run under script failed"
+grep -q "rate/s" tty.txt && fail "table drawn over a terminal stdout: $(cat -v tty.txt)"
+[ "$(grep -c '^[1-5]'$'\r''$' tty.txt)" -eq 5 ] || fail "stdout lines lost: $(cat -v tty.txt)"
+grep -q "completed" tty.txt || fail "no summary with a stdout stage"
+
+# a table taller than the screen is cut (the cursor cannot move above the top)
+{ printf 'stages:\n  - generate: 20\n  - throttle: { rate: 20, burst: 1 }\n'
+  for i in $(seq 1 12); do printf '  - skip: 0\n'; done
+  printf '  - "null": {}\n'; } >tall.yaml
+script -q -e -c "stty rows 10 cols 100; '$S' run tall.yaml" /dev/null >tty.txt </dev/null || fail "tall run failed"
+grep -q "more stages" tty.txt || fail "a tall table is not cut: $(cat -v tty.txt | head -30)"
+if grep -q "${esc}\[\(1[0-9]\|[2-9][0-9]\)A" tty.txt; then fail "the cursor moves up 10 or more lines on a 10-line screen"; fi
 echo "cli_progress: ok"
