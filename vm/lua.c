@@ -320,6 +320,7 @@ static sl_lua *state_new(sl_pipeline *p, char *msg, size_t msglen) {
   }
   lua_State *L = l->L;
   enter(l);
+  *(void **)lua_getextraspace(L) = NULL; /* not a stage call (coroutines copy it) */
   lua_atpanic(L, panic);
   luaL_openlibs(L);
   lua_pushlightuserdata(L, l);
@@ -359,6 +360,8 @@ void sl__lua_close(sl_lua *l) {
 }
 
 lua_State *sl_lua_L(sl_lua *l) { return l->L; }
+
+const char *sl_lua_where(const sl_stage *st) { return st->node->where; }
 
 sl_lua *sl_lua_get(sl_stage *st, sl_error_t *err) {
   sl_stage *r = st->runner ? st->runner : st;
@@ -414,7 +417,7 @@ static int make_fn(sl_lua *l, const char *text, const char *where, char *msg, si
   int line;
   parse_where(where, file, sizeof file, &line);
   const char *t = skip_space(text);
-  if (is_name(t) && strcmp(t, "r") != 0) { /* a global function, maybe dotted (mod.fn) */
+  if (is_name(t) && strcmp(t, "r") != 0 && strncmp(t, "r.", 2) != 0) { /* a global function, maybe dotted (mod.fn); r.x is an expression */
     lua_pushglobaltable(L);
     char part[256];
     for (const char *s = t; *s;) {
@@ -656,9 +659,10 @@ static int l_now(lua_State *L) {
 static int l_log(lua_State *L) {
   static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
   int level = luaL_checkoption(L, 1, NULL, levels);
+  int top = lua_gettop(L); /* before the buffer's own slot */
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  for (int i = 2; i <= lua_gettop(L); i++) {
+  for (int i = 2; i <= top; i++) {
     if (i > 2) luaL_addchar(&b, ' ');
     luaL_tolstring(L, i, NULL);
     luaL_addvalue(&b);

@@ -80,6 +80,8 @@ int sl_lua_check_fn(sl_pipeline *p, const char *fn, const char *where, const cha
  * pipeline's Lua code failed to run) go to err. */
 sl_lua *sl_lua_get(sl_stage *st, sl_error_t *err);
 lua_State *sl_lua_L(sl_lua *l);
+/* "file:line:col: " of the stage's definition (for its functions' messages). */
+const char *sl_lua_where(const sl_stage *st);
 /* Closes the states of a pipeline's instances (teardown). */
 void sl__lua_close(sl_lua *l);
 
