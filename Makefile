@@ -9,7 +9,7 @@ CMAKE_FLAGS ?=
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
        clang libclang-rt-14-dev
 
-.PHONY: all deps build test sanitize asan tsan bench demo clean
+.PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
 
 all: build
 
@@ -36,6 +36,16 @@ tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 bash tests/run build-tsan
 
+# The YAML front end under libFuzzer (+ASan/UBSan) for FUZZ_TIME seconds, from the committed seeds
+# in fuzz/corpus/yaml; what it learns goes to build-fuzz/corpus-yaml, crashes to build-fuzz/.
+FUZZ_TIME ?= 60
+fuzz: deps
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON >/dev/null
+	cmake --build build-fuzz -j $(JOBS) --target yaml_fuzz
+	mkdir -p build-fuzz/corpus-yaml
+	build-fuzz/yaml_fuzz -max_total_time=$(FUZZ_TIME) -dict=fuzz/yaml.dict -artifact_prefix=build-fuzz/ \
+	  build-fuzz/corpus-yaml fuzz/corpus/yaml
+
 bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS)
@@ -45,4 +55,4 @@ demo: build
 	$(BUILD)/example_demo
 
 clean:
-	rm -rf build build-asan build-tsan build-release
+	rm -rf build build-asan build-tsan build-fuzz build-release

@@ -7,6 +7,7 @@ X(generate)
 X(lines)
 X(port)
 X(lua)
+X(values)
 /* transforms */
 X(take)
 X(skip)

@@ -774,3 +774,54 @@ bool sl__lua_is_array_mt(lua_State *L, int idx) {
   lua_pop(L, 2);
   return yes;
 }
+
+int sl_lua_predicate(const char *text, const char *file, int line, const sl_value *records, bool *result, char *msg,
+                     size_t msglen) {
+  sl_lua l = {.limit = DEFAULT_MEMORY_LIMIT, .instr_limit = DEFAULT_INSTRUCTION_LIMIT};
+  l.L = lua_newstate(lalloc, &l);
+  if (!l.L) {
+    snprintf(msg, msglen, "out of memory");
+    return -1;
+  }
+  lua_State *L = l.L;
+  *(void **)lua_getextraspace(L) = NULL;
+  lua_atpanic(L, panic);
+  luaL_openlibs(L);
+  sl_lua_open_sluice(L);
+  lua_pop(L, 1);
+  const char *t = skip_space(text);
+  bool fn_expr = strncmp(t, "function", 8) == 0;
+  sl_buf b;
+  sl_buf_init(&b);
+  int rc = -1;
+  for (int form = fn_expr ? 2 : 0; form < 3 && rc != 0; form++) {
+    b.len = 0;
+    if (form == 0) sl_buf_printf(&b, "return function(records) return %s\nend", text);
+    else if (form == 1) sl_buf_printf(&b, "return function(records) %s\nend", text);
+    else sl_buf_printf(&b, "return %s\n", text);
+    if (load_at(L, b.data, b.len, file, line) == LUA_OK) rc = 0;
+    else if (form == (has_word(t, "return") ? 1 : 0) || fn_expr) snprintf(msg, msglen, "Lua syntax error: %s", lua_tostring(L, -1)), lua_pop(L, 1);
+    else lua_pop(L, 1);
+  }
+  sl_buf_close(&b);
+  if (rc == 0 && pcall_tb(&l, 1, msg, msglen) != LUA_OK) rc = -1;
+  if (rc == 0 && lua_type(L, -1) != LUA_TFUNCTION) {
+    snprintf(msg, msglen, "it is not a predicate (got %s)", luaL_typename(L, -1));
+    rc = -1;
+  }
+  if (rc == 0) {
+    sl_lua_push(L, records);
+    lua_pushcfunction(L, traceback_handler);
+    lua_insert(L, -3);
+    l.in_user = true;
+    if (lua_pcall(L, 1, 1, -3) != LUA_OK) {
+      snprintf(msg, msglen, "%s", lua_tostring(L, -1));
+      rc = -1;
+    } else {
+      *result = lua_toboolean(L, -1);
+    }
+    l.in_user = false;
+  }
+  lua_close(L);
+  return rc;
+}

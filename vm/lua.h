@@ -89,6 +89,12 @@ void sl__lua_close(sl_lua *l);
  * r, or a shipped blob) as a function; returns its registry ref in *ref. errors: config */
 int sl_lua_fn(sl_lua *l, const char *fn, const char *where, const char *stage, int *ref, sl_error_t *err);
 
+/* Evaluates a predicate over `records` (text: an expression, a body with return, or a function
+ * of records; numbered from `line` of `file`) in a fresh state: *result is its truth. Returns 0,
+ * or -1 with a message (syntax or run-time error). For `tests:` (expect.lua). */
+int sl_lua_predicate(const char *text, const char *file, int line, const sl_value *records, bool *result, char *msg,
+                     size_t msglen);
+
 /* ---- calls ---- */
 /* Starts a call of function `ref`: returns the call with the function pushed on c->co; push
  * the arguments on c->co, then sl_lua_resume(c, nargs). */
