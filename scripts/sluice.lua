@@ -77,6 +77,9 @@ function Pipeline:add(kind, ...)
     end
     opts[name] = args[i]
   end
+  for _, k in ipairs { "fn", "key" } do -- a script's global function, named: ship the function
+    if type(opts[k]) == "string" and type(_G[opts[k]]) == "function" then opts[k] = _G[opts[k]] end
+  end
   _sl.add(self._h, kind, ship_all(opts, at), at)
   return self
 end

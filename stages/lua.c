@@ -65,7 +65,7 @@ static int produce(void *c, sl_emitter *em) {
     sl_error_init(&err);
     x->lua = sl_lua_get(x->st, &err);
     if (!x->lua) return sl_stage_fail(x->st, "%s", err.msg);
-    if (sl_lua_fn(x->lua, x->fn, "", sl_stage_name(x->st), &x->ref, &err) != 0) return sl_stage_fail(x->st, "%s", err.msg);
+    if (sl_lua_fn(x->lua, x->fn, sl_lua_where(x->st), sl_stage_name(x->st), &x->ref, &err) != 0) return sl_stage_fail(x->st, "%s", err.msg);
   }
   for (uint32_t n = 0; n < sl_emitter_room(em); n++) {
     sl_lua_call *call = sl_lua_call_new(x->lua, x->st, x->ref);

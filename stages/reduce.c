@@ -132,7 +132,7 @@ static int process(void *c, sl_batch *in, sl_emitter *em) {
     x->seen = luaL_ref(L, LUA_REGISTRYINDEX);
     sl_error_t err;
     sl_error_init(&err);
-    if (x->key && sl_lua_fn(x->f.lua, x->key, "", sl_stage_name(x->f.st), &x->key_ref, &err) != 0) return sl_stage_fail(x->f.st, "%s", err.msg);
+    if (x->key && sl_lua_fn(x->f.lua, x->key, sl_lua_where(x->f.st), sl_stage_name(x->f.st), &x->key_ref, &err) != 0) return sl_stage_fail(x->f.st, "%s", err.msg);
   }
   return sl_luafn_process(&x->f, in, em);
 }

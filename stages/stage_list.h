@@ -6,8 +6,8 @@
 X(generate)
 X(lines)
 X(port)
-X(values)
 X(lua)
+X(values)
 /* transforms */
 X(take)
 X(skip)

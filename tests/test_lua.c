@@ -503,3 +503,30 @@ TEST(lua_script_errors) {
   remove(path);
   rmdir(dir);
 }
+
+/* Library members as upvalues (local fmt = string.format) cross by name; "r.ok" is an
+ * expression, not a global name; a script's global function can be named as a string. */
+TEST(lua_script_library_upvalues) {
+  char dir[] = "/tmp/sluice-lua-XXXXXX", path[256], out[256], script[2048];
+  ASSERT(mkdtemp(dir));
+  snprintf(out, sizeof out, "%s/out.jsonl", dir);
+  snprintf(script, sizeof script,
+           "local sluice = require 'sluice'\n"
+           "local fmt, insert = string.format, table.insert\n"
+           "function tag(r) local t = {} insert(t, fmt('n=%%d', r.n)) return { s = t[1], ok = r.ok } end\n"
+           "local p = sluice.pipeline { workers = 2 }\n"
+           "p:generate(6):map(function(r) return { n = r, ok = r %% 2 == 0 } end):filter('r.ok'):map('tag')\n"
+           " :file { path = '%s', codec = 'jsonl' }\n"
+           "p:run()\n", out);
+  snprintf(path, sizeof path, "%s/p.lua", dir);
+  write_text(path, script);
+  sl_error_t err;
+  sl_error_init(&err);
+  ASSERT_OK(sl_script_run_file(path, NULL, &err), &err);
+  char *text = slurp(out);
+  ASSERT(text);
+  ASSERT_STR(text, "{\"ok\":true,\"s\":\"n=2\"}\n{\"ok\":true,\"s\":\"n=4\"}\n{\"ok\":true,\"s\":\"n=6\"}\n");
+  remove(out);
+  remove(path);
+  rmdir(dir);
+}

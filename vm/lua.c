@@ -320,6 +320,7 @@ static sl_lua *state_new(sl_pipeline *p, char *msg, size_t msglen) {
   }
   lua_State *L = l->L;
   enter(l);
+  *(void **)lua_getextraspace(L) = NULL; /* not a stage call (coroutines copy it) */
   lua_atpanic(L, panic);
   luaL_openlibs(L);
   lua_pushlightuserdata(L, l);
@@ -359,6 +360,8 @@ void sl__lua_close(sl_lua *l) {
 }
 
 lua_State *sl_lua_L(sl_lua *l) { return l->L; }
+
+const char *sl_lua_where(const sl_stage *st) { return st->node->where; }
 
 sl_lua *sl_lua_get(sl_stage *st, sl_error_t *err) {
   sl_stage *r = st->runner ? st->runner : st;
@@ -414,7 +417,7 @@ static int make_fn(sl_lua *l, const char *text, const char *where, char *msg, si
   int line;
   parse_where(where, file, sizeof file, &line);
   const char *t = skip_space(text);
-  if (is_name(t) && strcmp(t, "r") != 0) { /* a global function, maybe dotted (mod.fn) */
+  if (is_name(t) && strcmp(t, "r") != 0 && strncmp(t, "r.", 2) != 0) { /* a global function, maybe dotted (mod.fn); r.x is an expression */
     lua_pushglobaltable(L);
     char part[256];
     for (const char *s = t; *s;) {
@@ -656,9 +659,10 @@ static int l_now(lua_State *L) {
 static int l_log(lua_State *L) {
   static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
   int level = luaL_checkoption(L, 1, NULL, levels);
+  int top = lua_gettop(L); /* before the buffer's own slot */
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  for (int i = 2; i <= lua_gettop(L); i++) {
+  for (int i = 2; i <= top; i++) {
     if (i > 2) luaL_addchar(&b, ' ');
     luaL_tolstring(L, i, NULL);
     luaL_addvalue(&b);
@@ -769,4 +773,55 @@ bool sl__lua_is_array_mt(lua_State *L, int idx) {
   bool yes = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   return yes;
+}
+
+int sl_lua_predicate(const char *text, const char *file, int line, const sl_value *records, bool *result, char *msg,
+                     size_t msglen) {
+  sl_lua l = {.limit = DEFAULT_MEMORY_LIMIT, .instr_limit = DEFAULT_INSTRUCTION_LIMIT};
+  l.L = lua_newstate(lalloc, &l);
+  if (!l.L) {
+    snprintf(msg, msglen, "out of memory");
+    return -1;
+  }
+  lua_State *L = l.L;
+  *(void **)lua_getextraspace(L) = NULL;
+  lua_atpanic(L, panic);
+  luaL_openlibs(L);
+  sl_lua_open_sluice(L);
+  lua_pop(L, 1);
+  const char *t = skip_space(text);
+  bool fn_expr = strncmp(t, "function", 8) == 0;
+  sl_buf b;
+  sl_buf_init(&b);
+  int rc = -1;
+  for (int form = fn_expr ? 2 : 0; form < 3 && rc != 0; form++) {
+    b.len = 0;
+    if (form == 0) sl_buf_printf(&b, "return function(records) return %s\nend", text);
+    else if (form == 1) sl_buf_printf(&b, "return function(records) %s\nend", text);
+    else sl_buf_printf(&b, "return %s\n", text);
+    if (load_at(L, b.data, b.len, file, line) == LUA_OK) rc = 0;
+    else if (form == (has_word(t, "return") ? 1 : 0) || fn_expr) snprintf(msg, msglen, "Lua syntax error: %s", lua_tostring(L, -1)), lua_pop(L, 1);
+    else lua_pop(L, 1);
+  }
+  sl_buf_close(&b);
+  if (rc == 0 && pcall_tb(&l, 1, msg, msglen) != LUA_OK) rc = -1;
+  if (rc == 0 && lua_type(L, -1) != LUA_TFUNCTION) {
+    snprintf(msg, msglen, "it is not a predicate (got %s)", luaL_typename(L, -1));
+    rc = -1;
+  }
+  if (rc == 0) {
+    sl_lua_push(L, records);
+    lua_pushcfunction(L, traceback_handler);
+    lua_insert(L, -3);
+    l.in_user = true;
+    if (lua_pcall(L, 1, 1, -3) != LUA_OK) {
+      snprintf(msg, msglen, "%s", lua_tostring(L, -1));
+      rc = -1;
+    } else {
+      *result = lua_toboolean(L, -1);
+    }
+    l.in_user = false;
+  }
+  lua_close(L);
+  return rc;
 }

@@ -80,12 +80,20 @@ int sl_lua_check_fn(sl_pipeline *p, const char *fn, const char *where, const cha
  * pipeline's Lua code failed to run) go to err. */
 sl_lua *sl_lua_get(sl_stage *st, sl_error_t *err);
 lua_State *sl_lua_L(sl_lua *l);
+/* "file:line:col: " of the stage's definition (for its functions' messages). */
+const char *sl_lua_where(const sl_stage *st);
 /* Closes the states of a pipeline's instances (teardown). */
 void sl__lua_close(sl_lua *l);
 
 /* Loads fn (an option string: a global name, a function expression, an expression or a body over
  * r, or a shipped blob) as a function; returns its registry ref in *ref. errors: config */
 int sl_lua_fn(sl_lua *l, const char *fn, const char *where, const char *stage, int *ref, sl_error_t *err);
+
+/* Evaluates a predicate over `records` (text: an expression, a body with return, or a function
+ * of records; numbered from `line` of `file`) in a fresh state: *result is its truth. Returns 0,
+ * or -1 with a message (syntax or run-time error). For `tests:` (expect.lua). */
+int sl_lua_predicate(const char *text, const char *file, int line, const sl_value *records, bool *result, char *msg,
+                     size_t msglen);
 
 /* ---- calls ---- */
 /* Starts a call of function `ref`: returns the call with the function pushed on c->co; push

@@ -305,7 +305,7 @@ static void build_names(lua_State *L) {
           lua_pop(L, 1);
           if (!known) {
             lua_pushvalue(L, -1);
-            lua_pushfstring(L, "%s.%s", mod, lua_tostring(L, -2));
+            lua_pushfstring(L, "%s.%s", mod, lua_tostring(L, -3)); /* the member's name */
             lua_rawset(L, names);
           }
         }

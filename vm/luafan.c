@@ -121,7 +121,7 @@ int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em) {
     sl_error_init(&err);
     x->lua = sl_lua_get(x->st, &err);
     if (!x->lua) return sl_stage_fail(x->st, "%s", err.msg);
-    if (sl_lua_fn(x->lua, x->fn, "", sl_stage_name(x->st), &x->ref, &err) != 0) return sl_stage_fail(x->st, "%s", err.msg);
+    if (sl_lua_fn(x->lua, x->fn, sl_lua_where(x->st), sl_stage_name(x->st), &x->ref, &err) != 0) return sl_stage_fail(x->st, "%s", err.msg);
   }
   grow(x, (size_t)(x->tail - x->base) + in->len);
   for (uint32_t i = 0; i < in->len; i++) {

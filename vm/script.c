@@ -255,6 +255,7 @@ static lua_State *script_state(script *s, sl_error_t *err) {
     sl_error_set(err, SL_ENOMEM, NULL, "cannot create a Lua state");
     return NULL;
   }
+  *(void **)lua_getextraspace(L) = NULL; /* not a stage call */
   luaL_openlibs(L);
   lua_pushlightuserdata(L, s);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &script_key);

@@ -39,6 +39,7 @@
 #include <yaml.h>
 
 #include "alloc.h"
+#include "lua.h"
 #include "pipeline.h"
 
 #define MAX_DEPTH 64                 /* nesting of YAML collections */
@@ -1419,22 +1420,26 @@ int sl_config_build(const sl_config *c, sl_engine *e, sl_pipeline **out, sl_erro
 /* Tests                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
-/* expect.lua: a Lua predicate over the list of records the expected stage received.
- * >>> WIRE THE LUA ENGINE HERE: evaluate t->lua->s (its text starts at t->lua->cline:ccol of
- * c->file) with `records` bound to the array, set *passed to its truth, and write the predicate
- * and the records (one JSON line each) into report when it is false. <<< */
-static int expect_lua(const sl_config *c, const sl_yaml_test *t, const sl_value *records, bool *passed, sl_buf *report,
-                      sl_error_t *err) {
-  char w[1200];
-  where(c, t->lua, true, w, sizeof w);
-  *passed = false;
-  return sl_error_set(err, SL_ECONFIG, NULL, "%stest '%s': expect.lua is not supported yet", w, t->name);
-}
-
 static void report_record(sl_buf *r, const char *mark, size_t i, const sl_value *v) {
   sl_buf_printf(r, "%s [%zu] ", mark, i);
   sl_value_to_json(v, r);
   sl_buf_append(r, "\n", 1);
+}
+
+/* expect.lua: a Lua predicate over the list of records the expected stage received, bound to
+ * `records` (an expression, a body with return, or a function of records). */
+static int expect_lua(const sl_config *c, const sl_yaml_test *t, const sl_value *records, bool *passed, sl_buf *report,
+                      sl_error_t *err) {
+  char w[1200], msg[1024];
+  where(c, t->lua, true, w, sizeof w);
+  *passed = false;
+  int rc = sl_lua_predicate(t->lua->s, c->file, t->lua->cline, records, passed, msg, sizeof msg);
+  if (rc) return sl_error_set(err, SL_ECONFIG, NULL, "%stest '%s': expect.lua: %s", w, t->name, msg);
+  if (!*passed) {
+    sl_buf_printf(report, "expect.lua is false: %s\n", t->lua->s);
+    for (size_t k = 0; k < sl_array_len(records) && k < 40; k++) report_record(report, "+", k, sl_array_get(records, k));
+  }
+  return 0;
 }
 
 #define REPORT_LINES 40 /* records shown after the first difference */
@@ -1500,15 +1505,4 @@ done:
   sl_buf_close(&scratch);
   if (passed) *passed = ok && rc == 0;
   return rc;
-}
-
-/* >>> TEMPORARY — delete when the Lua engine is merged. <<<
- * sl_pipeline_add_lua belongs to the Lua engine (vm/lua*.c), which this branch does not have yet.
- * Without a definition nothing that loads YAML links, so this weak one stands in and refuses Lua
- * code. Delete it with the merge: in a static library a weak definition here would keep the
- * linker from pulling the real one out of the archive unless something else needs its file. */
-__attribute__((weak)) int sl_pipeline_add_lua(sl_pipeline *p, const char *code, size_t len, const char *file, int line,
-                                              sl_error_t *err) {
-  return sl_error_set(err, SL_ECONFIG, NULL, "%s:%d: Lua code needs the Lua engine, which this build does not have", file,
-                      line);
 }
