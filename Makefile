@@ -51,8 +51,9 @@ bench: deps
 	cmake --build build-release -j $(JOBS)
 	bash bench/run build-release
 
+# An example pipeline end to end: examples/access_errors.yaml on a log the demo generates.
 demo: build
-	$(BUILD)/example_demo
+	bash examples/demo.sh $(BUILD) $(BUILD)/demo
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz build-release

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every example pipeline: `sluice check` and `sluice test` pass, `sluice graph` renders with dot,
+# and each runs end to end. A deliberately broken copy fails `sluice test` with a diff.
+set -euo pipefail
+B=$(cd "$1" && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+n=0
+for f in "$root"/examples/*.yaml "$root"/examples/*.lua; do
+  n=$((n + 1))
+  "$B/sluice" check "$f" >/dev/null 2>&1 || fail "check $f"
+  case $f in *.yaml) "$B/sluice" test "$f" >"$d/test.out" || { cat "$d/test.out"; fail "test $f"; } ;; esac
+  if command -v dot >/dev/null; then
+    "$B/sluice" graph "$f" 2>/dev/null | dot -Tsvg >/dev/null || fail "graph $f does not render"
+  fi
+done
+[ "$n" -ge 5 ] || fail "only $n examples"
+# make demo's run: the errors of a generated log, in order
+bash "$root/examples/demo.sh" "$B" "$d/demo" >"$d/demo.out" 2>&1 || { cat "$d/demo.out"; fail "demo"; }
+want=$(awk '$4 >= 500' "$d/demo/access.log" | wc -l)
+[ "$want" -gt 0 ] && [ "$(wc -l <"$d/demo/errors.jsonl")" -eq "$want" ] || fail "demo wrote $(wc -l <"$d/demo/errors.jsonl") records, want $want"
+head -1 "$d/demo/errors.jsonl" | grep -q '"status":50[03]' || fail "demo records: $(head -1 "$d/demo/errors.jsonl")"
+# the other examples run
+(cd "$d" && OUTPUT="$d/squares.jsonl" "$B/sluice" run --quiet "$root/examples/fanout.yaml" >"$d/fan.out")
+[ "$(wc -l <"$d/squares.jsonl")" -eq 1000 ] && [ "$(wc -l <"$d/fan.out")" -eq 142 ] || fail "fanout"
+"$B/sluice" run --quiet "$root/examples/enrich.yaml" | grep -q '"region":"apac"' || fail "enrich"
+"$B/sluice" run --quiet --virtual-time "$root/examples/async_calls.lua" 2>"$d/async.err" | grep -q '"value":667' || fail "async_calls"
+grep -q "1000 calls in 5.0 s" "$d/async.err" || fail "async_calls timing: $(cat "$d/async.err")"
+"$B/sluice" run --quiet --virtual-time "$root/examples/rate_limited.yaml" >"$d/rate.out"
+[ "$(wc -l <"$d/rate.out")" -eq 200 ] && tail -1 "$d/rate.out" | grep -q '"at":3.98' || fail "rate_limited: $(tail -1 "$d/rate.out")"
+# a broken copy: the expected record is wrong, so the test fails with a diff, exit 1
+sed 's/status: 503, bytes: 20/status: 503, bytes: 21/' "$root/examples/access_errors.yaml" >"$d/broken.yaml"
+set +e
+"$B/sluice" test "$d/broken.yaml" >"$d/broken.out" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "broken copy: exit $rc, want 1"
+grep -q '^- \[0\].*"bytes":21' "$d/broken.out" && grep -q '^+ \[0\].*"bytes":20' "$d/broken.out" || { cat "$d/broken.out"; fail "no diff"; }
+echo "examples: ok ($n)"
