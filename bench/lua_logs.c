@@ -247,8 +247,8 @@ static result run_sluice(int workers, bool fused, const char *code, size_t code_
   sl_engine_config cfg;
   sl_engine_config_init(&cfg);
   cfg.workers = workers;
-  sl_engine *e;
-  sl_pipeline *p;
+  sl_engine *e = NULL;
+  sl_pipeline *p = NULL;
   sl_error_t err;
   sl_error_init(&err);
   if (sl_engine_new(&cfg, &e, &err) || sl_pipeline_new(e, "lua_logs", &p, &err)) die("engine", &err);
