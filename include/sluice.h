@@ -595,6 +595,10 @@ int sl_stage_fail(sl_stage *st, const char *fmt, ...) __attribute__((format(prin
 /* The engine's allocator (for stage memory that counts as the engine's). */
 void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize);
 
+/* The closest of the n names to word (edit distance with transpositions, close enough to be a
+ * likely typo), or NULL: for "did you mean" messages. borrows everything */
+const char *sl_did_you_mean(const char *word, const char *const *names, size_t n);
+
 /* Parsing helpers shared by the options table and front ends. errors: inval */
 int sl_parse_duration(const char *text, int64_t *ns);
 int sl_parse_size(const char *text, int64_t *bytes);

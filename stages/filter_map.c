@@ -9,11 +9,10 @@ static const sl_option options[] = {
 };
 
 static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitter *em) {
-  if (call->nres < 1 || lua_isnil(call->co, 1)) return 0;
   sl_value v;
   char msg[256];
-  if (sl_lua_to_value(call->co, 1, &v, msg, sizeof msg) != 0) return sl_emit_error(em, i, "filter_map returned a value that cannot be a record: %s", msg);
-  return sl_emit(em, i, v);
+  if (sl_lua_result(call, &v, msg, sizeof msg) != 0) return sl_emit_error(em, i, "filter_map returned a value that cannot be a record: %s", msg);
+  return v.type == SL_TNIL ? 0 : sl_emit(em, i, v);
 }
 
 static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result); }

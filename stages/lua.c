@@ -44,14 +44,11 @@ static int settle(ctx *x, sl_lua_call *c, int rc, char *msg, sl_emitter *em) {
   }
   c->nout = 0;
   int r = 0;
-  if (c->nres >= 1 && !lua_isnil(c->co, 1)) {
-    sl_value v;
-    char m[256];
-    if (sl_lua_to_value(c->co, 1, &v, m, sizeof m) != 0) r = sl_stage_fail(x->st, "the generator returned a value that cannot be a record: %s", m);
-    else sl_emit(em, SL_NO_ORIGIN, v);
-  } else if (emitted == 0) {
-    r = 1;
-  }
+  sl_value v;
+  char m[256];
+  if (sl_lua_result(c, &v, m, sizeof m) != 0) r = sl_stage_fail(x->st, "the generator returned a value that cannot be a record: %s", m);
+  else if (v.type != SL_TNIL) sl_emit(em, SL_NO_ORIGIN, v);
+  else if (emitted == 0) r = 1; /* nil and nothing emitted: the end */
   sl_lua_call_free(c);
   return r;
 }

@@ -10,11 +10,10 @@ static const sl_option options[] = {
 
 /* The result replaces the record; nil is an error (filter_map drops records). */
 static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitter *em) {
-  if (call->nres < 1 || lua_isnil(call->co, 1))
-    return sl_emit_error(em, i, "map returned nil: return a record (use filter_map to drop records)");
   sl_value v;
   char msg[256];
-  if (sl_lua_to_value(call->co, 1, &v, msg, sizeof msg) != 0) return sl_emit_error(em, i, "map returned a value that cannot be a record: %s", msg);
+  if (sl_lua_result(call, &v, msg, sizeof msg) != 0) return sl_emit_error(em, i, "map returned a value that cannot be a record: %s", msg);
+  if (v.type == SL_TNIL) return sl_emit_error(em, i, "map returned nil: return a record (use filter_map to drop records)");
   return sl_emit(em, i, v);
 }
 

@@ -172,7 +172,7 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
     const char *names[256];
     size_t m = sl_engine_kind_count(p->e);
     for (size_t i = 0; i < m && i < 256; i++) names[i] = sl_engine_kind_at(p->e, i)->name;
-    const char *dym = sl__did_you_mean(kind ? kind : "", names, m < 256 ? m : 256);
+    const char *dym = sl_did_you_mean(kind ? kind : "", names, m < 256 ? m : 256);
     const char *where = "";
     if (opts.type == SL_TMAP && str_of(sl_map_getc(&opts, "_where"))) where = str_of(sl_map_getc(&opts, "_where"));
     rc = sl_error_set(err, SL_ECONFIG, NULL, "%sunknown stage kind '%s'%s%s%s (sluice help lists them)", where,
@@ -344,7 +344,7 @@ static int check(sl_pipeline *p, resolved *r, sl_error_t *err) {
     for (int k = 0; k < nd->ninput_names; k++) {
       sl_node *src = sl__pipeline_node(p, nd->input_names[k]);
       if (!src) {
-        const char *dym = sl__did_you_mean(nd->input_names[k], names, (size_t)n);
+        const char *dym = sl_did_you_mean(nd->input_names[k], names, (size_t)n);
         problem(err, &count, nd, "%sstage '%s': input '%s' names no stage%s%s%s", nd->where, nd->name, nd->input_names[k],
                 dym ? "; did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
         continue;

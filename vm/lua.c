@@ -167,7 +167,7 @@ static int load_at(lua_State *L, const char *code, size_t len, const char *file,
   for (int i = 1; i < line; i++) sl_buf_append(&b, "\n", 1);
   sl_buf_append(&b, code, len);
   char name[512];
-  snprintf(name, sizeof name, "@%s", file && *file ? file : "pipeline");
+  if (snprintf(name, sizeof name, "@%s", file && *file ? file : "pipeline") >= (int)sizeof name) name[sizeof name - 1] = 0;
   int rc = luaL_loadbufferx(L, b.data ? b.data : "", b.len, name, "t");
   sl_buf_close(&b);
   return rc;
@@ -230,13 +230,8 @@ int sl_pipeline_add_lua(sl_pipeline *p, const char *code, size_t len, const char
   g->chunks = sl__xrealloc(g->chunks, (g->nchunks + 1) * sizeof *g->chunks);
   g->chunks[g->nchunks++] = c;
   /* check it now: syntax, and that it runs (it normally only defines functions) */
-  sl_error_t e2;
-  sl_error_init(&e2);
-  sl_lua *ctl = NULL;
-  if (!g->control) {
-    return sl_lua_check_fn(p, NULL, "", "", err); /* creates the control state, which runs every chunk */
-  }
-  ctl = g->control;
+  if (!g->control) return sl_lua_check_fn(p, NULL, "", "", err); /* the new state runs every chunk */
+  sl_lua *ctl = g->control;
   char msg[1024];
   enter(ctl);
   int rc = run_chunk(ctl, &g->chunks[g->nchunks - 1], msg, sizeof msg);
@@ -304,7 +299,6 @@ static int64_t setting_int(sl_pipeline *p, const char *key, int64_t def, bool si
   return x;
 }
 
-void sl_lua_sandbox(lua_State *L, const sl_value *paths); /* lua_sandbox.c */
 
 /* A new state with the libraries, the sluice module, and the pipeline's code run in it. */
 static sl_lua *state_new(sl_pipeline *p, char *msg, size_t msglen) {
@@ -565,6 +559,12 @@ static void reset(sl_lua_call *c) {
   *extra(c->co) = c;
 }
 
+int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen) {
+  *out = sl_nil();
+  if (c->nres < 1 || lua_isnil(c->co, 1)) return 0;
+  return sl_lua_to_value(c->co, 1, out, msg, msglen);
+}
+
 void sl_lua_call_abandon(sl_lua_call *c) {
   reset(c);
   sl_lua_call_free(c);
@@ -766,7 +766,6 @@ void sl_lua_mark_array(lua_State *L, int idx) {
   lua_setmetatable(L, idx);
 }
 
-bool sl__lua_is_array_mt(lua_State *L, int idx); /* lua_value.c */
 bool sl__lua_is_array_mt(lua_State *L, int idx) {
   if (!lua_getmetatable(L, idx)) return false;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);

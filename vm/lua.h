@@ -103,6 +103,9 @@ sl_lua_call *sl_lua_call_new(sl_lua *l, sl_stage *st, int ref);
  * results on c->co), SL_LUA_PARKED (yielded: resume when its token comes back), or SL_LUA_ERROR
  * (*msg: owned message with traceback; the call is already recycled). */
 int sl_lua_resume(sl_lua_call *c, int nargs, char **msg);
+/* The first result of a finished call as a record in *out (nil when it returned nothing or
+ * nil). errors: data (msg says why it cannot be a record) */
+int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen);
 /* Gives a finished call back to its state's pool (drops its results and emitted records). */
 void sl_lua_call_free(sl_lua_call *c);
 /* Drops a parked call for good (its coroutine is reset, then pooled). */
@@ -111,10 +114,10 @@ void sl_lua_call_abandon(sl_lua_call *c);
 static inline uint64_t sl_lua_token(const sl_lua_call *c) { return (uint64_t)(uintptr_t)c; }
 static inline sl_lua_call *sl_lua_from_token(uint64_t token) { return (sl_lua_call *)(uintptr_t)token; }
 
-/* The async primitive. Called from a C function running inside a stage call: parks the calling
- * coroutine (the C function must `return sl_lua_park(L)`). Whoever holds the token later
- * resumes the call with values pushed on its coroutine (sl_lua_resume). Also returns the call in
- * *out (NULL when L is not a stage call: the function then raises an error). */
+/* The async primitive. A C function running inside a stage call gets its call with
+ * sl_lua_current (NULL outside a stage call), arranges for the call's token to come back (a
+ * timer, an fd watch) and ends with `return sl_lua_park(L)`, which parks the coroutine. Whoever
+ * holds the token resumes the call with values pushed on its coroutine (sl_lua_resume). */
 sl_lua_call *sl_lua_current(lua_State *L);
 int sl_lua_park(lua_State *L);
 
@@ -124,8 +127,11 @@ void sl_lua_push(lua_State *L, const sl_value *v);
 /* Converts the Lua value at idx into *out (owned). errors: data (functions, userdata, cycles,
  * tables that are neither arrays nor string-keyed maps; *msg says which) */
 int sl_lua_to_value(lua_State *L, int idx, sl_value *out, char *msg, size_t msglen);
-/* Pushes the `sluice.array` metatable marker onto an empty table at idx. */
+/* Sets the `sluice.array` marker metatable on the table at idx; tells whether idx carries it. */
 void sl_lua_mark_array(lua_State *L, int idx);
+bool sl__lua_is_array_mt(lua_State *L, int idx);
+/* Applies `sandbox: true` to L (vm/lua_sandbox.c); paths: sandbox_paths or NULL. */
+void sl_lua_sandbox(lua_State *L, const sl_value *paths);
 
 /* ---- shipping ---- */
 /* Serialises the function at idx of L with its upvalues into *out (a string value starting with

@@ -85,7 +85,6 @@ static const char sandbox_lua[] =
     "package.searchers[4] = nil; package.searchers[3] = nil\n"
     "debug = nil; package.loaded.debug = nil\n";
 
-void sl_lua_sandbox(lua_State *L, const sl_value *paths);
 void sl_lua_sandbox(lua_State *L, const sl_value *paths) {
   lua_newtable(L);
   size_t n = paths && paths->type == SL_TARRAY ? sl_array_len(paths) : 0;

@@ -29,8 +29,6 @@
 #include "alloc.h"
 #include "lua.h"
 
-bool sl__lua_is_array_mt(lua_State *L, int idx);
-
 enum { T_NIL = 'n', T_FALSE = 'f', T_TRUE = 't', T_INT = 'i', T_NUM = 'd', T_STR = 's', T_TABLE = 'T',
        T_ARRAYTABLE = 'A', T_FUNC = 'F', T_GLOBALS = 'G', T_NAMED = 'L', T_REF = 'R', T_END = 'e' };
 
@@ -130,7 +128,7 @@ static void fn_where(lua_State *L, int idx, char *out, size_t n) {
   else snprintf(out, n, "?");
 }
 
-static int write_value(writer *w, int idx, const char *fn, const char *what);
+static int write_value(writer *w, int idx);
 
 /* The function at idx: bytecode, then upvalues. */
 static int lua_writer(lua_State *L, const void *p, size_t sz, void *ud) {
@@ -164,7 +162,7 @@ static int write_function(writer *w, int idx) {
     const char *name = lua_getupvalue(L, idx, i);
     size_t plen = strlen(w->path);
     snprintf(w->path + plen, sizeof w->path - plen, "%supvalue '%s' of the function at %s", plen ? " <- " : "", name && *name ? name : "?", where);
-    int rc = write_value(w, lua_gettop(L), where, name);
+    int rc = write_value(w, lua_gettop(L));
     w->path[plen] = 0;
     lua_pop(L, 1);
     if (rc) return rc;
@@ -172,7 +170,7 @@ static int write_function(writer *w, int idx) {
   return 0;
 }
 
-static int write_value(writer *w, int idx, const char *fn, const char *what) {
+static int write_value(writer *w, int idx) {
   lua_State *L = w->L;
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 8)) {
@@ -244,7 +242,7 @@ static int write_value(writer *w, int idx, const char *fn, const char *what) {
       size_t plen = strlen(w->path);
       if (lua_type(L, -2) == LUA_TSTRING)
         snprintf(w->path + plen, sizeof w->path - plen, "%sfield '%s'", plen ? " <- " : "", lua_tostring(L, -2));
-      if (write_value(w, -2, fn, what) || write_value(w, -1, fn, what)) {
+      if (write_value(w, -2) || write_value(w, -1)) {
         w->path[plen] = 0;
         lua_pop(L, 2);
         return -1;
@@ -255,7 +253,7 @@ static int write_value(writer *w, int idx, const char *fn, const char *what) {
     put_tag(w, T_END);
     if (!arr && lua_getmetatable(L, idx)) { /* other metatables travel too */
       put_tag(w, 'M');
-      int rc = write_value(w, -1, fn, what);
+      int rc = write_value(w, -1);
       lua_pop(L, 1);
       return rc;
     }
@@ -317,7 +315,7 @@ static void build_names(lua_State *L) {
   lua_pop(L, 1); /* loaded */
 }
 
-static int ship(lua_State *L, int idx, sl_value *out, char **err, bool as_table_of_globals) {
+static int ship(lua_State *L, int idx, sl_value *out, char **err) {
   idx = lua_absindex(L, idx);
   writer w = {.L = L};
   sl_buf_init(&w.b);
@@ -328,8 +326,7 @@ static int ship(lua_State *L, int idx, sl_value *out, char **err, bool as_table_
   w.seen = lua_gettop(L);
   build_names(L);
   w.names = lua_gettop(L);
-  int rc = write_value(&w, idx, NULL, NULL);
-  (void)as_table_of_globals;
+  int rc = write_value(&w, idx);
   lua_pop(L, 2);
   if (rc == 0) { /* option strings are NUL-terminated: the bytes after the magic go as base64 */
     sl_buf t;
@@ -347,7 +344,7 @@ static int ship(lua_State *L, int idx, sl_value *out, char **err, bool as_table_
 
 int sl_lua_ship_fn(lua_State *L, int idx, sl_value *out, sl_error_t *err) {
   char *msg = NULL;
-  if (ship(L, idx, out, &msg, false) == 0) return 0;
+  if (ship(L, idx, out, &msg) == 0) return 0;
   sl_error_set(err, SL_EDATA, NULL, "%s", msg);
   sl__free(msg);
   return SL_EDATA;
@@ -378,7 +375,7 @@ int sl_lua_ship_globals(lua_State *L, sl_value *out, char **skipped) {
     }
     sl_value one;
     char *msg = NULL;
-    if (ship(L, -1, &one, &msg, false) == 0) {
+    if (ship(L, -1, &one, &msg) == 0) {
       sl_value_free(one);
       lua_pushvalue(L, -2);
       lua_pushvalue(L, -2);
@@ -391,7 +388,7 @@ int sl_lua_ship_globals(lua_State *L, sl_value *out, char **skipped) {
   }
   lua_pop(L, 1); /* G */
   char *msg = NULL;
-  int rc = ship(L, tbl, out, &msg, true);
+  int rc = ship(L, tbl, out, &msg);
   sl__free(msg);
   lua_pop(L, 1);
   if (skipped) *skipped = sk.len ? sl__xstrdup(sk.data) : NULL;

@@ -9,8 +9,8 @@
  * Lua -> records: a table is an array when it carries the marker or its keys are exactly 1..n;
  * a map when every key is a string (an empty unmarked table is an empty map). Map keys come out
  * sorted bytewise: a Lua table has no order, and sorted keys make output deterministic (as
- * Vector's are). Functions, userdata, threads, tables mixing key kinds, non-finite keys and
- * cycles are errors that name the problem and the path to it.
+ * Vector's are). Functions, userdata, threads, tables mixing key kinds, arrays with holes and
+ * cycles are errors whose message names the problem.
  */
 #include <lauxlib.h>
 #include <stdarg.h>
@@ -20,8 +20,6 @@
 
 #include "alloc.h"
 #include "lua.h"
-
-bool sl__lua_is_array_mt(lua_State *L, int idx);
 
 #define MAX_DEPTH 100
 

@@ -60,14 +60,11 @@ static void settle(sl_luafan_ctx *x, sl_luafan_item *it, sl_lua_call *c, int rc,
     it->state = I_FAILED;
     return;
   }
+  char m[256];
   it->state = I_DONE;
-  it->result = sl_nil();
-  if (c->nres >= 1 && !lua_isnil(c->co, 1)) {
-    char m[256];
-    if (sl_lua_to_value(c->co, 1, &it->result, m, sizeof m) != 0) {
-      it->err = sl__xstrdup(m);
-      it->state = I_FAILED;
-    }
+  if (sl_lua_result(c, &it->result, m, sizeof m) != 0) {
+    it->err = sl__xstrdup(m);
+    it->state = I_FAILED;
   }
   sl_lua_call_free(c);
 }

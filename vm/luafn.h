@@ -28,7 +28,6 @@ struct sl_luafn {
   void *ctx;            /* passed to the callbacks */
   sl_lua_call *call;    /* the parked call, or NULL */
   uint32_t at;          /* index of the parked call's record */
-  int stop;             /* SL_DONE once a result said so */
   bool whole_batch;     /* one call stands for the whole batch: its error fails every record */
 };
 

@@ -33,7 +33,7 @@ static size_t distance(const char *a, const char *b) {
   return d[la][lb];
 }
 
-const char *sl__did_you_mean(const char *word, const char *const *names, size_t n) {
+const char *sl_did_you_mean(const char *word, const char *const *names, size_t n) {
   const char *best = NULL;
   size_t bestd = 99, len = strlen(word);
   size_t limit = len < 4 ? 1 : len / 3 + 1;
@@ -206,7 +206,7 @@ int sl__options_apply(const sl_option *table, void *ctx, const sl_value *opts, v
         names[m++] = table[j].key;
         len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s", m > 1 ? ", " : "", table[j].key);
       }
-      const char *dym = sl__did_you_mean(key, names, m);
+      const char *dym = sl_did_you_mean(key, names, m);
       if (dym)
         return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': unknown option '%s' for %s; did you mean '%s'?",
                             where, stage, key, kind, dym);

@@ -325,6 +325,10 @@ void sl_stage_wake(sl_stage *st) {
 
 static void mailbox_cb(void *arg, uint64_t token) {
   sl_stage *st = arg; /* a fused instance has its own mailbox; its runner delivers it */
+  if (!st->node->kind->event) { /* no callback to tell: the wake-up itself is the message */
+    sl_stage_wake(st);
+    return;
+  }
   pthread_mutex_lock(&st->mbox_mu);
   if (st->nevents == st->cap_events) {
     size_t ncap = st->cap_events ? st->cap_events * 2 : 16;
@@ -453,7 +457,6 @@ static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t se
 static uint64_t *take_events(sl_stage *st, uint64_t *small, size_t *n) {
   pthread_mutex_lock(&st->mbox_mu);
   *n = st->nevents;
-  if (!st->node->kind->event) st->nevents = *n = 0; /* the wake-up itself was the message */
   uint64_t *tokens = small;
   if (*n > 16) tokens = sl__xmalloc(*n * sizeof *tokens);
   if (*n) memcpy(tokens, st->events, *n * sizeof *tokens);
@@ -468,10 +471,11 @@ static uint64_t *take_events(sl_stage *st, uint64_t *small, size_t *n) {
 static int deliver_events(sl_stage *head, sl_emitter *em) {
   int result = 0;
   for (sl_stage *st = head; st; st = st->node->fuse_next ? &st->node->fuse_next->insts[st->index] : NULL) {
+    sl_node *nd = st->node;
+    if (!nd->kind->event) continue; /* its wake-ups carry no message */
     uint64_t small[16];
     size_t n;
     uint64_t *tokens = take_events(st, small, &n);
-    sl_node *nd = st->node;
     for (size_t i = 0; i < n && !atomic_load(&st->p->aborted); i++) {
       if (head->susp_at == st) {
         int rc = chain_run(st, NULL, false, 0, true, tokens[i]);

@@ -187,8 +187,6 @@ void sl__node_wake(sl_node *n);
 int sl__options_apply(const sl_option *table, void *ctx, const sl_value *opts, void **ptrs,
                       const char *where, const char *stage, const char *kind, sl_error_t *err);
 void sl__options_free(const sl_option *table, void *ctx);
-/* Suggests the closest of `n` names to `word` (edit distance), or NULL. */
-const char *sl__did_you_mean(const char *word, const char *const *names, size_t n);
 
 /* stages/registry.c */
 extern const sl_stage_kind *const sl__builtin_kinds[];

@@ -24,7 +24,6 @@ enum { CLS_NONE = 0, CLS_CONFIG, CLS_FAILED };
 typedef struct script {
   const sl_script_options *o;
   int cls;         /* what kind of error the script ended with */
-  int run_rc;      /* the last run's result */
 } script;
 
 typedef struct handle {
@@ -213,7 +212,6 @@ static int l_run(lua_State *L) {
   sl_error_t err;
   sl_error_init(&err);
   int rc = s->o->run ? s->o->run(s->o->run_ud, h->p, &err) : sl_pipeline_run(h->p, &err);
-  s->run_rc = rc;
   sl_buf b;
   sl_buf_init(&b);
   sl_value stats = sl_nil();
@@ -308,7 +306,6 @@ int sl_script_run_file(const char *path, const sl_script_options *o, sl_error_t 
   } else if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
     const char *m = lua_tostring(L, -1);
     int code = s.cls == CLS_CONFIG ? SL_ECONFIG : SL_EFAILED;
-    if (s.cls == CLS_NONE && s.run_rc == 0) code = SL_EFAILED;
     /* configuration errors already say where; a script error keeps its traceback */
     if (s.cls != CLS_NONE && m) {
       const char *tb = strstr(m, "\nstack traceback:");

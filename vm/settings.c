@@ -53,7 +53,7 @@ int sl_pipeline_set(sl_pipeline *p, const char *key, sl_value v, const char *whe
     const char *names[16];
     size_t n = 0;
     for (; settings_options[n].type != SL_OPT_END; n++) names[n] = settings_options[n].key;
-    const char *dym = sl__did_you_mean(key, names, n);
+    const char *dym = sl_did_you_mean(key, names, n);
     rc = sl_error_set(err, SL_ECONFIG, NULL, "%sunknown pipeline setting '%s'%s%s%s", where, key, dym ? "; did you mean '" : "",
                       dym ? dym : "", dym ? "'?" : "");
     goto done;

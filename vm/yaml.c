@@ -746,7 +746,7 @@ static void stage_suggestion(const sl_config *c, const char *name, char *buf, si
   for (size_t i = 0; i < c->nstages; i++)
     if (c->stages[i].name) names[k++] = c->stages[i].name;
   if (c->dead_letter) names[k++] = c->dead_letter->name;
-  const char *dym = sl__did_you_mean(name, names, k);
+  const char *dym = sl_did_you_mean(name, names, k);
   if (dym) snprintf(buf, n, "; did you mean '%s'?", dym);
   else buf[0] = 0;
   sl__free(names);
@@ -1031,7 +1031,7 @@ static void read_top(sl_config *c, const sl_load_options *o, problems *pr) {
     const char *k = map_key(c->root, i);
     sl_yaml_node *v = map_val(c->root, i);
     if (!in_list(k, top_keys, NTOP)) {
-      const char *dym = sl__did_you_mean(k, top_keys, NTOP);
+      const char *dym = sl_did_you_mean(k, top_keys, NTOP);
       where(c, c->root->kids[2 * i], false, w, sizeof w);
       problem(pr, NULL, "%sunknown key '%s'%s%s%s", w, k, dym ? "; did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
       continue;
