@@ -21,6 +21,7 @@ static void short_value(sl_buf *b, const sl_value *v) {
   if (sl_typeof(v) == SL_TSTR) {
     const char *s = sl_str_data(v);
     size_t n = sl_str_len(v);
+    while (n && (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r')) s++, n--; /* a block's first line */
     bool binary = false;
     for (size_t i = 0; i < n; i++)
       if ((unsigned char)s[i] < 0x20 && s[i] != '\n' && s[i] != '\t') binary = true;

@@ -86,7 +86,7 @@ static const char *type_name(const sl_option *o) {
   case SL_OPT_DOUBLE: return "number";
   case SL_OPT_SIZE: return "size";
   case SL_OPT_DURATION: return "duration";
-  case SL_OPT_STRING: return "string";
+  case SL_OPT_STRING: return o->flags & SL_OPT_LUA ? "Lua function" : "string";
   case SL_OPT_ENUM: return o->choices;
   case SL_OPT_VALUE: return "value";
   case SL_OPT_PTR: return "C API only";

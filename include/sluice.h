@@ -235,7 +235,11 @@ void sl_pipeline_free(sl_pipeline *p);
  * common keys: name (default "<kind>#<index>"), input (a name or an array of names; default the
  * previous stage; [] for none), on_error ("skip" | "fail" | "dead_letter"), parallelism (integer
  * or "auto"), queue ({capacity: N, on_full: "block"|"drop_newest"|"drop_oldest"}: the policy of
- * this stage's input edges). errors: config (unknown kind or option, wrong type; err->stage set) */
+ * this stage's input edges). Front ends that read files may add `_where` ("file:line:col: " of
+ * the stage, the prefix of its messages) and `_at` ({key: [where of the key, where of its value]},
+ * list items as "input.0", ...: messages about an option point at it). Every problem of the
+ * options is reported, one per line. errors: config (unknown kind or option, wrong type;
+ * err->stage set) */
 int sl_pipeline_add(sl_pipeline *p, const char *kind, sl_value opts, sl_error_t *err);
 /* The same with the options written as JSON text ("" or NULL for none). */
 int sl_pipeline_add_json(sl_pipeline *p, const char *kind, const char *json_opts, sl_error_t *err);
@@ -442,7 +446,8 @@ typedef enum sl_opt_type {
 
 enum {
   SL_OPT_REQUIRED = 1, /* must be given */
-  SL_OPT_PRIMARY = 2   /* the option a scalar shorthand sets ("take: 5" sets count) */
+  SL_OPT_PRIMARY = 2,  /* the option a scalar shorthand sets ("take: 5" sets count) */
+  SL_OPT_LUA = 4       /* a Lua function (SL_OPT_STRING in the forms of "Lua function options") */
 };
 
 typedef struct sl_option {
