@@ -6,10 +6,14 @@
  *   args.c      args_     the flag parser every verb uses
  *   load.c      load_     opening a pipeline file: YAML (config -> engine -> pipeline) or Lua
  *                         (script with a run hook), the log callback
- *   run.c       run_      `sluice run`: the main thread owns the pipeline, signals, --stats
+ *   run.c       run_      `sluice run`: the main thread owns the pipeline, signals, --stats;
+ *                         the run loop the REPL shares (run_pipeline)
  *   progress.c  progress_ the live table on a terminal and the summary at the end
  *   check.c     check_    `sluice check`
- *   graph.c     graph_    `sluice graph` (dot, mermaid)
+ *   graph.c     graph_    `sluice graph` (dot, mermaid), the REPL's ASCII drawing
+ *   repl.c      repl_     `sluice repl`: the loop, the :commands, the run hook (docs/repl.md)
+ *   repl_edit.c edit_     the REPL's lines: libedit, history, completion; plain from a pipe
+ *   repl_show.c show_     Lua values as JSON-like text
  *   test.c      test_     `sluice test`
  *   help.c      help_     `sluice help [STAGE|VERB]`, `--markdown` (docs/stages.md)
  *
@@ -109,7 +113,7 @@ int load_lua_run(const char *path, const sl_engine_config *cfg, sl_run_hook hook
 
 /* ---- run.c: one run on this thread -------------------------------------------------------- */
 
-#include <signal.h>
+#include <stdatomic.h>
 
 /* What one run needs: `sluice run` (the YAML file, every p:run() of a script) and the REPL. */
 typedef struct run_ctx {
@@ -118,7 +122,7 @@ typedef struct run_ctx {
   bool quiet;           /* no progress, no summary, no log lines */
   const char *stats;    /* --stats FILE, or NULL */
   load_log *log;
-  volatile sig_atomic_t *signals; /* interrupts the caller's signal handler counts */
+  atomic_int *signals;  /* interrupts counted by the caller (a signal handler, a thread) */
   void (*tick)(void *ud); /* called a few times a second while it runs and once at the end,
                              holding log->mu; it erases log->progress before it prints. Or NULL */
   void *tick_ud;

@@ -27,7 +27,9 @@ static void short_value(sl_buf *b, const sl_value *v) {
     bool binary = false;
     for (size_t i = 0; i < n; i++)
       if ((unsigned char)s[i] < 0x20 && s[i] != '\n' && s[i] != '\t') binary = true;
-    if (binary) sl_buf_printf(&t, "<binary: %zu bytes>", n); /* a Lua function shipped to workers */
+    if (n >= sizeof SL_LUA_SHIPPED - 1 && memcmp(s, SL_LUA_SHIPPED, sizeof SL_LUA_SHIPPED - 1) == 0)
+      sl_buf_printf(&t, "<Lua function>"); /* shipped to the workers with its upvalues */
+    else if (binary) sl_buf_printf(&t, "<binary: %zu bytes>", n);
     else sl_buf_append(&t, s, n);
   } else {
     sl_value_to_json(v, &t);

@@ -7,10 +7,10 @@
  * continues on the next, as `lua` does; an expression's values are printed (repl_show.c); errors
  * print with their traceback and the loop goes on. Lines starting with ':' are commands.
  *
- * Signals. SIGINT is counted by a handler on the main thread (a worker thread that takes it
- * passes it on with pthread_kill, so libedit's read on the main thread is interrupted): at the
- * prompt it clears the line, while Lua code runs a hook stops it with an error ("interrupted"),
- * while a pipeline runs the run loop drains it (a second one aborts) and the prompt comes back.
+ * Signals. SIGINT is blocked everywhere and taken by a thread of its own (sigwait), which counts
+ * it and writes to the line reader's wake pipe: at the prompt it clears the line, while Lua code
+ * runs a count hook stops it with an error ("interrupted"), while a pipeline runs the run loop
+ * drains it (a second one aborts) and the prompt comes back.
  *
  * With input from a pipe there is no prompt and no line editing; the exit status is 1 when some
  * input failed, 0 otherwise.
@@ -21,9 +21,9 @@
 #include <lua.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -54,47 +54,58 @@ static const char help_text[] =
     "\n"
     "sluice functions: sluice.pipeline{...}, sluice.load(file), sluice.last(), sluice.sleep(d),\n"
     "sluice.now(), sluice.log(level, ...), sluice.emit(v), sluice.array{}, sluice.counter(name).\n"
-    "Stage methods: p:KIND(...) for every kind of :help STAGE (TAB completes them), p:run(),\n"
-    "p:check(), p:dead_letter(kind, ...). docs/repl.md and docs/lua.md say more.\n";
+    "Pipeline methods: p:KIND(...) adds a stage of any kind (below; TAB completes them),\n"
+    "p:run(), p:check(), p:dead_letter(kind, ...). docs/repl.md and docs/lua.md say more.\n";
 
 /* ---- signals ---------------------------------------------------------------------------- */
 
-static volatile sig_atomic_t interrupts; /* SIGINT seen on the main thread */
-static volatile sig_atomic_t in_lua;     /* user Lua code is running (the hook stops it) */
-static lua_State *hook_L;
-static volatile int wake_fd = -1;        /* edit_wake_fd: ends the line being read */
-static pthread_t main_thread;
-static pid_t main_tid;
+static atomic_int interrupts;  /* SIGINT (Ctrl-C) seen */
+static atomic_int wake_fd = -1; /* edit_wake_fd: ends the line being read */
+static bool in_lua;            /* user Lua code runs on the main thread (the count hook stops it) */
+static atomic_bool waiting;    /* reading piped input: a Ctrl-C ends the program (exit 130) */
 
-static void stop_lua(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted");
-}
-
-static void on_sigint(int sig) {
-  int saved = errno;
-  if ((pid_t)syscall(SYS_gettid) != main_tid) {
-    pthread_kill(main_thread, sig); /* async-signal-safe; the main thread counts it */
-  } else {
-    if (interrupts < 100) interrupts++;
-    if (wake_fd >= 0 && write(wake_fd, "", 1) < 0) {
+/* SIGINT is blocked in every thread (the engines' threads inherit the main thread's mask) and
+ * taken here with sigwait: no handler runs in the middle of Lua or libedit, and the other
+ * threads see it through the atomic counter and the wake pipe. */
+static void *sigint_thread(void *arg) {
+  (void)arg;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  for (;;) {
+    int sig;
+    if (sigwait(&set, &sig) != 0 || sig != SIGINT) continue;
+    if (atomic_load(&waiting)) _exit(CLI_INTERRUPTED);
+    if (atomic_load(&interrupts) < 100) atomic_fetch_add(&interrupts, 1);
+    int fd = atomic_load(&wake_fd);
+    if (fd >= 0 && write(fd, "", 1) < 0) {
       /* a full pipe has a byte in it already */
     }
-    if (in_lua && hook_L) lua_sethook(hook_L, stop_lua, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   }
-  errno = saved;
+  return NULL;
 }
 
-/* No SA_RESTART: libedit's read returns EINTR, and the prompt is drawn again. */
-static void install_sigint(void) {
-  main_thread = pthread_self();
-  main_tid = (pid_t)syscall(SYS_gettid);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
+/* Runs every LUA_HOOK_COUNT instructions of the REPL's own Lua code: a Ctrl-C stops it. */
+#define LUA_HOOK_COUNT 1000
+static void check_interrupt(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (in_lua && atomic_load(&interrupts) > 0) {
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted");
+  }
+}
+
+static int start_sigint_thread(pthread_t *t) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  return pthread_create(t, NULL, sigint_thread, NULL);
+}
+
+static void stop_sigint_thread(pthread_t t) {
+  pthread_cancel(t); /* sigwait is a cancellation point */
+  pthread_join(t, NULL);
 }
 
 /* ---- the REPL ---------------------------------------------------------------------------- */
@@ -135,13 +146,18 @@ static int traceback(lua_State *L) {
   if (!frames) return 1;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  luaL_addlstring(&b, tb, (size_t)(frames - tb) + 17);
+  luaL_addlstring(&b, tb, (size_t)(frames - tb));
+  bool header = false;
   for (const char *l = frames + 17; *l;) {
     const char *end = strchr(l + 1, '\n');
     size_t n = end ? (size_t)(end - l) : strlen(l);
     const char *next = end ? end : l + n;
     bool front = holds(l, n, "sluice.lua:") || holds(l, n, "(...tail calls...)") ||
                  (holds(l, n, "[C]: in field '") && end && holds(next, strcspn(next + 1, "\n") + 1, "sluice.lua:"));
+    if (!front && !header) {
+      luaL_addstring(&b, "\nstack traceback:");
+      header = true;
+    }
     if (!front) luaL_addlstring(&b, l, n);
     l = next;
   }
@@ -156,10 +172,11 @@ static int call(repl *r, int nargs, int nres) {
   int base = lua_gettop(L) - nargs;
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
-  interrupts = 0;
-  in_lua = 1;
+  atomic_store(&interrupts, 0);
+  in_lua = true;
+  lua_sethook(L, check_interrupt, LUA_MASKCOUNT, LUA_HOOK_COUNT);
   int rc = lua_pcall(L, nargs, nres, base);
-  in_lua = 0;
+  in_lua = false;
   lua_sethook(L, NULL, 0, 0);
   lua_remove(L, base);
   return rc;
@@ -253,6 +270,7 @@ static void peek_arm(repl *r, sl_pipeline *p) {
   size_t n = sl_pipeline_stage_count(p), i;
   sl_stage_info si;
   const char **names = calloc(n + 1, sizeof *names);
+  if (!names) return;
   for (i = 0; i < n && sl_pipeline_stage_info(p, i, &si) == 0; i++) {
     names[i] = si.name;
     if (strcmp(si.name, r->peek_stage) == 0) break;
@@ -292,7 +310,7 @@ static int repl_run_hook(void *ud, sl_pipeline *p, sl_error_t *err) {
   fflush(stdout);
   sl_error_t e2;
   sl_error_init(&e2);
-  in_lua = 0;
+  in_lua = false;
   /* keys typed meanwhile would be echoed into the live table (and libedit drops them anyway) */
   struct termios tio, quiet;
   bool tty = r->interactive && tcgetattr(STDIN_FILENO, &tio) == 0;
@@ -303,7 +321,7 @@ static int repl_run_hook(void *ud, sl_pipeline *p, sl_error_t *err) {
   }
   int status = run_pipeline(&r->run, p, &e2);
   if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &tio);
-  if (r->peek_stage && r->peek)
+  if (r->peek_stage && r->peek && status != CLI_USAGE)
     printf("%s: %ld record%s shown\n", r->peek_stage, r->peek_seen, r->peek_seen == 1 ? "" : "s");
   fflush(stdout);
   r->peek = NULL;
@@ -318,12 +336,12 @@ static int repl_run_hook(void *ud, sl_pipeline *p, sl_error_t *err) {
     free(r->last_summary);
     r->last_summary = text;
   }
-  interrupts = 0;
-  in_lua = 1;
+  atomic_store(&interrupts, 0);
+  in_lua = true;
   switch (status) {
   case CLI_OK:
   case CLI_INTERRUPTED: return 0;
-  case CLI_USAGE: return sl_error_set(err, SL_ECONFIG, e2.stage, "%s", e2.msg);
+  case CLI_USAGE: return sl_error_set(err, SL_ECONFIG, e2.stage, "pipeline '%s' cannot start (see above)", sl_pipeline_name(p));
   default: return sl_error_set(err, SL_EFAILED, e2.stage, "pipeline '%s' failed (see above)", sl_pipeline_name(p));
   }
 }
@@ -345,6 +363,18 @@ static int split(char *s, char **argv, int max) {
 static void cmd_help(repl *r, int argc, char **argv) {
   if (argc == 0) {
     fputs(help_text, stdout);
+    fputs("\nstage kinds (:help STAGE for one's options):", stdout);
+    size_t col = 80;
+    for (size_t i = 0; i < sl_engine_kind_count(r->catalog); i++) {
+      const char *name = sl_engine_kind_at(r->catalog, i)->name;
+      if (col + strlen(name) + 1 > 78) {
+        fputs("\n ", stdout);
+        col = 1;
+      }
+      printf(" %s", name);
+      col += strlen(name) + 1;
+    }
+    fputc('\n', stdout);
     return;
   }
   const sl_stage_kind *k = sl_engine_kind(r->catalog, argv[0]);
@@ -519,7 +549,9 @@ static bool incomplete(lua_State *L, int status) {
 static bool one_chunk(repl *r) {
   lua_State *L = r->L;
   bool cleared;
+  atomic_store(&waiting, !r->interactive);
   const char *line = edit_line(r->ed, "> ", &cleared);
+  atomic_store(&waiting, false);
   if (!line) {
     if (cleared) return true;
     if (r->interactive) fputc('\n', stdout);
@@ -545,7 +577,9 @@ static bool one_chunk(repl *r) {
       status = luaL_loadbufferx(L, chunk.data, chunk.len, "=stdin", "t");
       if (!incomplete(L, status)) break;
       lua_pop(L, 1);
+      atomic_store(&waiting, !r->interactive);
       const char *more = edit_line(r->ed, ">> ", &cleared);
+      atomic_store(&waiting, false);
       if (!more) { /* Ctrl-C drops the chunk; the end of input ends it */
         sl_buf_close(&chunk);
         if (cleared) return true;
@@ -608,7 +642,13 @@ int repl_main(int argc, char **argv) {
   r.run.signals = &interrupts;
   r.run.tick = peek_tick;
   r.run.tick_ud = &r;
-  install_sigint();
+  pthread_t sigint;
+  if (start_sigint_thread(&sigint) != 0) {
+    fprintf(stderr, "sluice repl: cannot start a thread\n");
+    status = CLI_FAILED;
+    load_log_close(&r.log);
+    goto done;
+  }
 
   sl_script_options o;
   sl_script_options_init(&o);
@@ -624,7 +664,6 @@ int repl_main(int argc, char **argv) {
     status = CLI_FAILED;
     goto close;
   }
-  hook_L = r.L;
   char history[4096] = "";
   const char *home = getenv("HOME");
   if (home && *home) snprintf(history, sizeof history, "%s/.sluice_history", home);
@@ -635,15 +674,15 @@ int repl_main(int argc, char **argv) {
     status = CLI_FAILED;
     goto close;
   }
-  wake_fd = edit_wake_fd(r.ed);
+  atomic_store(&wake_fd, edit_wake_fd(r.ed));
   if (r.interactive) printf("sluice %s (Lua 5.4) — :help for help, Ctrl-D to leave\n", SL_VERSION);
   if (a.file) cmd_load(&r, 1, (char **)&a.file);
   while (one_chunk(&r)) {
   }
   status = !r.interactive && r.failures ? CLI_FAILED : CLI_OK;
 close:
-  hook_L = NULL;
-  wake_fd = -1;
+  atomic_store(&wake_fd, -1);
+  stop_sigint_thread(sigint);
   edit_free(r.ed);
   sl_script_close(r.L);
   if (r.catalog) sl_engine_free(r.catalog);

@@ -432,7 +432,8 @@ edit *edit_new(bool interactive, const edit_env *env, const char *history_path) 
   el_set(ed->el, EL_PROMPT, prompt_of);
   el_set(ed->el, EL_GETCFN, getc_fn);
   el_set(ed->el, EL_HIST, history, ed->hist);
-  el_set(ed->el, EL_ADDFN, "sluice-complete", "complete the word before the cursor", complete);
+  /* the wide call: the narrow one copies the two strings and libedit never frees the copies */
+  el_wset(ed->el, EL_ADDFN, L"sluice-complete", L"complete the word before the cursor", complete);
   el_set(ed->el, EL_BIND, "^I", "sluice-complete", NULL);
   el_source(ed->el, NULL); /* ~/.editrc */
   return ed;

@@ -24,7 +24,8 @@
 #define DEFAULT_DRAIN_NS (30 * (int64_t)1000000000)
 #define WAIT_STEP_NS (100 * (int64_t)1000000)
 
-static volatile sig_atomic_t signals_seen; /* SIGINT/SIGTERM received while a pipeline runs */
+static atomic_int signals_seen;            /* SIGINT/SIGTERM received while a pipeline runs
+                                              (lock-free: safe in a handler) */
 
 static volatile sig_atomic_t owning;       /* the main thread is running a pipeline */
 
@@ -34,7 +35,7 @@ static void on_signal(int sig) {
     raise(sig);
     return;
   }
-  if (signals_seen < 100) signals_seen++;
+  if (atomic_load(&signals_seen) < 100) atomic_fetch_add(&signals_seen, 1);
 }
 
 static void install_handlers(void) {
@@ -109,7 +110,7 @@ static bool stdout_on_terminal(const sl_pipeline *p) {
 int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
   bool table = c->progress && (c->forced || !stdout_on_terminal(p));
   progress *pr = table ? progress_new(p) : NULL;
-  *c->signals = 0;
+  atomic_store(c->signals, 0);
   c->outcome = "not started";
   int rc = sl_pipeline_start(p, err);
   if (rc) {
@@ -128,7 +129,7 @@ int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
     rc = sl_pipeline_wait(p, WAIT_STEP_NS, err);
     if (rc != SL_ETIMEDOUT) break;
     tick(c);
-    int seen = *c->signals;
+    int seen = atomic_load(c->signals);
     if (seen >= 1 && !stopping) {
       stopping = true;
       drain_deadline = mono_ns() + drain_timeout(p);
@@ -153,7 +154,7 @@ int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
   pthread_mutex_unlock(&c->log->mu);
   progress_free(pr);
 
-  bool interrupted = stopping || *c->signals > 0;
+  bool interrupted = stopping || atomic_load(c->signals) > 0;
   const char *outcome = "completed";
   int status = CLI_OK;
   if (interrupted) {

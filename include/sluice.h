@@ -293,7 +293,8 @@ int sl_pipeline_add_lua(sl_pipeline *p, const char *code, size_t len, const char
  * an expression or a body over the record r ("r.status >= 500", or statements with `return`).
  * The stage's `_where` ("file:line:col: ") says where the string's first character is, so Lua
  * syntax errors name the file line. The Lua front end passes compiled functions (with their
- * upvalues) in the same option. */
+ * upvalues) in the same option: binary strings that start with SL_LUA_SHIPPED. */
+#define SL_LUA_SHIPPED "\x1bsluice\x01"
 
 /* The graph as built, for `sluice graph` and other tools. Valid until the pipeline is freed. */
 typedef struct sl_stage_info {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# docs/getting-started.md is true: every file it shows (after a `<!-- file: PATH -->` line) is
-# the file in the tree, and every command of its `console` blocks ("$ command", then the output
-# expected on stdout and stderr together; a line "..." stands for any lines) runs in one fresh
-# folder, with `examples` linked there and the build's sluice first on PATH, and prints that.
+# docs/getting-started.md and docs/repl.md are true: every file they show (after a
+# `<!-- file: PATH -->` line) is the file in the tree, and every command of their `console` blocks
+# ("$ command", then the output expected on stdout and stderr together; a line "..." stands for
+# any lines) runs in one fresh folder, with `examples` linked there and the build's sluice first
+# on PATH, and prints that.
 # Also: every relative link between the docs and from README.md names a file that exists.
 . "$(dirname "$0")/lib.bash"
 command -v dot >/dev/null || skip "graphviz is not installed"
@@ -10,7 +11,6 @@ ln -s "$ROOT/examples" examples
 PATH="$B:$PATH" HOME="$T" python3 - "$ROOT" <<'PY'
 import os, re, subprocess, sys
 root = sys.argv[1]
-page = open(os.path.join(root, "docs/getting-started.md")).read().split("\n")
 
 def matches(want, got):
     """want: lines, "..." matching any run of lines; got: lines."""
@@ -25,6 +25,9 @@ def fail(msg):
     sys.exit(1)
 
 files = commands = 0
+page = []
+for doc in ["docs/getting-started.md", "docs/repl.md"]:
+    page += open(os.path.join(root, doc)).read().split("\n")
 i = 0
 while i < len(page):
     line = page[i]
@@ -63,7 +66,7 @@ while i < len(page):
     i += 1
 if files < 2 or commands < 8:
     fail("only %d files and %d commands checked" % (files, commands))
-print("getting-started: %d files, %d commands" % (files, commands))
+print("getting-started, repl: %d files, %d commands" % (files, commands))
 
 # relative links of the docs and the README
 for doc in ["README.md"] + ["docs/" + f for f in os.listdir(os.path.join(root, "docs")) if f.endswith(".md")]:

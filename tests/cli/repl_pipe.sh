@@ -171,4 +171,18 @@ wrote q.dot
 OUT
 same "load and graph" 0
 grep -q 's0 -> s1' q.dot && dot -Tsvg q.dot >/dev/null 2>&1 || fail "q.dot: $(cat q.dot)"
+# SIGINT while a piped REPL waits for input ends it: exit 130
+mkfifo in.fifo
+"$S" repl <in.fifo >out.txt 2>&1 &
+pid=$!
+cleanup_pids+=("$pid")
+exec 3>in.fifo # a writer that stays: the REPL waits
+gone() { kill -INT "$pid" 2>/dev/null; sleep 0.05; ! kill -0 "$pid" 2>/dev/null; } # again if it came early
+wait_for 10 gone
+set +e
+wait "$pid"
+rc=$?
+set -e
+exec 3>&-
+[ "$rc" -eq 130 ] || fail "SIGINT while waiting: exit $rc, not 130: $(cat out.txt)"
 echo "repl_pipe: ok"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `sluice repl` on a terminal (a tmux pane on a server of its own): a function over several
-# lines, building and running a pipeline and seeing its output, TAB completing sluice.pi, a typo
-# in a stage name, Ctrl-C clearing the line at the prompt, Ctrl-D leaving, and the history
-# (Up) after a restart. HOME is the test's folder, so ~/.sluice_history is the test's own.
+# lines, building and running a pipeline and seeing its output, TAB completing sluice.pi, a stage
+# method on a pipeline object, an option of that stage and a :help topic, a typo in a stage name,
+# Ctrl-C clearing the line at the prompt, Ctrl-D leaving, and the history (Up) after a restart.
+# HOME is the test's folder, so ~/.sluice_history is the test's own.
 . "$(dirname "$0")/lib.bash"
 . "$ROOT/tests/cli/tmux.bash"
 
@@ -34,6 +35,23 @@ keys -l '{}'
 keys Enter
 line 'x'
 expect_line "pipeline 'pipeline' (0 stages)"
+
+# TAB completes stage methods on a pipeline object, then the options of that stage
+type 'p:thro'
+expect_line '> p:thro'
+keys Tab
+expect_line '> p:throttle'
+keys -l '{ bu'
+expect_line '> p:throttle{ bu'
+keys Tab
+expect_line '> p:throttle{ burst'
+keys C-u
+keys -l ':help thrott'
+expect_line '> :help thrott'
+keys Tab
+expect_line '> :help throttle'
+keys Enter
+expect_screen "burst        integer"
 
 # a typo in a stage name: where, what, and a suggestion; the REPL goes on
 line 'p:mapp(sq)'

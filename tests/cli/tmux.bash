@@ -17,7 +17,7 @@ start() {
 }
 screen() { tm capture-pane -p -J -S -200 -t "r$session"; }
 shows() { screen | grep -qF -- "$1"; }
-shows_line() { screen | grep -qx -- "$1"; }
+shows_line() { screen | sed 's/ *$//' | grep -qx -- "$(printf '%s' "$1" | sed 's/ *$//')"; } # trailing blanks do not count
 keys() { tm send-keys -t "r$session" "$@"; }
 # at a prompt (keys typed while the REPL is busy could be dropped: wait for it to ask)
 ready() { case "$(screen | grep -v '^$' | tail -1 | sed 's/ *$//')" in ">"|">>") true ;; *) false ;; esac; }
