@@ -36,7 +36,9 @@ static size_t frame(compress *c, const char *src, size_t n, int *rc) {
   LZ4F_preferences_t prefs = {0};
   prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
   prefs.frameInfo.contentSize = n;
-  prefs.frameInfo.blockSizeID = LZ4F_max4MB;
+  /* the smallest block size that holds the record: LZ4F_compressBegin clears a buffer of the
+   * block size for every frame, which would dominate small records with 4 MB blocks */
+  prefs.frameInfo.blockSizeID = n <= (64 << 10) ? LZ4F_max64KB : n <= (256 << 10) ? LZ4F_max256KB : n <= (1 << 20) ? LZ4F_max1MB : LZ4F_max4MB;
   prefs.compressionLevel = c->level == 1 ? 0 : (int)c->level;
   size_t bound = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(n, &prefs);
   if (bound > c->cap) {

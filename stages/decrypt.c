@@ -218,10 +218,12 @@ static int handle(decrypt *d, sl_batch *in, sl_emitter *em) {
       expect++;
       continue;
     }
-    if (r.last)
-      return sl_stage_fail(d->st, "chunk %u follows the last chunk (%lld): chunks were reordered or duplicated", index, (long long)expect - 1);
-    if (expect >= 0 && index != expect)
+    if (r.last || (expect >= 0 && index != expect)) {
+      sl_value_free(out);
+      if (r.last)
+        return sl_stage_fail(d->st, "chunk %u follows the last chunk (%lld): chunks were reordered or duplicated", index, (long long)expect - 1);
       return sl_stage_fail(d->st, "chunk %u found where chunk %lld belongs: chunks were reordered, dropped or duplicated", index, (long long)expect);
+    }
     if (r.first < 0) r.first = index;
     r.count++;
     r.last = last;
@@ -255,7 +257,7 @@ static int by_seq(const void *a, const void *b) {
 /* The walk over every batch, in stream order (see the top of the file). Writes what is wrong
  * into msg; false then. */
 static bool walk(decrypt *f, char *msg, size_t n) {
-  qsort(f->runs, f->nruns, sizeof *f->runs, by_seq);
+  if (f->nruns) qsort(f->runs, f->nruns, sizeof *f->runs, by_seq);
   bool header = false, ended = false;
   int64_t next = 0;
   for (size_t i = 0; i < f->nruns; i++) {
