@@ -9,10 +9,10 @@ static const sl_option options[] = {
 };
 
 static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitter *em) {
-  return sl_emit(em, i, sl_batch_take(in, i));
+  return sl_luafn_pass(&((sl_luafn_ctx *)c)->f, in, i, em);
 }
 
-static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result); }
+static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result, SL_LUAFN_CARRY_PASS); }
 
 const sl_stage_kind sl_stage_inspect = {
     .abi = SL_STAGE_ABI,

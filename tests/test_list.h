@@ -97,6 +97,7 @@ X(lua_reduce_source_sink)
 X(lua_script_upvalues)
 X(lua_script_errors)
 X(lua_script_library_upvalues)
+X(lua_carry)
 /* the YAML front end and the values source (tests/test_yaml.c) */
 X(yaml_values_stage)
 X(yaml_scalar_types)

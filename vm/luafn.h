@@ -11,6 +11,14 @@
 
 typedef struct sl_luafn sl_luafn;
 
+/* How a stage kind emits, for carrying records as Lua values between fused Lua stages
+ * (luafn.c, "Carrying"). */
+enum {
+  SL_LUAFN_NO_CARRY = 0,   /* other ways (flat_map, reduce, sinks) */
+  SL_LUAFN_CARRY_PASS,     /* passes input records through with sl_luafn_pass */
+  SL_LUAFN_CARRY_RESULT,   /* emits what the function returns with sl_luafn_emit_result */
+};
+
 /* Pushes the arguments of the call for record i of in onto co; returns how many, or < 0 when
  * the record failed (the callback reported it with sl_emit_error). */
 typedef int (*sl_luafn_args)(void *ctx, lua_State *co, sl_batch *in, uint32_t i, sl_emitter *em);
@@ -29,7 +37,23 @@ struct sl_luafn {
   sl_lua_call *call;    /* the parked call, or NULL */
   uint32_t at;          /* index of the parked call's record */
   bool whole_batch;     /* one call stands for the whole batch: its error fails every record */
+  /* Lua-to-Lua hand-off (see luafn.c, "Carrying"): */
+  int carries;          /* SL_LUAFN_*: how the kind emits (sl_luafn_emit_result or _pass) */
+  bool carry_out;       /* our output records stay Lua values, in the carry table */
+  int carry_ref;        /* registry ref of the carry table (when carry_out) */
+  sl_luafn *from;       /* the stage whose carry table holds our input records, or NULL */
+  sl_luafn *made_by;    /* the stage whose function made them (from, or where from got them) */
 };
+
+/* Emits the first result of call c for input i (map, filter_map): nil is dropped when
+ * nil_drops, else it fails the record. Kept as a Lua value when the output is carried,
+ * converted to a record otherwise (a value that cannot be one fails the record). */
+int sl_luafn_emit_result(sl_luafn *f, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em, bool nil_drops);
+/* Emits input record i unchanged (filter, inspect, take_while). */
+int sl_luafn_pass(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em);
+/* Fails input record i with a message (sl_emit_error, once a carried record is a value again). */
+int sl_luafn_fail(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* The context of the simple function stages: the `fn` option and the calls. */
 typedef struct sl_luafn_ctx {
@@ -37,7 +61,7 @@ typedef struct sl_luafn_ctx {
   sl_luafn f; /* the calls */
 } sl_luafn_ctx;
 /* Their callbacks: init sets the result handler; the rest are the same for all of them. */
-int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result);
+int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries);
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em);
 int sl_luafn_event_cb(void *ctx, uint64_t token, sl_emitter *em);
 int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);

@@ -308,6 +308,7 @@ int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *
 }
 
 sl_batch *sl_emitter_batch(sl_emitter *em) { return (sl_batch *)em->in; }
+uint32_t sl__emitter_len(const sl_emitter *em) { return em->out ? em->out->len : 0; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Engine services for stages (sluice.h)                                                       */

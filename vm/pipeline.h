@@ -172,6 +172,9 @@ static inline const sl__mem *sl__pmem(const sl_pipeline *p) { return &p->e->mem;
 
 /* Internal entry points shared by the vm files. */
 sl_node *sl__pipeline_node(const sl_pipeline *p, const char *name);
+/* Records emitted so far into the current output batch: the index the next sl_emit gets in it
+ * (a fused stage has one output batch per input batch). */
+uint32_t sl__emitter_len(const sl_emitter *em);
 /* Fails the pipeline (first failure wins) and aborts it. */
 void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
