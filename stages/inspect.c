@@ -5,6 +5,7 @@
 
 static const sl_option options[] = {
     {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua function of the record r (its result is ignored)", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    SL_LUAFN_POLICY_OPTIONS,
     SL_OPTIONS_END,
 };
 
@@ -25,4 +26,5 @@ const sl_stage_kind sl_stage_inspect = {
     .process = sl_luafn_process_cb,
     .event = sl_luafn_event_cb,
     .check = sl_luafn_check_cb,
+    .destroy = sl_luafn_destroy_cb,
 };
