@@ -13,6 +13,7 @@
 #include "lock.h"
 #include "lua.h"
 #include "pipeline.h"
+#include "policy.h"
 
 #define DEFAULT_QUEUE 1024
 
@@ -146,6 +147,7 @@ static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest
 
 static void node_free(sl_node *n) {
   if (!n) return;
+  sl__breaker_free(n->breaker);
   sl__free(n->name);
   sl__free(n->where);
   sl_value_free(n->opts);

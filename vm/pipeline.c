@@ -262,7 +262,7 @@ static void dead_letter(sl_stage *st, const sl_value *rec, sl_ack *ack, const ch
 }
 
 /* Record rec (borrowed, may be NULL) with token ack (borrowed) failed: on_error decides. */
-static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const char *msg) {
+static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const char *msg, int attempts) {
   sl_stage *st = em->st;
   sl_node *n = em->node;
   em->failed++;
@@ -275,7 +275,7 @@ static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const 
     break;
   case SL_ON_ERROR_DEAD_LETTER:
     if (st->p->dl_edge) {
-      dead_letter(st, rec, sl_ack_ref(ack), msg, 1);
+      dead_letter(st, rec, sl_ack_ref(ack), msg, attempts);
       break;
     }
     __attribute__((fallthrough)); /* no dead-letter stage: skip */
@@ -293,7 +293,13 @@ int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
-  fail_record(em, have ? &em->in->recs[origin] : NULL, have && em->in->acks ? em->in->acks[origin] : NULL, msg);
+  fail_record(em, have ? &em->in->recs[origin] : NULL, have && em->in->acks ? em->in->acks[origin] : NULL, msg, 1);
+  return 0;
+}
+
+int sl__emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *msg) {
+  bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
+  fail_record(em, have ? &em->in->recs[origin] : NULL, have && em->in->acks ? em->in->acks[origin] : NULL, msg, attempts);
   return 0;
 }
 
@@ -303,13 +309,14 @@ int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fail_record(em, &rec, ack, msg);
+  fail_record(em, &rec, ack, msg, 1);
   sl_value_free(rec);
   sl_ack_release(ack, false);
   return 0;
 }
 
 sl_batch *sl_emitter_batch(sl_emitter *em) { return (sl_batch *)em->in; }
+uint32_t sl__emitter_len(const sl_emitter *em) { return em->out ? em->out->len : 0; }
 
 bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq) {
   if (!em->in || !em->have_seq) return false;

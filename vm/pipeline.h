@@ -139,6 +139,9 @@ struct sl_node {
   sl_qbatch *cur;          /* collect: batch being pulled from */
   /* stats */
   atomic_uint_least64_t st_in, st_out, st_errors, st_dropped, st_retries, st_dead;
+  struct sl_breaker *breaker; /* the stage's circuit breaker (vm/policy.c), or NULL */
+  atomic_int breaker_state;   /* SL_CB_* + 1 while it has one, else 0 */
+  atomic_uint_least64_t st_breaker_changes;
 };
 
 enum { SL_P_BUILDING = 0, SL_P_RUNNING, SL_P_ENDED };
@@ -172,6 +175,11 @@ static inline const sl__mem *sl__pmem(const sl_pipeline *p) { return &p->e->mem;
 
 /* Internal entry points shared by the vm files. */
 sl_node *sl__pipeline_node(const sl_pipeline *p, const char *name);
+/* Records emitted so far into the current output batch: the index the next sl_emit gets in it
+ * (a fused stage has one output batch per input batch). */
+uint32_t sl__emitter_len(const sl_emitter *em);
+/* sl_emit_error with the number of tries the record had (its dead-letter entry's `attempts`). */
+int sl__emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *msg);
 /* Fails the pipeline (first failure wins) and aborts it. */
 void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
