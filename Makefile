@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 
 # Debian packages the build, the tests and the benchmarks need.
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
-       clang libclang-rt-14-dev graphviz
+       clang libclang-rt-14-dev graphviz lz4 libpcre2-dev
 
 .PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
 

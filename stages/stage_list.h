@@ -8,6 +8,7 @@ X(lines)
 X(port)
 X(lua)
 X(values)
+X(file_in)
 /* transforms */
 X(take)
 X(skip)
