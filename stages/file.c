@@ -182,6 +182,10 @@ static void destroy(void *ctx) {
   free(f->zbuf);
 }
 
+static int check(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
+  return sl_codec_check_stage(&((file *)ctx)->co, false, stage, where, err);
+}
+
 const sl_stage_kind sl_stage_file = {
     .abi = SL_STAGE_ABI,
     .name = "file",
@@ -190,6 +194,7 @@ const sl_stage_kind sl_stage_file = {
     .ctx_size = sizeof(file),
     .flags = SL_STAGE_SINK,
     .init = init,
+    .check = check,
     .process = process,
     .flush = flush,
     .destroy = destroy,

@@ -86,6 +86,10 @@ static void destroy(void *ctx) {
   free(f->buf);
 }
 
+static int check(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
+  return sl_codec_check_stage(&((fin *)ctx)->co, true, stage, where, err);
+}
+
 const sl_stage_kind sl_stage_file_in = {
     .abi = SL_STAGE_ABI,
     .name = "file_in",
@@ -94,6 +98,7 @@ const sl_stage_kind sl_stage_file_in = {
     .ctx_size = sizeof(fin),
     .flags = SL_STAGE_SOURCE,
     .init = init,
+    .check = check,
     .produce = produce,
     .destroy = destroy,
 };

@@ -90,6 +90,10 @@ static void destroy(void *ctx) {
   if (o->enc_ready) sl_encoder_close(&o->enc);
 }
 
+static int check(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
+  return sl_codec_check_stage(&((out *)ctx)->co, false, stage, where, err);
+}
+
 const sl_stage_kind sl_stage_stdout = {
     .abi = SL_STAGE_ABI,
     .name = "stdout",
@@ -98,6 +102,7 @@ const sl_stage_kind sl_stage_stdout = {
     .ctx_size = sizeof(out),
     .flags = SL_STAGE_SINK,
     .init = init,
+    .check = check,
     .process = process,
     .flush = flush,
     .destroy = destroy,

@@ -35,6 +35,13 @@ int sl_codec_check(const sl_codec_opts *o, bool reading, sl_error_t *err) {
   return 0;
 }
 
+int sl_codec_check_stage(const sl_codec_opts *o, bool reading, const char *stage, const char *where, sl_error_t *err) {
+  sl_error_t e;
+  sl_error_init(&e);
+  int rc = sl_codec_check(o, reading, &e);
+  return rc ? sl_error_set(err, rc, stage, "%sstage '%s': %s", where, stage, e.msg) : 0;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Decoding
  * ------------------------------------------------------------------------------------------- */

@@ -53,6 +53,9 @@ typedef struct sl_codec_opts {
  * >= 1). errors: config (err->msg says what to change) */
 int sl_codec_check(const sl_codec_opts *o, bool reading, sl_error_t *err);
 
+/* The same as a kind's check callback would report it: "<where>stage '<stage>': <problem>". */
+int sl_codec_check_stage(const sl_codec_opts *o, bool reading, const char *stage, const char *where, sl_error_t *err);
+
 /* Decoder results besides errors. */
 enum { SL_DECODE_MORE = 0, SL_DECODE_RECORD = 1 };
 
