@@ -192,7 +192,7 @@ static int handle(decrypt *d, sl_batch *in, sl_emitter *em) {
   }
   d->nbatches++;
   if (i < in->len && cipher(d) != 0) return SL_ENOMEM;
-  int64_t expect = -1; /* the index the next chunk must have */
+  int64_t expect = r.header ? 0 : -1; /* the index the next chunk must have (-1: any, for now) */
   for (; i < in->len; i++) {
     const sl_value *b = sl_bytes_of(&in->recs[i], d->field, msg, sizeof msg);
     uint32_t index;

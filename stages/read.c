@@ -119,6 +119,7 @@ static int produce(void *ctx, sl_emitter *em) {
     if (rc) return rc;
     if (r->fill == 0 && r->eof) { /* nothing more: `ready` (or an empty chunk) is the last */
       sl_value_free(r->next);
+      r->next = sl_nil();
       r->have_next = false;
       if (!r->have_ready) {
         sl_str_try("", 0, &r->ready);

@@ -120,9 +120,10 @@ TEST(data_read_chunks) {
   char dir[] = "/tmp/sluice-data-XXXXXX", path[64];
   ASSERT(mkdtemp(dir));
   snprintf(path, sizeof path, "%s/in.bin", dir);
-  static const size_t sizes[] = {0, 1, 4, 8, 10};
+  /* chunks of 4 bytes live inside the value, chunks of 20 on the heap */
+  static const size_t sizes[] = {0, 1, 4, 8, 10, 0, 1, 20, 40, 50};
   for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-    size_t n = sizes[k];
+    size_t n = sizes[k], cs = k < 5 ? 4 : 20;
     char *b = make_bytes(n, 7);
     FILE *f = fopen(path, "wb");
     fwrite(b, 1, n, f);
@@ -132,7 +133,7 @@ TEST(data_read_chunks) {
     sl_error_t err;
     sl_pipeline_new(e, "read", &p, NULL);
     char json[200];
-    snprintf(json, sizeof json, "{\"path\": \"%s\", \"size\": 4}", path);
+    snprintf(json, sizeof json, "{\"path\": \"%s\", \"size\": %d}", path, (int)cs);
     ASSERT_OK(sl_pipeline_add_json(p, "read", json, &err), &err);
     ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
     ASSERT_OK(sl_pipeline_run(p, &err), &err);
@@ -140,14 +141,14 @@ TEST(data_read_chunks) {
     while (sl_collect_pull(sl_pipeline_collect(p, "out"), &v, 0) == SL_OK) sl_array_push(&a, v);
     sl_pipeline_free(p);
     sl_engine_free(e);
-    size_t want = n ? (n + 3) / 4 : 1;
+    size_t want = n ? (n + cs - 1) / cs : 1;
     ASSERT_EQ(sl_array_len(&a), want);
     for (size_t i = 0; i < want; i++) {
       const sl_value *r = sl_array_get(&a, i);
       ASSERT_EQ(sl_map_getc(r, "index")->u.i, i);
-      ASSERT_EQ(sl_map_getc(r, "offset")->u.i, 4 * i);
+      ASSERT_EQ(sl_map_getc(r, "offset")->u.i, cs * i);
       ASSERT_EQ(sl_map_getc(r, "last")->u.b, i == want - 1);
-      ASSERT_EQ(sl_str_len(sl_map_getc(r, "data")), i < want - 1 || n % 4 == 0 ? (n ? 4 : 0) : n % 4);
+      ASSERT_EQ(sl_str_len(sl_map_getc(r, "data")), i < want - 1 || n % cs == 0 ? (n ? cs : 0) : n % cs);
     }
     ASSERT(joined_equal(&a, b, n));
     sl_value_free(a);

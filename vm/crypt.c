@@ -290,8 +290,8 @@ int sl_crypt_seal(sl_crypt_aead *a, uint32_t index, bool last, const uint8_t *p,
 int sl_crypt_chunk_peek(const uint8_t *c, size_t n, uint32_t *index, bool *last, char *msg, size_t msglen) {
   if (n < SL_CRYPT_CHUNK_OVERHEAD)
     return snprintf(msg, msglen, "a chunk of %zu bytes is too short (at least %d)", n, SL_CRYPT_CHUNK_OVERHEAD), SL_EDATA;
-  if (c[0] > SL_CRYPT_LAST) return snprintf(msg, msglen, "unknown chunk flags 0x%02x", c[0]), SL_EDATA;
   *index = get32(c + 1);
+  if (c[0] > SL_CRYPT_LAST) return snprintf(msg, msglen, "chunk %u (as it says) has unknown flags 0x%02x", *index, c[0]), SL_EDATA;
   *last = c[0] == SL_CRYPT_LAST;
   return 0;
 }
