@@ -30,6 +30,11 @@ head -1 "$d/demo/errors.jsonl" | grep -q '"status":50[03]' || fail "demo records
 grep -q "1000 calls in 5.0 s" "$d/async.err" || fail "async_calls timing: $(cat "$d/async.err")"
 "$B/sluice" run --quiet --virtual-time "$root/examples/rate_limited.yaml" >"$d/rate.out"
 [ "$(wc -l <"$d/rate.out")" -eq 200 ] && tail -1 "$d/rate.out" | grep -q '"at":3.98' || fail "rate_limited: $(tail -1 "$d/rate.out")"
+# protect and restore, the whole user story with the default (strong) Argon2id cost
+head -c 300000 /dev/urandom >"$d/big.bin"
+(cd "$d" && SLUICE_PASSPHRASE=pw "$B/sluice" run --quiet "$root/examples/protect.yaml" --set in=big.bin --set out=big.slc &&
+  SLUICE_PASSPHRASE=pw "$B/sluice" run --quiet "$root/examples/restore.yaml" --set in=big.slc --set out=back.bin) || fail "protect/restore"
+cmp -s "$d/big.bin" "$d/back.bin" || fail "protect/restore: the restored file differs"
 # a broken copy: the expected record is wrong, so the test fails with a diff, exit 1
 sed 's/status: 503, bytes: 20/status: 503, bytes: 21/' "$root/examples/access_errors.yaml" >"$d/broken.yaml"
 set +e
