@@ -111,9 +111,14 @@ static int fill(readf *r) {
   return 0;
 }
 
+/* Bytes of chunks per batch at most: batches are the unit parallel stages share out, so big
+ * chunks go a few at a time (1 MiB chunks: 4 a batch) and every worker gets some. */
+#define BATCH_BYTES (4 << 20)
+
 static int produce(void *ctx, sl_emitter *em) {
   readf *r = ctx;
   uint32_t room = sl_emitter_room(em);
+  if ((int64_t)room * r->size > BATCH_BYTES) room = r->size >= BATCH_BYTES ? 1 : (uint32_t)(BATCH_BYTES / r->size);
   for (uint32_t emitted = 0; emitted < room && !r->done;) {
     int rc = fill(r);
     if (rc) return rc;
