@@ -5,9 +5,11 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-# Debian packages the build, the tests and the benchmarks need.
+# Debian packages the build, the tests and the benchmarks need (jq, miller, mawk, jansson and
+# json-c only for bench/: the tools and libraries our codecs are measured against).
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
-       clang libclang-rt-14-dev graphviz
+       clang libclang-rt-14-dev graphviz lz4 libpcre2-dev \
+       jq miller mawk libjansson-dev libjson-c-dev
 
 .PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
 
@@ -36,15 +38,21 @@ tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 bash tests/run build-tsan
 
-# The YAML front end under libFuzzer (+ASan/UBSan) for FUZZ_TIME seconds, from the committed seeds
-# in fuzz/corpus/yaml; what it learns goes to build-fuzz/corpus-yaml, crashes to build-fuzz/.
+# Every libFuzzer target (+ASan/UBSan) for FUZZ_TIME seconds each, from the committed seeds in
+# fuzz/corpus/<name>: the YAML front end, the JSON decoder, the CSV decoder, the lz4 frame reader.
+# What a target learns goes to build-fuzz/corpus-<name>, crashes to build-fuzz/. Not part of CI.
 FUZZ_TIME ?= 60
+FUZZ_TARGETS = yaml json csv lz4
 fuzz: deps
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON >/dev/null
-	cmake --build build-fuzz -j $(JOBS) --target yaml_fuzz
-	mkdir -p build-fuzz/corpus-yaml
-	build-fuzz/yaml_fuzz -max_total_time=$(FUZZ_TIME) -dict=fuzz/yaml.dict -artifact_prefix=build-fuzz/ \
-	  build-fuzz/corpus-yaml fuzz/corpus/yaml
+	cmake --build build-fuzz -j $(JOBS) --target $(addsuffix _fuzz,$(FUZZ_TARGETS))
+	set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus-$$t; \
+	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+	  echo "== $${t}_fuzz for $(FUZZ_TIME) s"; \
+	  build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_TIME) $$dict -artifact_prefix=build-fuzz/$$t- \
+	    build-fuzz/corpus-$$t fuzz/corpus/$$t; \
+	done
 
 bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
