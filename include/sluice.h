@@ -556,6 +556,10 @@ sl_batch *sl_emitter_batch(sl_emitter *em);
 uint32_t sl_emitter_room(const sl_emitter *em);
 /* The instance the emitter belongs to. */
 sl_stage *sl_emitter_stage(sl_emitter *em);
+/* Input record `origin` is shed on purpose (load shedding, e.g. throttle's on_limit: drop): it
+ * is counted in the stage's `dropped` stat and its ack token completes as SL_ACK_DROPPED. The
+ * record stays in the batch (the engine frees it). */
+void sl_emit_dropped(sl_emitter *em, uint32_t origin);
 
 /* Ack tokens. A source creates one per input unit it wants to hear about. returns owned */
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id);

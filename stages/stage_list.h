@@ -23,6 +23,8 @@ X(take_while)
 X(buffer_unordered)
 X(buffered)
 X(reduce)
+X(chunks)
+X(unchunk)
 /* sinks */
 X(stdout)
 X(file)

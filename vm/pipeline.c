@@ -309,6 +309,12 @@ int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *
 
 sl_batch *sl_emitter_batch(sl_emitter *em) { return (sl_batch *)em->in; }
 
+void sl_emit_dropped(sl_emitter *em, uint32_t origin) {
+  atomic_fetch_add_explicit(&em->node->st_dropped, 1, memory_order_relaxed);
+  if (origin != SL_NO_ORIGIN && em->in && origin < em->in->len && em->in->acks && em->in->acks[origin])
+    atomic_store_explicit(&em->in->acks[origin]->dropped, true, memory_order_relaxed);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Engine services for stages (sluice.h)                                                       */
 /* ------------------------------------------------------------------------------------------ */

@@ -1,0 +1,173 @@
+/*
+ * test_flow.c — flow-control stages through the embedding API, on the virtual clock: chunks and
+ * unchunk, route and named outputs, merge fairness, dead letters from any stage, partition_by,
+ * reduce windows, memory_limit.
+ */
+#include <stdatomic.h>
+
+#include "test.h"
+
+/* ---- helpers ---- */
+
+#define ADD(p, kind, json)                                                  \
+  do {                                                                      \
+    sl_error_t add_err;                                                     \
+    sl_error_init(&add_err);                                                \
+    int add_rc = sl_pipeline_add_json((p), (kind), (json), &add_err);       \
+    if (add_rc) SL__FAIL("add %s %s: %s", (kind), #json, add_err.msg);      \
+  } while (0)
+
+/* A "stamp" transform: each record becomes [record, engine clock in ms]. */
+static int stamp_process(void *ctx, sl_batch *in, sl_emitter *em) {
+  sl_stage *st = *(sl_stage **)ctx;
+  for (uint32_t i = 0; i < in->len; i++) {
+    sl_value a = sl_array(2);
+    sl_array_push(&a, sl_batch_take(in, i));
+    sl_array_push(&a, sl_int(sl_stage_now(st) / 1000000));
+    sl_emit(em, i, a);
+  }
+  return 0;
+}
+
+static int stamp_init(void *ctx, sl_stage *st, sl_error_t *err) {
+  *(sl_stage **)ctx = st;
+  return 0;
+}
+
+static const sl_stage_kind stamp_kind = {
+    .abi = SL_STAGE_ABI,
+    .name = "stamp",
+    .doc = "test: [record, engine clock in ms]",
+    .ctx_size = sizeof(sl_stage *),
+    .init = stamp_init,
+    .process = stamp_process,
+};
+
+static sl_pipeline *pipeline(sl_engine *e) {
+  sl_pipeline *p = NULL;
+  sl_pipeline_new(e, "test", &p, NULL);
+  return p;
+}
+
+/* Every record of collect sink `name`, as one JSON array text (owned by b). */
+static const char *pull_json(sl_pipeline *p, const char *name, sl_buf *b) {
+  sl_collect *c = sl_pipeline_collect(p, name);
+  sl_value all = sl_array(0), v;
+  while (c && sl_collect_pull(c, &v, -1) == SL_OK) sl_array_push(&all, v);
+  sl_buf_init(b);
+  sl_value_to_json(&all, b);
+  sl_value_free(all);
+  return b->data ? b->data : "";
+}
+
+static sl_stage_stats stats_of(sl_pipeline *p, const char *name) {
+  sl_stage_stats s = {0};
+  for (size_t i = 0; i < sl_pipeline_stage_count(p); i++) {
+    sl_pipeline_stats(p, i, &s);
+    if (strcmp(s.name, name) == 0) return s;
+  }
+  memset(&s, 0, sizeof s);
+  return s;
+}
+
+/* Runs p to the end and compares collect "out" with want (JSON). */
+#define EXPECT_OUT(p, want)                                                 \
+  do {                                                                      \
+    sl_error_t run_err;                                                     \
+    sl_error_init(&run_err);                                                \
+    ASSERT_OK(sl_pipeline_start((p), &run_err), &run_err);                  \
+    sl_buf got_buf;                                                         \
+    const char *got = pull_json((p), "out", &got_buf);                      \
+    int same = strcmp(got, (want)) == 0;                                    \
+    if (!same) fprintf(stderr, "    got  %s\n    want %s\n", got, (want));  \
+    sl_buf_close(&got_buf);                                                 \
+    ASSERT(same);                                                           \
+    ASSERT_OK(sl_pipeline_wait((p), -1, &run_err), &run_err);               \
+  } while (0)
+
+/* ---- chunks and unchunk ---- */
+
+TEST(flow_chunks_size) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_pipeline *p = pipeline(e);
+  ADD(p, "generate", "10");
+  ADD(p, "chunks", "3");
+  ADD(p, "collect", "{\"name\": \"out\"}");
+  EXPECT_OUT(p, "[[1,2,3],[4,5,6],[7,8,9],[10]]");
+  sl_pipeline_free(p);
+  /* and back: unchunk restores the records, in order, through a parallel stage */
+  p = pipeline(e);
+  ADD(p, "generate", "1000");
+  ADD(p, "chunks", "7");
+  ADD(p, "unchunk", "{\"parallelism\": 2}");
+  ADD(p, "chunks", "500");
+  ADD(p, "collect", "{\"name\": \"out\"}");
+  sl_error_t err;
+  sl_error_init(&err);
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  sl_collect *c = sl_pipeline_collect(p, "out");
+  sl_value v;
+  int64_t n = 0;
+  while (sl_collect_pull(c, &v, 0) == SL_OK) {
+    for (size_t i = 0; i < sl_array_len(&v); i++) ASSERT_EQ(sl_array_get(&v, i)->u.i, ++n);
+    sl_value_free(v);
+  }
+  ASSERT_EQ(n, 1000);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* A source at one record per 2 s and chunks of 2 with a 1 s timeout: every chunk is partial and
+ * leaves exactly 1 s after its (only) record; the last one leaves at the end of the stream.
+ * Then 1 record/s with a 1.5 s timeout: [1,2] leaves at 1.5 s, [3,4] at 3.5 s, [5] at the end. */
+TEST(flow_chunks_timeout) {
+  const char *cases[][3] = {
+      {"{\"count\": 4, \"rate\": 0.5}", "{\"size\": 2, \"timeout\": \"1s\"}", "[[[1],1000],[[2],3000],[[3],5000],[[4],6000]]"},
+      {"{\"count\": 5, \"rate\": 1}", "{\"size\": 3, \"timeout\": 1.5}", "[[[1,2],1500],[[3,4],3500],[[5],4000]]"},
+      /* full chunks cancel their timer: nothing partial, nothing empty */
+      {"{\"count\": 6, \"rate\": 10}", "{\"size\": 2, \"timeout\": \"1s\"}", "[[[1,2],100],[[3,4],300],[[5,6],500]]"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    sl_engine *e = sl_test_engine(2, true); /* a fresh clock at 0 */
+    sl_error_t err;
+    sl_error_init(&err);
+    ASSERT_OK(sl_engine_register(e, &stamp_kind, &err), &err);
+    sl_pipeline *p = pipeline(e);
+    ADD(p, "generate", cases[i][0]);
+    ADD(p, "chunks", cases[i][1]);
+    ADD(p, "stamp", "");
+    ADD(p, "collect", "{\"name\": \"out\"}");
+    EXPECT_OUT(p, cases[i][2]);
+    sl_pipeline_free(p);
+    sl_engine_free(e);
+  }
+}
+
+TEST(flow_chunks_errors) {
+  sl_engine *e = sl_test_engine(1, true);
+  sl_error_t err;
+  const char *bad[] = {"0", "{\"size\": 3, \"timeout\": \"-1s\"}"};
+  for (size_t i = 0; i < 2; i++) {
+    sl_pipeline *p = pipeline(e);
+    sl_error_init(&err);
+    ADD(p, "generate", "3");
+    int rc = sl_pipeline_add_json(p, "chunks", bad[i], &err);
+    if (rc == 0) {
+      ADD(p, "null", NULL);
+      rc = sl_pipeline_run(p, &err);
+    }
+    ASSERT_EQ(rc, SL_ECONFIG);
+    ASSERT(strstr(err.msg, "chunks#2") != NULL);
+    sl_pipeline_free(p);
+  }
+  /* unchunk of a record that is not an array: the record fails */
+  sl_pipeline *p = pipeline(e);
+  sl_error_init(&err);
+  ADD(p, "values", "[[1, 2], 3, [4]]");
+  ADD(p, "unchunk", "{\"name\": \"u\"}");
+  ADD(p, "collect", "{\"name\": \"out\"}");
+  EXPECT_OUT(p, "[1,2,4]");
+  ASSERT_EQ(stats_of(p, "u").errors, 1);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
