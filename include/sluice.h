@@ -560,6 +560,12 @@ sl_stage *sl_emitter_stage(sl_emitter *em);
  * is counted in the stage's `dropped` stat and its ack token completes as SL_ACK_DROPPED. The
  * record stays in the batch (the engine frees it). */
 void sl_emit_dropped(sl_emitter *em, uint32_t origin);
+/* sl_emit_error and sl_emit_error_record for a record that failed after `attempts` tries (a
+ * retrying stage): the dead-letter record carries the count (DESIGN section 3). */
+int sl_emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int sl_emit_error_record_attempts(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Ack tokens. A source creates one per input unit it wants to hear about. returns owned */
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id);

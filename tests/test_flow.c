@@ -171,3 +171,87 @@ TEST(flow_chunks_errors) {
   sl_pipeline_free(p);
   sl_engine_free(e);
 }
+
+/* ---- dead letters ---- */
+
+/* A C stage that "retried" odd records 3 times and gives up on them. */
+static int giveup_process(void *ctx, sl_batch *in, sl_emitter *em) {
+  for (uint32_t i = 0; i < in->len; i++) {
+    if (in->recs[i].u.i % 2) sl_emit_error_attempts(em, i, 3, "gave up on %lld", (long long)in->recs[i].u.i);
+    else sl_emit(em, i, sl_batch_take(in, i));
+  }
+  return 0;
+}
+
+static const sl_stage_kind giveup_kind = {
+    .abi = SL_STAGE_ABI,
+    .name = "giveup",
+    .doc = "test: fails odd records after 3 attempts",
+    .flags = SL_STAGE_STATELESS,
+    .process = giveup_process,
+};
+
+static int fail_big(void *ud, sl_value *rec, char *errbuf, size_t errlen) {
+  if (rec->type == SL_TINT && rec->u.i > 8) {
+    snprintf(errbuf, errlen, "too big: %lld", (long long)rec->u.i);
+    return -1;
+  }
+  return 0;
+}
+
+/* Failures of several stages (a C kind reporting attempts, c_map, unchunk) all reach the
+ * pipeline's dead-letter sink as {record, error, stage, attempts, time}, counted per stage. */
+TEST(flow_dead_letter_any_stage) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  ASSERT_OK(sl_engine_register(e, &giveup_kind, &err), &err);
+  sl_pipeline *p = pipeline(e);
+  ADD(p, "values", "[[1, 2], 7, [4, 10], [6, 8]]");
+  ADD(p, "unchunk", "{\"name\": \"flat\"}");
+  ADD(p, "giveup", "{\"name\": \"retrying\", \"parallelism\": 2}");
+  sl_value o = sl_map(1);
+  sl_map_setc(&o, "name", sl_cstr("limit"));
+  ASSERT_OK(sl_pipeline_add_fn(p, "c_map", fail_big, NULL, o, &err), &err);
+  ADD(p, "collect", "{\"name\": \"out\"}");
+  ADD(p, "collect", "{\"name\": \"dl\", \"input\": []}");
+  ASSERT_OK(sl_pipeline_set(p, "dead_letter", sl_cstr("dl"), NULL, &err), &err);
+  EXPECT_OUT(p, "[2,4,6,8]");
+  sl_collect *c = sl_pipeline_collect(p, "dl");
+  sl_value v;
+  int n = 0;
+  char seen[3] = {0};
+  while (sl_collect_pull(c, &v, 0) == SL_OK) {
+    n++;
+    const char *stage = sl_str_data(sl_map_getc(&v, "stage"));
+    const sl_value *rec = sl_map_getc(&v, "record");
+    int64_t attempts = sl_map_getc(&v, "attempts")->u.i;
+    const char *msg = sl_str_data(sl_map_getc(&v, "error"));
+    ASSERT(sl_map_getc(&v, "time")->type == SL_TDOUBLE);
+    if (strcmp(stage, "flat") == 0) {
+      seen[0]++;
+      ASSERT_EQ(rec->u.i, 7);
+      ASSERT_EQ(attempts, 1);
+      ASSERT_STR(msg, "unchunk expects an array record (got int)");
+    } else if (strcmp(stage, "retrying") == 0) {
+      seen[1]++;
+      ASSERT(rec->u.i == 1);
+      ASSERT_EQ(attempts, 3);
+      ASSERT_STR(msg, "gave up on 1");
+    } else {
+      seen[2]++;
+      ASSERT_STR(stage, "limit");
+      ASSERT_EQ(rec->u.i, 10);
+      ASSERT_STR(msg, "too big: 10");
+    }
+    sl_value_free(v);
+  }
+  ASSERT_EQ(n, 3);
+  ASSERT(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
+  ASSERT_EQ(stats_of(p, "flat").dead_letter, 1);
+  ASSERT_EQ(stats_of(p, "retrying").dead_letter, 1);
+  ASSERT_EQ(stats_of(p, "limit").dead_letter, 1);
+  ASSERT_EQ(stats_of(p, "dl").in, 3);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}

@@ -259,8 +259,9 @@ static void dead_letter(sl_stage *st, const sl_value *rec, sl_ack *ack, const ch
   if (wake) sl__node_wake(p->dead_letter);
 }
 
-/* Record rec (borrowed, may be NULL) with token ack (borrowed) failed: on_error decides. */
-static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const char *msg) {
+/* Record rec (borrowed, may be NULL) with token ack (borrowed) failed after `attempts` tries:
+ * on_error decides. */
+static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, int attempts, const char *msg) {
   sl_stage *st = em->st;
   sl_node *n = em->node;
   em->failed++;
@@ -273,7 +274,7 @@ static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const 
     break;
   case SL_ON_ERROR_DEAD_LETTER:
     if (st->p->dl_edge) {
-      dead_letter(st, rec, sl_ack_ref(ack), msg, 1);
+      dead_letter(st, rec, sl_ack_ref(ack), msg, attempts < 1 ? 1 : attempts);
       break;
     }
     __attribute__((fallthrough)); /* no dead-letter stage: skip */
@@ -284,26 +285,54 @@ static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const 
   }
 }
 
-int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
+static void emit_error_v(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void emit_error_v(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, va_list ap) {
   char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
+  fail_record(em, have ? &em->in->recs[origin] : NULL, have && em->in->acks ? em->in->acks[origin] : NULL, attempts, msg);
+}
+
+int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  emit_error_v(em, origin, 1, fmt, ap);
   va_end(ap);
-  bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
-  fail_record(em, have ? &em->in->recs[origin] : NULL, have && em->in->acks ? em->in->acks[origin] : NULL, msg);
   return 0;
 }
 
-int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *fmt, ...) {
-  char msg[1024];
+int sl_emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  emit_error_v(em, origin, attempts, fmt, ap);
   va_end(ap);
-  fail_record(em, &rec, ack, msg);
+  return 0;
+}
+
+static void error_record_v(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+static void error_record_v(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, va_list ap) {
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  fail_record(em, &rec, ack, attempts, msg);
   sl_value_free(rec);
   sl_ack_release(ack, false);
+}
+
+int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_record_v(em, rec, ack, 1, fmt, ap);
+  va_end(ap);
+  return 0;
+}
+
+int sl_emit_error_record_attempts(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_record_v(em, rec, ack, attempts, fmt, ap);
+  va_end(ap);
   return 0;
 }
 
