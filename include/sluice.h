@@ -533,6 +533,12 @@ struct sl_stage_kind {
    * to check what the options table cannot (a Lua function compiles, a name exists). Messages
    * start with `where` and name the stage. Non-zero rejects the stage. */
   int (*check)(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
+  /* Optional: the stage's named outputs (route), read when the stage is added, on the scratch
+   * context holding its parsed options: sets *names to n names (the engine copies them) and
+   * returns n. Output 0 is always "default"; names[k] is output k + 1 (sl_emit_to). A stage
+   * downstream reads one output with `input: <stage>.<output>`; a bare `input: <stage>` reads
+   * the default output. */
+  size_t (*outputs)(const void *ctx, const char *const **names);
 };
 
 enum { SL_ACK_OK = 0, SL_ACK_DROPPED = 1, SL_ACK_CANCELLED = 2 };
@@ -560,6 +566,9 @@ sl_stage *sl_emitter_stage(sl_emitter *em);
  * is counted in the stage's `dropped` stat and its ack token completes as SL_ACK_DROPPED. The
  * record stays in the batch (the engine frees it). */
 void sl_emit_dropped(sl_emitter *em, uint32_t origin);
+/* sl_emit to one of the stage's named outputs (0: default; see sl_stage_kind.outputs). Only the
+ * stages reading that output receive v. errors: nomem, inval (no such output) */
+int sl_emit_to(sl_emitter *em, uint32_t output, uint32_t origin, sl_value v);
 /* sl_emit_error and sl_emit_error_record for a record that failed after `attempts` tries (a
  * retrying stage): the dead-letter record carries the count (DESIGN section 3). */
 int sl_emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, ...)

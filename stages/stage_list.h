@@ -25,6 +25,7 @@ X(buffered)
 X(reduce)
 X(chunks)
 X(unchunk)
+X(route)
 /* sinks */
 X(stdout)
 X(file)

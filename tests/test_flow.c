@@ -255,3 +255,98 @@ TEST(flow_dead_letter_any_stage) {
   sl_pipeline_free(p);
   sl_engine_free(e);
 }
+
+/* ---- route ---- */
+
+/* Pulls every record of a collect sink as integers into one JSON text. */
+static void expect_collect(sl_pipeline *p, const char *name, const char *want) {
+  sl_buf b;
+  const char *got = pull_json(p, name, &b);
+  int same = strcmp(got, want) == 0;
+  if (!same) fprintf(stderr, "    %s: got %s, want %s\n", name, got, want);
+  sl_buf_close(&b);
+  if (!same) sl_test_failed = 1;
+}
+
+/* First match wins, in the order of `outputs`; the rest go to default; a bare input reads
+ * default; two readers of one output both get it; order holds with parallelism. */
+TEST(flow_route_outputs) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  sl_pipeline *p = pipeline(e);
+  ADD(p, "generate", "16");
+  ADD(p, "route", "{\"name\": \"r\", \"parallelism\": 2, \"outputs\": {\"fizz\": \"r % 3 == 0\", \"buzz\": \"function(r) return r % 5 == 0 end\"}}");
+  ADD(p, "collect", "{\"name\": \"rest\"}"); /* the previous stage: its default output */
+  ADD(p, "collect", "{\"name\": \"fizz\", \"input\": \"r.fizz\"}");
+  ADD(p, "collect", "{\"name\": \"buzz\", \"input\": \"r.buzz\"}");
+  ADD(p, "collect", "{\"name\": \"fizz2\", \"input\": [\"r.fizz\"]}");
+  ADD(p, "collect", "{\"name\": \"rest2\", \"input\": \"r.default\"}");
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  expect_collect(p, "rest", "[1,2,4,7,8,11,13,14,16]");
+  expect_collect(p, "fizz", "[3,6,9,12,15]"); /* 15: fizz comes first */
+  expect_collect(p, "buzz", "[5,10]");
+  expect_collect(p, "fizz2", "[3,6,9,12,15]");
+  expect_collect(p, "rest2", "[1,2,4,7,8,11,13,14,16]");
+  ASSERT_EQ(stats_of(p, "r").out, 16);
+  sl_pipeline_free(p);
+  /* the list form keeps its order too; outputs nobody reads let their records go */
+  p = pipeline(e);
+  ADD(p, "generate", "10");
+  ADD(p, "route", "{\"name\": \"r\", \"outputs\": [{\"big\": \"r > 5\"}, {\"even\": \"r % 2 == 0\"}]}");
+  ADD(p, "collect", "{\"name\": \"even\", \"input\": \"r.even\"}");
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  expect_collect(p, "even", "[2,4]");
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
+
+/* A predicate that raises fails the record (dead letter); the others go on. */
+TEST(flow_route_errors) {
+  sl_engine *e = sl_test_engine(1, true);
+  sl_error_t err;
+  sl_pipeline *p = pipeline(e);
+  ADD(p, "values", "[1, \"x\", 3]");
+  ADD(p, "route", "{\"name\": \"r\", \"outputs\": {\"odd\": \"r % 2 == 1\"}}");
+  ADD(p, "collect", "{\"name\": \"odd\", \"input\": \"r.odd\"}");
+  ADD(p, "null", "{\"input\": \"r\"}");
+  ADD(p, "collect", "{\"name\": \"dl\", \"input\": []}");
+  sl_error_init(&err);
+  ASSERT_OK(sl_pipeline_set(p, "dead_letter", sl_cstr("dl"), NULL, &err), &err);
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  expect_collect(p, "odd", "[1,3]");
+  sl_collect *c = sl_pipeline_collect(p, "dl");
+  sl_value v;
+  ASSERT_OK(sl_collect_pull(c, &v, 0), NULL);
+  ASSERT(strstr(sl_str_data(sl_map_getc(&v, "error")), "route output 'odd': ") != NULL);
+  sl_value_free(v);
+  sl_pipeline_free(p);
+  /* configuration errors */
+  struct { const char *route, *input, *msg; } bad[] = {
+      {"{\"outputs\": {\"a\": \"r > 1\"}}", "route#2.b", "input 'route#2.b': stage 'route#2' has no output 'b'"},
+      {"{\"outputs\": {\"alpha\": \"r > 1\"}}", "route#2.alpah", "did you mean 'alpha'?"},
+      {"{\"outputs\": {\"a\": \"r > 1\"}}", "generate#1.a", "stage 'generate#1' has no named outputs; read it as 'generate#1'"},
+      {"{\"outputs\": {\"default\": \"r > 1\"}}", NULL, "output name 'default' is not allowed"},
+      {"{\"outputs\": {\"a.b\": \"r > 1\"}}", NULL, "output name 'a.b' is not allowed"},
+      {"{\"outputs\": {\"a\": 5}}", NULL, "output 'a': the predicate must be a Lua function or expression of r (got int)"},
+      {"{\"outputs\": [{\"a\": \"r\", \"b\": \"r\"}]}", NULL, "outputs[1] must be a map with one key"},
+      {"{\"outputs\": {\"a\": \"r >\"}}", NULL, "stage 'route#2'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    p = pipeline(e);
+    sl_error_init(&err);
+    ADD(p, "generate", "3");
+    int rc = sl_pipeline_add_json(p, "route", bad[i].route, &err);
+    if (rc == 0) {
+      char in[128];
+      snprintf(in, sizeof in, "{\"input\": \"%s\"}", bad[i].input);
+      ADD(p, "null", in);
+      rc = sl_pipeline_check(p, &err);
+    }
+    ASSERT_EQ(rc, SL_ECONFIG);
+    if (!strstr(err.msg, bad[i].msg)) fprintf(stderr, "    got: %s\n", err.msg);
+    ASSERT(strstr(err.msg, bad[i].msg) != NULL);
+    sl_pipeline_free(p);
+  }
+  sl_engine_free(e);
+}

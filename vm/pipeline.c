@@ -82,19 +82,56 @@ void sl__node_wake(sl_node *n) {
 /* Moving batches                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
+static void push_edge(sl_edge *e, sl_qbatch *c) {
+  bool wake = false;
+  uint64_t shed = sl_queue_push(e, c, &wake);
+  if (shed) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
+  if (wake) sl__node_wake(e->to);
+}
+
+/* A node with named outputs (route): each edge gets the records of its output (references),
+ * in order; records of an output nobody reads are let go (done, like a filter's). */
+static void deliver_ports(sl_node *n, sl_qbatch *b) {
+  for (int i = 0; i < n->nout; i++) {
+    sl_edge *e = n->out[i];
+    uint32_t m = 0;
+    for (uint32_t k = b->off; k < b->len; k++) m += b->ports[k] == e->port;
+    if (m == 0) continue;
+    sl_qbatch *c = sl_queue_batch_new(b->mem, m);
+    c->seq = b->seq;
+    if (b->acks) sl_queue_batch_acks(c);
+    for (uint32_t k = b->off; k < b->len; k++) {
+      if (b->ports[k] != e->port) continue;
+      if (b->acks) c->acks[c->len] = sl_ack_ref(b->acks[k]);
+      c->recs[c->len++] = sl_value_ref(&b->recs[k]);
+    }
+    push_edge(e, c);
+  }
+  sl_queue_batch_free(b, false);
+}
+
 /* Pushes b (consumed) to every output edge of n; each extra edge gets references. */
 static void deliver(sl_node *n, sl_qbatch *b) {
   if (n->nout == 0 || b->len == b->off) {
     sl_queue_batch_free(b, n->nout > 0);
     return;
   }
+  if (b->ports) {
+    deliver_ports(n, b);
+    return;
+  }
+  if (n->noutputs) { /* every record on the default output: only its readers get them */
+    int k = 0;
+    for (int i = 0; i < n->nout; i++) k += n->out[i]->port <= 0;
+    if (k < n->nout) {
+      sl_queue_batch_ports(b);
+      deliver_ports(n, b);
+      return;
+    }
+  }
   for (int i = n->nout - 1; i >= 0; i--) {
     sl_edge *e = n->out[i];
-    sl_qbatch *c = i == 0 ? b : sl_queue_batch_clone(b);
-    bool wake = false;
-    uint64_t shed = sl_queue_push(e, c, &wake);
-    if (shed) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
-    if (wake) sl__node_wake(e->to);
+    push_edge(e, i == 0 ? b : sl_queue_batch_clone(b));
   }
 }
 
@@ -227,6 +264,21 @@ int sl_emit(sl_emitter *em, uint32_t origin, sl_value v) {
 }
 
 int sl_emit_acked(sl_emitter *em, sl_value v, sl_ack *ack) { return emit(em, v, ack); }
+
+int sl_emit_to(sl_emitter *em, uint32_t output, uint32_t origin, sl_value v) {
+  if (output == 0) return sl_emit(em, origin, v);
+  if (output > (uint32_t)em->node->noutputs) {
+    sl_value_free(v);
+    return SL_EINVAL;
+  }
+  int rc = emit_slow(em, origin, v);
+  sl_qbatch *b = em->out;
+  if (rc == 0 && b) { /* a sink's emit goes nowhere and leaves no batch */
+    sl_queue_batch_ports(b);
+    b->ports[b->len - 1] = (uint16_t)output;
+  }
+  return rc;
+}
 
 uint32_t sl_emitter_room(const sl_emitter *em) { return em->room; }
 sl_stage *sl_emitter_stage(sl_emitter *em) { return em->st; }

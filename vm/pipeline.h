@@ -123,6 +123,8 @@ struct sl_node {
   sl_node *fuse_tail;      /* last stage of its fused chain: its output edges are the chain's */
   sl_stage *insts;         /* parallelism instances */
   void **fn_ptrs;          /* SL_OPT_PTR values given through the C API (key order of options) */
+  char **outputs;          /* named outputs (kind->outputs): output k + 1 is outputs[k]; 0 is default */
+  int noutputs;
   /* reorder buffer */
   pthread_mutex_t out_mu;
   uint64_t next_seq;       /* next sequence number to release */

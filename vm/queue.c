@@ -39,6 +39,7 @@ sl_qbatch *sl_queue_batch_new(const sl__mem *mem, uint32_t cap) {
     b->len = 0;
     b->off = 0;
     b->acks = NULL;
+    b->ports = NULL;
     return b;
   }
   if (cap < CACHE_CAP && tl_ncache >= 0 && mem == tl_mem) cap = CACHE_CAP; /* cacheable later */
@@ -50,6 +51,7 @@ sl_qbatch *sl_queue_batch_new(const sl__mem *mem, uint32_t cap) {
   b->off = 0;
   b->cap = cap;
   b->acks = NULL;
+  b->ports = NULL;
   return b;
 }
 
@@ -61,12 +63,25 @@ sl_qbatch *sl_queue_batch_grow(sl_qbatch *b, uint32_t cap) {
     b->acks = sl__mem_realloc(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks, (size_t)ncap * sizeof *b->acks);
     memset(b->acks + b->cap, 0, (size_t)(ncap - b->cap) * sizeof *b->acks);
   }
+  if (b->ports) {
+    b->ports = sl__mem_realloc(b->mem, b->ports, (size_t)b->cap * sizeof *b->ports, (size_t)ncap * sizeof *b->ports);
+    memset(b->ports + b->cap, 0, (size_t)(ncap - b->cap) * sizeof *b->ports);
+  }
   b->cap = ncap;
   return b;
 }
 
 void sl_queue_batch_acks(sl_qbatch *b) {
   if (!b->acks) b->acks = sl__mem_calloc(b->mem, (size_t)b->cap * sizeof *b->acks);
+}
+
+void sl_queue_batch_ports(sl_qbatch *b) {
+  if (!b->ports) b->ports = sl__mem_calloc(b->mem, (size_t)b->cap * sizeof *b->ports);
+}
+
+static void free_ports(sl_qbatch *b) {
+  if (b->ports) sl__mem_free(b->mem, b->ports, (size_t)b->cap * sizeof *b->ports);
+  b->ports = NULL;
 }
 
 /* Frees records [from, to) of b and releases their acks. */
@@ -83,6 +98,7 @@ void sl_queue_batch_free(sl_qbatch *b, bool dropped) {
   if (!b) return;
   free_range(b, b->off, b->len, dropped);
   if (b->acks) sl__mem_free(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks);
+  free_ports(b);
   if (b->cap == CACHE_CAP && b->mem == tl_mem && tl_ncache >= 0 && tl_ncache < CACHE_MAX) tl_cache[tl_ncache++] = b;
   else sl__mem_free(b->mem, b, batch_size(b->cap));
 }
@@ -102,6 +118,8 @@ sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b) {
 
 void sl_queue_init(sl_edge *e, uint64_t cap, int on_full) {
   memset(e, 0, sizeof *e);
+  e->port = -1;
+  e->shard = -1;
   sl_lock_init(&e->mu);
   e->cap = cap;
   e->on_full = on_full;
@@ -138,6 +156,7 @@ static uint64_t evict_oldest(sl_edge *e, uint64_t *len) {
       e->head = b->next;
       if (!e->head) e->tail = NULL;
       if (b->acks) sl__mem_free(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks);
+      free_ports(b);
       sl__mem_free(b->mem, b, batch_size(b->cap));
     }
   }

@@ -36,6 +36,7 @@ typedef struct sl_qbatch {
   uint32_t off;           /* records before off were taken (drop_oldest, partial pulls) */
   uint32_t cap;           /* room in recs[] */
   sl_ack **acks;          /* NULL, or cap tokens (NULL entries allowed) */
+  uint16_t *ports;        /* NULL, or cap output numbers (a node with named outputs; 0: default) */
   sl_value recs[];
 } sl_qbatch;
 
@@ -53,6 +54,8 @@ typedef struct sl_edge {
   bool closed;               /* the producer ended: EOS after what is queued */
   bool cancelled;            /* the consumer ended: pushes are discarded */
   bool producer_waiting;     /* a producer found no room: wake it on pop */
+  int port;                  /* output of `from` it carries: -1 every record, else an output number */
+  int shard;                 /* -1: any instance of `to` pops it; else only instance `shard` */
   struct sl_node *from;      /* producer (NULL for the dead-letter edge) */
   struct sl_node *to;        /* consumer */
 } sl_edge;
@@ -70,6 +73,8 @@ void sl_queue_batch_free(sl_qbatch *b, bool dropped);
 sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b);
 /* Ensures b has an acks array. */
 void sl_queue_batch_acks(sl_qbatch *b);
+/* Ensures b has a ports array (zeroed: every record on output 0). */
+void sl_queue_batch_ports(sl_qbatch *b);
 
 void sl_queue_init(sl_edge *e, uint64_t cap, int on_full);
 /* Frees what is still queued (acks released as cancelled or dropped). */
