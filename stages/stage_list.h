@@ -26,6 +26,7 @@ X(reduce)
 X(chunks)
 X(unchunk)
 X(route)
+X(merge)
 /* sinks */
 X(stdout)
 X(file)

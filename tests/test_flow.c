@@ -350,3 +350,63 @@ TEST(flow_route_errors) {
   }
   sl_engine_free(e);
 }
+
+/* ---- merge ---- */
+
+static int add_million(void *ud, sl_value *rec, char *errbuf, size_t errlen) {
+  rec->u.i += 1000000;
+  return 0;
+}
+
+/* Two endless sources into a merge in front of a slow stage (a throttle): the merge takes its
+ * inputs in turn, so once the queues are full (the first ~2,300 records come from whichever
+ * source started first) each gets about half of the output and none starves; each input's
+ * records keep their order. */
+TEST(flow_merge_fair) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  sl_pipeline *p = pipeline(e);
+  ADD(p, "generate", "{\"name\": \"a\"}");
+  ADD(p, "generate", "{\"name\": \"b0\"}");
+  sl_value o = sl_map(1);
+  sl_map_setc(&o, "name", sl_cstr("b"));
+  ASSERT_OK(sl_pipeline_add_fn(p, "c_map", add_million, NULL, o, &err), &err);
+  ADD(p, "merge", "{\"input\": [\"a\", \"b\"], \"parallelism\": 2}");
+  ADD(p, "throttle", "{\"rate\": 1000}");
+  ADD(p, "take", "20000");
+  ADD(p, "collect", "{\"name\": \"out\"}");
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  sl_collect *c = sl_pipeline_collect(p, "out");
+  sl_value v;
+  int64_t na = 0, nb = 0, last_a = 0, last_b = 1000000, run = 0, longest = 0, prev = -1;
+  int64_t seen = 0;
+  while (sl_collect_pull(c, &v, 0) == SL_OK) {
+    int from_b = v.u.i > 1000000;
+    if (++seen <= 10000) { /* the warm-up: order only */
+      ASSERT(v.u.i > (from_b ? last_b : last_a));
+      *(from_b ? &last_b : &last_a) = v.u.i;
+      sl_value_free(v);
+      continue;
+    }
+    if (from_b) {
+      nb++;
+      ASSERT(v.u.i > last_b);
+      last_b = v.u.i;
+    } else {
+      na++;
+      ASSERT(v.u.i > last_a);
+      last_a = v.u.i;
+    }
+    run = from_b == prev ? run + 1 : 1;
+    if (run > longest) longest = run;
+    prev = from_b;
+    sl_value_free(v);
+  }
+  ASSERT_EQ(na + nb, 10000);
+  if (getenv("SL_TEST_VERBOSE") || na < 4000 || nb < 4000 || longest > 512) fprintf(stderr, "    a %lld b %lld longest run %lld\n", (long long)na, (long long)nb, (long long)longest);
+  ASSERT(na >= 4000 && nb >= 4000); /* about half each */
+  ASSERT(longest <= 512);            /* turns of at most a couple of batches */
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
