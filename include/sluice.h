@@ -268,7 +268,10 @@ int sl_pipeline_set_on_error(sl_pipeline *p, const char *policy, sl_error_t *err
  *   lua_memory_limit       size: bytes each Lua state may hold (default 256MiB; 0: no limit)
  *   lua_instruction_limit  integer: Lua VM instructions one call of a stage function may run
  *                          (default 100000000; 0: no limit)
- *   memory_limit           size: bytes held in queues (issue 5; not implemented yet: errors)
+ *   memory_limit           size: bytes of records queued between stages; when reached, sources
+                          (and ports) pause until consumers catch up, nothing is dropped.
+                          Estimated with sl_value_size; may be passed by one batch per producer
+                          (sources make smaller batches near the limit). 0: no limit
  * errors: config (unknown key, with a suggestion; wrong type), state (already started) */
 int sl_pipeline_set(sl_pipeline *p, const char *key, sl_value v, const char *where, sl_error_t *err);
 /* borrows: the value of a setting given with sl_pipeline_set, or NULL. */
@@ -415,6 +418,9 @@ typedef struct sl_stage_stats {
 } sl_stage_stats;
 size_t sl_pipeline_stage_count(const sl_pipeline *p);
 int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *out);
+/* memory_limit: the estimated bytes of records queued now, and the most seen (both 0 without a
+ * memory_limit, when nothing is counted). Readable while running. */
+void sl_pipeline_memory(const sl_pipeline *p, uint64_t *used, uint64_t *peak);
 /* Seconds on the engine clock since start (until the end, once ended). */
 double sl_pipeline_elapsed(const sl_pipeline *p);
 /* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out. errors: nomem */

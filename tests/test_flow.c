@@ -410,3 +410,99 @@ TEST(flow_merge_fair) {
   sl_pipeline_free(p);
   sl_engine_free(e);
 }
+
+/* ---- memory_limit ---- */
+
+/* A source of 16 KiB strings (count in the context) and a sink that takes 10 ms (engine
+ * clock) per batch: without a limit the queues (1024 records each) would hold 16 MiB. */
+typedef struct blobs {
+  int64_t left;
+} blobs;
+
+static int blobs_init(void *ctx, sl_stage *st, sl_error_t *err) {
+  ((blobs *)ctx)->left = 3000;
+  return 0;
+}
+
+static int blobs_produce(void *ctx, sl_emitter *em) {
+  blobs *b = ctx;
+  static char text[16384];
+  for (uint32_t i = 0; i < sl_emitter_room(em) && b->left > 0; i++, b->left--) sl_emit(em, SL_NO_ORIGIN, sl_str(text, sizeof text));
+  return b->left > 0 ? 0 : SL_DONE;
+}
+
+static const sl_stage_kind blobs_kind = {
+    .abi = SL_STAGE_ABI,
+    .name = "blobs",
+    .doc = "test: 3000 strings of 16 KiB",
+    .ctx_size = sizeof(blobs),
+    .flags = SL_STAGE_SOURCE,
+    .init = blobs_init,
+    .produce = blobs_produce,
+};
+
+typedef struct slow {
+  sl_stage *st;
+  int64_t got;
+} slow;
+
+static int slow_init(void *ctx, sl_stage *st, sl_error_t *err) {
+  ((slow *)ctx)->st = st;
+  return 0;
+}
+
+static int slow_process(void *ctx, sl_batch *in, sl_emitter *em) {
+  slow *s = ctx;
+  s->got += in->len;
+  sl_stage_timer(s->st, sl_stage_now(s->st) + 10000000, 1);
+  return SL_PARKED; /* the batch is done when the timer fires */
+}
+
+static int slow_event(void *ctx, uint64_t token, sl_emitter *em) { return 0; }
+
+static const sl_stage_kind slow_kind = {
+    .abi = SL_STAGE_ABI,
+    .name = "slow",
+    .doc = "test: a sink taking 10 ms per batch",
+    .ctx_size = sizeof(slow),
+    .flags = SL_STAGE_SINK,
+    .init = slow_init,
+    .process = slow_process,
+    .event = slow_event,
+};
+
+static uint64_t run_blobs(const char *limit, uint64_t *peak) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  sl_engine_register(e, &blobs_kind, &err);
+  sl_engine_register(e, &slow_kind, &err);
+  sl_pipeline *p = pipeline(e);
+  if (limit && sl_pipeline_set(p, "memory_limit", sl_cstr(limit), NULL, &err) != 0) abort();
+  sl_pipeline_add_json(p, "blobs", "", &err);
+  sl_pipeline_add_json(p, "map", "{\"fn\": \"r\", \"parallelism\": 2}", &err);
+  sl_pipeline_add_json(p, "slow", "{\"name\": \"sink\"}", &err);
+  int rc = sl_pipeline_run(p, &err);
+  if (rc) fprintf(stderr, "    run: %s\n", err.msg);
+  sl_stage_stats s;
+  sl_pipeline_stats(p, 2, &s);
+  uint64_t in = s.in;
+  sl_pipeline_memory(p, NULL, peak);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+  return in;
+}
+
+/* With memory_limit 1MiB the queued bytes stay under the limit plus a batch (at most an eighth
+ * of the limit) per producer instance (3 here); everything arrives (the source paused, nothing
+ * was dropped). */
+TEST(flow_memory_limit) {
+  uint64_t peak = 0;
+  ASSERT_EQ(run_blobs("1MiB", &peak), 3000);
+  uint64_t bound = (1 << 20) + 3 * ((1 << 20) / 8 + 16500);
+  if (getenv("SL_TEST_VERBOSE") || peak > bound || peak < (1 << 20) / 2) fprintf(stderr, "    peak %llu\n", (unsigned long long)peak);
+  ASSERT(peak <= bound);
+  ASSERT(peak >= (1 << 20) / 2);         /* and it was reached: the test measures something */
+  ASSERT_EQ(run_blobs(NULL, &peak), 3000);
+  ASSERT_EQ(peak, 0); /* nothing counted without a limit */
+}

@@ -676,6 +676,8 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
       if (e->cap && e->on_full == SL_ON_FULL_BLOCK && e->cap < n->room) n->room = (uint32_t)e->cap;
     }
   }
+  for (int i = 0; i < p->nnodes && p->mem_limit; i++) /* memory_limit counts what edges hold */
+    for (int k = 0; k < p->nodes[i]->nout; k++) p->nodes[i]->out[k]->mem_used = &p->mem_used;
   if (p->dead_letter_name) {
     p->dl_edge = edge_new(NULL, p->dead_letter, 0, SL_ON_FULL_BLOCK, -1); /* unbounded: failures never wait */
   }

@@ -82,9 +82,25 @@ void sl__node_wake(sl_node *n) {
 /* Moving batches                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
+/* memory_limit: the estimated bytes of b's records (b->bytes while it is queued). */
+static uint64_t batch_bytes(const sl_qbatch *b) {
+  uint64_t n = 0;
+  for (uint32_t i = b->off; i < b->len; i++) n += sl_value_size(&b->recs[i]);
+  return n;
+}
+
 static void push_edge(sl_edge *e, sl_qbatch *c) {
   bool wake = false;
+  if (e->mem_used && !c->bytes) c->bytes = batch_bytes(c);
   uint64_t shed = sl_queue_push(e, c, &wake);
+  if (e->mem_used) { /* the high-water mark, for sl_pipeline_memory */
+    sl_pipeline *p = e->to->p;
+    uint64_t used = atomic_load_explicit(&p->mem_used, memory_order_relaxed);
+    uint64_t peak = atomic_load_explicit(&p->mem_peak, memory_order_relaxed);
+    while (used > peak && !atomic_compare_exchange_weak_explicit(&p->mem_peak, &peak, used, memory_order_relaxed,
+                                                                 memory_order_relaxed)) {
+    }
+  }
   if (shed) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
   if (wake) sl__node_wake(e->to);
 }
@@ -115,6 +131,10 @@ static void deliver(sl_node *n, sl_qbatch *b) {
   if (n->nout == 0 || b->len == b->off) {
     sl_queue_batch_free(b, n->nout > 0);
     return;
+  }
+  if (n->p->mem_limit) { /* counted once, before broadcast copies it */
+    b->bytes = batch_bytes(b);
+    if (is_source(n)) atomic_store_explicit(&n->mem_avg, b->bytes / (b->len - b->off) + 1, memory_order_relaxed);
   }
   if (b->ports) {
     deliver_ports(n, b);
@@ -180,6 +200,53 @@ static bool out_room(sl_node *n) {
   return true;
 }
 
+/* memory_limit: may a source produce now? Records how many it should make (*room: what is left
+ * under the limit, at most an eighth of it, at its records' average size). A source that finds no
+ * room sets mem_blocked; the pop that brings the use under the limit wakes the sources. */
+static bool mem_room(sl_node *n, uint32_t *room) {
+  sl_pipeline *p = n->p;
+  if (!p->mem_limit) return true;
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t used = atomic_load(&p->mem_used);
+    if (used < p->mem_limit) {
+      uint64_t avg = atomic_load_explicit(&n->mem_avg, memory_order_relaxed);
+      /* batches of at most an eighth of the limit: each producer instance may pass the limit
+       * by one batch, so smaller ones keep the total near it. A first record tells the size. */
+      uint64_t budget = p->mem_limit - used < p->mem_limit / 8 ? p->mem_limit - used : p->mem_limit / 8;
+      uint64_t fit = avg ? budget / avg + 1 : 1;
+      if (fit < *room) *room = (uint32_t)fit;
+      return true;
+    }
+    atomic_store(&p->mem_blocked, true); /* then look again: a pop may have come in between */
+  }
+  return false;
+}
+
+/* memory_limit: may a transform take input now? Under the limit, yes. Over it, only when its
+ * output edges are empty, so it passes on at most about a batch: then the consumer of the most
+ * downstream non-empty queue can always go on (its own outputs are empty, or it is a sink), and
+ * the use comes down. Otherwise it waits for one of its output edges to be popped (the
+ * producer_waiting flag), or for the use to fall under the limit (mem_blocked). */
+static bool mem_room_transform(sl_node *n, sl_node *tail) {
+  sl_pipeline *p = n->p;
+  if (!p->mem_limit || atomic_load(&p->mem_used) < p->mem_limit) return true;
+  bool empty = atomic_load_explicit(&tail->pending_len, memory_order_relaxed) == 0; /* reorder buffer */
+  for (int i = 0; i < tail->nout; i++)
+    if (!sl_queue_empty_or_wait(tail->out[i])) empty = false;
+  if (empty) return true;
+  atomic_store(&p->mem_blocked, true);
+  return atomic_load(&p->mem_used) < p->mem_limit;
+}
+
+/* A pop freed queue memory: wake the stages that wait for it (sources, and transforms held by
+ * mem_room_transform). */
+static void mem_released(sl_pipeline *p) {
+  if (!p->mem_limit || !atomic_load_explicit(&p->mem_blocked, memory_order_relaxed)) return;
+  if (atomic_load(&p->mem_used) >= p->mem_limit || !atomic_exchange(&p->mem_blocked, false)) return;
+  for (int i = 0; i < p->nnodes; i++)
+    if (!is_sink(p->nodes[i]) && p->nodes[i]->fuse_head == p->nodes[i]) sl__node_wake(p->nodes[i]);
+}
+
 static bool all_out_cancelled(sl_node *n) {
   if (n->nout == 0) return false;
   for (int i = 0; i < n->nout; i++)
@@ -208,6 +275,7 @@ static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
       st->rr = i + 1;
       *all_eof = false;
       atomic_fetch_add_explicit(&n->st_in, b->len - b->off, memory_order_relaxed);
+      mem_released(n->p);
       return b;
     }
     if (!eof) *all_eof = false;
@@ -606,6 +674,8 @@ static int run_source(sl_stage *st, sl_emitter *em) {
       continue;
     }
     if (!out_room(n)) return SL_TASK_IDLE;
+    em->room = n->room;
+    if (!mem_room(n, &em->room)) return SL_TASK_IDLE;
     int rc = n->kind->produce(st->ctx, em);
     flush_out(em, false, 0);
     if (rc < 0) {
@@ -725,6 +795,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
     }
     if (st->input_paused) return SL_TASK_IDLE;
     if (!out_room(tail)) return SL_TASK_IDLE;
+    if (!is_sink(tail) && !mem_room_transform(n, tail)) return SL_TASK_IDLE;
     bool all_eof;
     sl_qbatch *qb = pop_input(st, &all_eof);
     if (!qb) {
@@ -872,7 +943,8 @@ int sl_port_push(sl_port *port, sl_value *rec, int flags) {
       pthread_mutex_unlock(&n->pmu);
       return SL_ECLOSED;
     }
-    if (out_room(n)) break;
+    uint32_t room = 1;
+    if (out_room(n) && mem_room(n, &room)) break;
     if (flags & SL_NOWAIT) {
       pthread_mutex_unlock(&n->pmu);
       return SL_EAGAIN;
@@ -1007,6 +1079,11 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
   o->parallelism = n->parallelism;
   o->done = atomic_load(&n->done);
   return 0;
+}
+
+void sl_pipeline_memory(const sl_pipeline *p, uint64_t *used, uint64_t *peak) {
+  if (used) *used = atomic_load((atomic_uint_least64_t *)&p->mem_used);
+  if (peak) *peak = atomic_load((atomic_uint_least64_t *)&p->mem_peak);
 }
 
 double sl_pipeline_elapsed(const sl_pipeline *p) {

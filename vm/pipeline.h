@@ -125,6 +125,7 @@ struct sl_node {
   void **fn_ptrs;          /* SL_OPT_PTR values given through the C API (key order of options) */
   char **outputs;          /* named outputs (kind->outputs): output k + 1 is outputs[k]; 0 is default */
   int noutputs;
+  atomic_uint_least64_t mem_avg; /* source: bytes per record of its last batch (memory_limit) */
   /* reorder buffer */
   pthread_mutex_t out_mu;
   uint64_t next_seq;       /* next sequence number to release */
@@ -167,6 +168,12 @@ struct sl_pipeline {
   int result;              /* SL_OK, SL_EFAILED, SL_EABORTED */
   sl_error_t err;          /* failure details (first failure wins) */
   int64_t t_start, t_end;  /* engine clock */
+  /* memory_limit: bytes of records queued on edges (sl_value_size estimates). Sources (and
+   * ports) do not produce while mem_used >= mem_limit; a pop that finds mem_blocked set and the
+   * use under the limit wakes them. */
+  uint64_t mem_limit;      /* 0: no limit (nothing is counted) */
+  atomic_uint_least64_t mem_used, mem_peak;
+  atomic_bool mem_blocked; /* a source found no memory room */
 };
 
 /* The allocator of a pipeline's engine. */
