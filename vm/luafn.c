@@ -87,7 +87,7 @@ int sl_luafn_fail(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em, const c
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   materialize(f, in, i);
-  return sl__emit_error_attempts(em, i, f->attempt > 0 ? f->attempt : 1, msg);
+  return sl_emit_error_attempts(em, i, f->attempt > 0 ? f->attempt : 1, "%s", msg);
 }
 
 int sl_luafn_pass(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em) {
@@ -217,7 +217,7 @@ static int try_failed(sl_luafn *f, char *msg, bool retryable, sl_batch *in, uint
     }
   }
   for (uint32_t k = f->whole_batch ? 0 : i; k < (f->whole_batch ? in->len : i + 1); k++)
-    materialize(f, in, k), sl__emit_error_attempts(em, k, f->attempt, msg);
+    materialize(f, in, k), sl_emit_error_attempts(em, k, f->attempt, "%s", msg);
   sl__free(msg);
   record_done(f);
   return 0;

@@ -739,6 +739,19 @@ static size_t stage_index(const sl_config *c, const char *name, bool dl) {
   return SIZE_MAX;
 }
 
+/* Index of the stage an input name reads: a stage name, or `<stage>.<output>` of a stage with
+ * named outputs (route); SIZE_MAX when neither. */
+static size_t input_index(const sl_config *c, const char *name) {
+  size_t i = stage_index(c, name, false);
+  const char *dot = strrchr(name, '.');
+  if (i != SIZE_MAX || !dot) return i;
+  char *stage = sl__xstrdup(name);
+  stage[dot - name] = 0;
+  i = stage_index(c, stage, false);
+  sl__free(stage);
+  return i;
+}
+
 /* "; did you mean 'x'?" among the stage names, or "". */
 static void stage_suggestion(const sl_config *c, const char *name, char *buf, size_t n) {
   const char **names = sl__xcalloc(c->nstages + 1, sizeof *names);
@@ -1314,7 +1327,7 @@ static int build(const sl_config *c, sl_engine *e, const sl_yaml_test *t, const 
       for (size_t j = 0; j < c->nstages; j++) {
         if (keep[j] || kind_has(e, &c->stages[j], SL_STAGE_SOURCE)) continue;
         for (size_t k = 0; k < c->stages[j].ninputs && !keep[j]; k++) {
-          size_t from = stage_index(c, c->stages[j].inputs[k], false);
+          size_t from = input_index(c, c->stages[j].inputs[k]);
           if (from != SIZE_MAX && keep[from]) keep[j] = changed = true;
         }
       }
@@ -1350,7 +1363,7 @@ static int build(const sl_config *c, sl_engine *e, const sl_yaml_test *t, const 
     if (i == t->in_stage) sl_array_push(&input, sl_cstr(TEST_INPUT));
     else
       for (size_t k = 0; k < st->ninputs; k++) {
-        size_t from = stage_index(c, st->inputs[k], false);
+        size_t from = input_index(c, st->inputs[k]);
         if (from != SIZE_MAX && keep[from]) sl_array_push(&input, sl_cstr(st->inputs[k]));
       }
     if (i == t->in_stage && in_is_source) {

@@ -30,6 +30,14 @@ head -1 "$d/demo/errors.jsonl" | grep -q '"status":50[03]' || fail "demo records
 grep -q "1000 calls in 5.0 s" "$d/async.err" || fail "async_calls timing: $(cat "$d/async.err")"
 "$B/sluice" run --quiet --virtual-time "$root/examples/rate_limited.yaml" >"$d/rate.out"
 [ "$(wc -l <"$d/rate.out")" -eq 200 ] && tail -1 "$d/rate.out" | grep -q '"at":3.98' || fail "rate_limited: $(tail -1 "$d/rate.out")"
+# triage: route + chunks + throttle + dead letter, on 120 generated events
+awk 'BEGIN { for (i = 1; i <= 120; i++) { l = i % 4 == 0 ? "ERROR" : (i % 4 == 1 ? "WARN" : "INFO"); printf "%s svc%d event %d\n", l, i % 3, i }
+             print "not an event" }' >"$d/events.log"
+(cd "$d" && INPUT="$d/events.log" "$B/sluice" run --quiet --virtual-time --stats "$d/triage.json" "$root/examples/triage.yaml" >"$d/counts.out")
+[ "$(cat "$d/errors.jsonl")" = '{"count":30,"first":"event 4","service":"svc1"}' ] || fail "triage errors: $(cat "$d/errors.jsonl")"
+[ "$(wc -l <"$d/warnings.jsonl")" -eq 30 ] && grep -q '"key":"INFO","value":60' "$d/counts.out" || fail "triage warnings/counts"
+grep -q '"record":"not an event","error":".*not an event: not an event' "$d/failed.jsonl" || fail "triage dead letter: $(cat "$d/failed.jsonl")"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["elapsed_s"] == 0.29, d["elapsed_s"]' "$d/triage.json" || fail "triage pace"
 # a broken copy: the expected record is wrong, so the test fails with a diff, exit 1
 sed 's/status: 503, bytes: 20/status: 503, bytes: 21/' "$root/examples/access_errors.yaml" >"$d/broken.yaml"
 set +e
