@@ -22,6 +22,12 @@ bash "$root/examples/demo.sh" "$B" "$d/demo" >"$d/demo.out" 2>&1 || { cat "$d/de
 want=$(awk '$4 >= 500' "$d/demo/access.log" | wc -l)
 [ "$want" -gt 0 ] && [ "$(wc -l <"$d/demo/errors.jsonl")" -eq "$want" ] || fail "demo wrote $(wc -l <"$d/demo/errors.jsonl") records, want $want"
 head -1 "$d/demo/errors.jsonl" | grep -q '"status":50[03]' || fail "demo records: $(head -1 "$d/demo/errors.jsonl")"
+# parse_logs: the same log, lz4-compressed, parsed natively; client and server errors as JSON lines
+lz4 -q -c "$d/demo/access.log" >"$d/access.lz4"
+INPUT="$d/access.lz4" OUTPUT="$d/parsed.jsonl" "$B/sluice" run --quiet "$root/examples/parse_logs.yaml"
+want=$(awk '$4 >= 400' "$d/demo/access.log" | wc -l)
+[ "$(wc -l <"$d/parsed.jsonl")" -eq "$want" ] || fail "parse_logs wrote $(wc -l <"$d/parsed.jsonl") records, want $want"
+head -1 "$d/parsed.jsonl" | grep -q '"status":[45][0-9][0-9],"bytes":[0-9]*,"ms":[0-9.]*}$' || fail "parse_logs records: $(head -1 "$d/parsed.jsonl")"
 # the other examples run
 (cd "$d" && OUTPUT="$d/squares.jsonl" "$B/sluice" run --quiet "$root/examples/fanout.yaml" >"$d/fan.out")
 [ "$(wc -l <"$d/squares.jsonl")" -eq 1000 ] && [ "$(wc -l <"$d/fan.out")" -eq 142 ] || fail "fanout"
