@@ -57,13 +57,17 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   return 0;
 }
 
-/* Adds the credit earned since the last refill (no overflow: a long quiet spell fills it). */
+/* Adds the credit earned since the last refill. A quiet spell fills the bucket to its size and
+ * no further. While records wait (the whole time since the last refill), nothing is clamped: a
+ * timer that fires late (real clocks do, by 50 µs to a few ms) then lets the records that were
+ * due go at once, so the long-run rate stays exact instead of losing the lateness every time. */
 static void refill(throttle *t, int64_t now) {
   int64_t delta = now - t->last;
   t->last = now;
   if (delta <= 0) return;
-  int64_t room = t->cap - t->credit;
-  if (delta > room / t->rate) t->credit = t->cap;
+  int64_t cap = t->len ? INT64_MAX : t->cap;
+  int64_t room = cap - t->credit;
+  if (delta > room / t->rate) t->credit = cap;
   else t->credit += delta * t->rate;
 }
 
@@ -78,7 +82,10 @@ static int release(throttle *t, sl_emitter *em) {
     t->head++;
     t->len--;
   }
-  if (t->len == 0) t->head = 0;
+  if (t->len == 0) {
+    t->head = 0;
+    if (t->credit > t->cap) t->credit = t->cap; /* caught up: back to the bucket's size */
+  }
   if (t->len && !t->armed) {
     int64_t wait = (t->per - t->credit + t->rate - 1) / t->rate;
     t->armed = true;
@@ -106,6 +113,7 @@ static int process_drop(throttle *t, sl_batch *in, sl_emitter *em) {
 static int process(void *ctx, sl_batch *in, sl_emitter *em) {
   throttle *t = ctx;
   if (t->on_limit == 1) return process_drop(t, in, em);
+  refill(t, sl_stage_now(t->st)); /* before the new records join: they did not wait */
   if (t->head + t->len + in->len > t->cap_q) {
     if (t->head) { /* move the waiting records to the front first */
       for (size_t i = 0; i < t->len; i++) {
