@@ -9,7 +9,7 @@ CMAKE_FLAGS ?=
 # json-c only for bench/: the tools and libraries our codecs are measured against).
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
        clang libclang-rt-14-dev graphviz lz4 libpcre2-dev \
-       jq miller mawk libjansson-dev libjson-c-dev
+       jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl
 
 .PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
 
@@ -39,10 +39,11 @@ tsan: deps
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 bash tests/run build-tsan
 
 # Every libFuzzer target (+ASan/UBSan) for FUZZ_TIME seconds each, from the committed seeds in
-# fuzz/corpus/<name>: the YAML front end, the JSON decoder, the CSV decoder, the lz4 frame reader.
+# fuzz/corpus/<name>: the YAML front end, the JSON decoder, the CSV decoder, the lz4 frame reader,
+# the decrypting reader (decrypt + decompress) and the per-record lz4 decompress.
 # What a target learns goes to build-fuzz/corpus-<name>, crashes to build-fuzz/. Not part of CI.
 FUZZ_TIME ?= 60
-FUZZ_TARGETS = yaml json csv lz4
+FUZZ_TARGETS = yaml json csv lz4 decrypt decompress
 fuzz: deps
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON >/dev/null
 	cmake --build build-fuzz -j $(JOBS) --target $(addsuffix _fuzz,$(FUZZ_TARGETS))

@@ -619,6 +619,18 @@ void sl_stage_log(sl_stage *st, int level, const char *fmt, ...) __attribute__((
 int sl_stage_fail(sl_stage *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The engine's allocator (for stage memory that counts as the engine's). */
 void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize);
+/* How many instances the stage runs as (its parallelism). */
+int sl_stage_parallelism(const sl_stage *st);
+/* The context of instance i (0 .. parallelism-1) of the same stage, or NULL. Instances are
+ * initialised in order, 0 first, on one thread before the pipeline starts, and every context
+ * lives until the pipeline is freed: instance 0 may prepare in init what all instances share.
+ * What they change later they synchronise themselves. */
+void *sl_stage_sibling(const sl_stage *st, int i);
+/* The order of the current input batch (process() or the event() of a parked batch) when the
+ * stage runs as several ordered instances: a batch with a smaller *seq comes earlier in the
+ * stage's input (numbers are unique and increase, but may skip values). false when there is one
+ * instance (batches then come in order) or the output is unordered (no order exists). */
+bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq);
 
 /* The closest of the n names to word (edit distance with transpositions, close enough to be a
  * likely typo), or NULL: for "did you mean" messages. borrows everything */

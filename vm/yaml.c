@@ -120,6 +120,8 @@ struct sl_config {
   sl_yaml_stage *dead_letter;   /* dead_letter:, or NULL */
   sl_yaml_test *tests;
   size_t ntests;
+  const sl_load_options *opts;  /* while loading: --set NAME=VALUE also sets ${NAME} */
+  bool *set_used;               /* while loading: which --set was used as a ${NAME} */
 };
 
 /* Problems collected over a whole load or build. */
@@ -563,7 +565,22 @@ static bool var_name_ok(const char *s, size_t n) {
   return true;
 }
 
-/* Expands ${VAR}, ${VAR:-default} (also when VAR is empty) and $$ in one scalar. A lone $ stays. */
+/* The value a --set NAME=VALUE gives ${NAME} (the last such --set wins), or NULL. Marks it used. */
+static const char *set_var(const sl_config *c, const char *var) {
+  const char *val = NULL;
+  size_t n = strlen(var);
+  for (size_t i = 0; c->opts && i < c->opts->nsets; i++) {
+    const char *a = c->opts->sets[i];
+    if (a && strncmp(a, var, n) == 0 && a[n] == '=') {
+      val = a + n + 1;
+      c->set_used[i] = true;
+    }
+  }
+  return val;
+}
+
+/* Expands ${VAR}, ${VAR:-default} (also when VAR is empty) and $$ in one scalar. A lone $ stays.
+ * A --set VAR=VALUE comes before the environment. */
 static void expand_scalar(const sl_config *c, sl_yaml_node *n, problems *pr) {
   if (!memchr(n->s, '$', n->len)) return;
   char w[1200];
@@ -598,7 +615,8 @@ static void expand_scalar(const sl_config *c, sl_yaml_node *n, problems *pr) {
     }
     char var[256];
     snprintf(var, sizeof var, "%.*s", (int)(name_end - name), name);
-    const char *val = getenv(var);
+    const char *val = set_var(c, var);
+    if (!val) val = getenv(var);
     if (has_default && (!val || !*val)) sl_buf_append(&out, name_end + 2, (size_t)(close - name_end - 2));
     else if (val) sl_buf_append(&out, val, strlen(val));
     else {
@@ -957,7 +975,9 @@ static void apply_top_sets(sl_config *c, const sl_load_options *o, problems *pr)
       problem(pr, NULL, "--set '%s': expected path=value (for example workers=4 or parse.timeout=2s)", arg);
       continue;
     }
-    if (!strchr(path, '.') && c->root && c->root->type == YN_MAP) {
+    if (!strchr(path, '.') && c->set_used[i] && !in_list(path, top_keys, NTOP)) {
+      /* it set a ${VAR} of the file */
+    } else if (!strchr(path, '.') && c->root && c->root->type == YN_MAP) {
       sl_yaml_node *v = set_node(arg, value);
       size_t k = 0;
       while (k < map_len(c->root) && strcmp(map_key(c->root, k), path) != 0) k++;
@@ -1165,9 +1185,14 @@ int sl_config_load_text(const char *text, size_t len, const char *name, const sl
     problem(&pr, NULL, "%sa pipeline file is a map of keys (pipeline, stages, ...), not %s", w, what(c->root));
     goto done;
   }
+  c->opts = o;
+  c->set_used = sl__xcalloc(o && o->nsets ? o->nsets : 1, sizeof *c->set_used);
   expand_tree(c, c->root, &pr);
   apply_top_sets(c, o, &pr);
   read_top(c, o, &pr);
+  sl__free(c->set_used);
+  c->set_used = NULL;
+  c->opts = NULL;
 done:;
   int rc = problems_finish(&pr, err);
   if (rc) sl_config_free(c);

@@ -44,6 +44,11 @@ awk 'BEGIN { for (i = 1; i <= 120; i++) { l = i % 4 == 0 ? "ERROR" : (i % 4 == 1
 [ "$(wc -l <"$d/warnings.jsonl")" -eq 30 ] && grep -q '"key":"INFO","value":60' "$d/counts.out" || fail "triage warnings/counts"
 grep -q '"record":"not an event","error":".*not an event: not an event' "$d/failed.jsonl" || fail "triage dead letter: $(cat "$d/failed.jsonl")"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["elapsed_s"] == 0.29, d["elapsed_s"]' "$d/triage.json" || fail "triage pace"
+# protect and restore, the whole user story with the default (strong) Argon2id cost
+head -c 300000 /dev/urandom >"$d/big.bin"
+(cd "$d" && SLUICE_PASSPHRASE=pw "$B/sluice" run --quiet "$root/examples/protect.yaml" --set in=big.bin --set out=big.slc &&
+  SLUICE_PASSPHRASE=pw "$B/sluice" run --quiet "$root/examples/restore.yaml" --set in=big.slc --set out=back.bin) || fail "protect/restore"
+cmp -s "$d/big.bin" "$d/back.bin" || fail "protect/restore: the restored file differs"
 # a broken copy: the expected record is wrong, so the test fails with a diff, exit 1
 sed 's/status: 503, bytes: 20/status: 503, bytes: 21/' "$root/examples/access_errors.yaml" >"$d/broken.yaml"
 set +e
