@@ -106,6 +106,7 @@ struct sl_node {
   int index;               /* position in the pipeline */
   sl_value opts;           /* the kind's options as given (for graph/docs), owned */
   char *where;             /* "file:line:col: " of its definition, or "" */
+  sl_value at;             /* SL__AT positions of its keys (options.c), or nil */
   char **input_names;      /* as given; NULL entries never */
   int ninput_names;
   bool default_input;      /* input not given: the previous stage */
@@ -199,6 +200,13 @@ void sl__elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) 
 void sl__node_wake(sl_node *n);
 
 /* options.c */
+/* A front end that knows where each option was written passes, in the options map, the key
+ * SL__AT: a map of option key -> [where of the key, where of its value] ("file:line:col: ").
+ * Messages about an option then point at it rather than at the stage. */
+#define SL__AT "_at"
+/* The where of key (value: of its value) in an SL__AT map (may be NULL), else `where` ("" for
+ * NULL). */
+const char *sl__at(const sl_value *at, const char *key, bool value, const char *where);
 int sl__options_apply(const sl_option *table, void *ctx, const sl_value *opts, void **ptrs,
                       const char *where, const char *stage, const char *kind, sl_error_t *err);
 void sl__options_free(const sl_option *table, void *ctx);
