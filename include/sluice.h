@@ -235,7 +235,11 @@ void sl_pipeline_free(sl_pipeline *p);
  * common keys: name (default "<kind>#<index>"), input (a name or an array of names; default the
  * previous stage; [] for none), on_error ("skip" | "fail" | "dead_letter"), parallelism (integer
  * or "auto"), queue ({capacity: N, on_full: "block"|"drop_newest"|"drop_oldest"}: the policy of
- * this stage's input edges). errors: config (unknown kind or option, wrong type; err->stage set) */
+ * this stage's input edges). Front ends that read files may add `_where` ("file:line:col: " of
+ * the stage, the prefix of its messages) and `_at` ({key: [where of the key, where of its value]},
+ * list items as "input.0", ...: messages about an option point at it). Every problem of the
+ * options is reported, one per line. errors: config (unknown kind or option, wrong type;
+ * err->stage set) */
 int sl_pipeline_add(sl_pipeline *p, const char *kind, sl_value opts, sl_error_t *err);
 /* The same with the options written as JSON text ("" or NULL for none). */
 int sl_pipeline_add_json(sl_pipeline *p, const char *kind, const char *json_opts, sl_error_t *err);
@@ -268,7 +272,10 @@ int sl_pipeline_set_on_error(sl_pipeline *p, const char *policy, sl_error_t *err
  *   lua_memory_limit       size: bytes each Lua state may hold (default 256MiB; 0: no limit)
  *   lua_instruction_limit  integer: Lua VM instructions one call of a stage function may run
  *                          (default 100000000; 0: no limit)
- *   memory_limit           size: bytes held in queues (issue 5; not implemented yet: errors)
+ *   memory_limit           size: bytes of records queued between stages; when reached, sources
+                          (and ports) pause until consumers catch up, nothing is dropped.
+                          Estimated with sl_value_size; may be passed by one batch per producer
+                          (sources make smaller batches near the limit). 0: no limit
  * errors: config (unknown key, with a suggestion; wrong type), state (already started) */
 int sl_pipeline_set(sl_pipeline *p, const char *key, sl_value v, const char *where, sl_error_t *err);
 /* borrows: the value of a setting given with sl_pipeline_set, or NULL. */
@@ -358,6 +365,27 @@ void sl_script_options_init(sl_script_options *o);
  * failed (the script raised an error at run time, or a pipeline it ran failed) */
 int sl_script_run_file(const char *path, const sl_script_options *o, sl_error_t *err);
 
+/* Lua states for tools that run Lua a piece at a time, such as `sluice repl`: the standard
+ * libraries and `sluice` as a pipeline script sees it (DESIGN section 5), plus sluice.load(path)
+ * (a pipeline object from a YAML file) and sluice.last() (the pipeline object built last). The
+ * pipelines its code builds get engines from o->engine, and p:run() calls o->run (o is copied;
+ * NULL: defaults; args are not used). A pipeline object that has run is built again from the same
+ * steps when it is used again. The state belongs to the caller's thread; run code in it with
+ * lua_pcall. Include <lua.h> to use it. errors: nomem, failed (the front end did not load) */
+struct lua_State;
+int sl_script_new(const sl_script_options *o, struct lua_State **out, sl_error_t *err);
+/* Closes the state; pipelines that were built and not run are freed. */
+void sl_script_close(struct lua_State *L);
+/* Whether the value at idx is a pipeline object (what sluice.pipeline{} and sluice.load return). */
+bool sl_script_is_pipeline(struct lua_State *L, int idx);
+/* The pipeline of the pipeline object at idx, to check, draw, inspect or add stages to (valid until
+ * the object runs or is collected); one that has run is built again first. Runs Lua code: call it
+ * from outside any Lua call of L. errors: notfound (not a pipeline object), config (building it
+ * again failed: err->msg) */
+int sl_script_pipeline(struct lua_State *L, int idx, sl_pipeline **out, sl_error_t *err);
+/* Whether the table at idx carries the sluice.array marker (an empty array, not an empty map). */
+bool sl_script_is_array(struct lua_State *L, int idx);
+
 /* Validates the graph (unknown inputs, cycles, sources with inputs, stages with no path to a
  * sink, a dead-letter stage that is not a sink) without running it. errors: config */
 int sl_pipeline_check(sl_pipeline *p, sl_error_t *err);
@@ -415,6 +443,9 @@ typedef struct sl_stage_stats {
 } sl_stage_stats;
 size_t sl_pipeline_stage_count(const sl_pipeline *p);
 int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *out);
+/* memory_limit: the estimated bytes of records queued now, and the most seen (both 0 without a
+ * memory_limit, when nothing is counted). Readable while running. */
+void sl_pipeline_memory(const sl_pipeline *p, uint64_t *used, uint64_t *peak);
 /* Seconds on the engine clock since start (until the end, once ended). */
 double sl_pipeline_elapsed(const sl_pipeline *p);
 /* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out. errors: nomem */
@@ -442,7 +473,8 @@ typedef enum sl_opt_type {
 
 enum {
   SL_OPT_REQUIRED = 1, /* must be given */
-  SL_OPT_PRIMARY = 2   /* the option a scalar shorthand sets ("take: 5" sets count) */
+  SL_OPT_PRIMARY = 2,  /* the option a scalar shorthand sets ("take: 5" sets count) */
+  SL_OPT_LUA = 4       /* a Lua function (SL_OPT_STRING in the forms of "Lua function options") */
 };
 
 typedef struct sl_option {
@@ -533,6 +565,12 @@ struct sl_stage_kind {
    * to check what the options table cannot (a Lua function compiles, a name exists). Messages
    * start with `where` and name the stage. Non-zero rejects the stage. */
   int (*check)(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
+  /* Optional: the stage's named outputs (route), read when the stage is added, on the scratch
+   * context holding its parsed options: sets *names to n names (the engine copies them) and
+   * returns n. Output 0 is always "default"; names[k] is output k + 1 (sl_emit_to). A stage
+   * downstream reads one output with `input: <stage>.<output>`; a bare `input: <stage>` reads
+   * the default output. */
+  size_t (*outputs)(const void *ctx, const char *const **names);
 };
 
 enum { SL_ACK_OK = 0, SL_ACK_DROPPED = 1, SL_ACK_CANCELLED = 2 };
@@ -556,6 +594,19 @@ sl_batch *sl_emitter_batch(sl_emitter *em);
 uint32_t sl_emitter_room(const sl_emitter *em);
 /* The instance the emitter belongs to. */
 sl_stage *sl_emitter_stage(sl_emitter *em);
+/* Input record `origin` is shed on purpose (load shedding, e.g. throttle's on_limit: drop): it
+ * is counted in the stage's `dropped` stat and its ack token completes as SL_ACK_DROPPED. The
+ * record stays in the batch (the engine frees it). */
+void sl_emit_dropped(sl_emitter *em, uint32_t origin);
+/* sl_emit to one of the stage's named outputs (0: default; see sl_stage_kind.outputs). Only the
+ * stages reading that output receive v. errors: nomem, inval (no such output) */
+int sl_emit_to(sl_emitter *em, uint32_t output, uint32_t origin, sl_value v);
+/* sl_emit_error and sl_emit_error_record for a record that failed after `attempts` tries (a
+ * retrying stage): the dead-letter record carries the count (DESIGN section 3). */
+int sl_emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int sl_emit_error_record_attempts(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Ack tokens. A source creates one per input unit it wants to hear about. returns owned */
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id);

@@ -4,7 +4,7 @@
 #include "luafn.h"
 
 static const sl_option options[] = {
-    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua predicate of the record r", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua predicate of the record r", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY | SL_OPT_LUA},
     SL_LUAFN_POLICY_OPTIONS,
     SL_OPTIONS_END,
 };

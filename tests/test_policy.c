@@ -263,3 +263,27 @@ TEST(policy_config_errors) {
   }
   sl_engine_free(e);
 }
+
+/* buffer_unordered and buffered with a timeout: 20 calls sleeping r seconds, 10 at a time, 5.5 s
+ * timeout. 1..5 come back at 1..5 s and free slots for 11..15; 6..10 time out at 5.5 s, which
+ * frees slots for 16..20; 11..15 time out at 6.5..10.5 s and 16..20 at 11 s: the run ends at
+ * exactly 11 s, and a timed-out call's slot is free again at once. */
+TEST(policy_timeout_fanout) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "function nap(r) sluice.sleep(r) return r end\n";
+  for (int ordered = 0; ordered < 2; ordered++) {
+    const char *st[][2] = {{"generate", "{\"count\": 20}"},
+                           {ordered ? "buffered" : "buffer_unordered", "{\"fn\": \"nap\", \"concurrency\": 10, \"timeout\": \"5.5s\"}"}};
+    run r;
+    ASSERT_OK(run_policy(e, lua, st, 2, &r, &err), &err);
+    ASSERT_EQ(sl_array_len(&r.out), 5);
+    for (size_t i = 0; i < 5; i++) ASSERT_EQ(sl_array_get(&r.out, i)->u.i, (int64_t)i + 1);
+    ASSERT_EQ(sl_array_len(&r.dl), 15);
+    for (size_t i = 0; i < 15; i++) ASSERT_STR(str_of(sl_array_get(&r.dl, i), "error"), "timeout after 5.5s");
+    if (r.elapsed < 10.9999 || r.elapsed > 11.0001) SL__FAIL("%s: elapsed %.6f s, want 11", st[1][0], r.elapsed);
+    run_free(&r);
+  }
+  sl_engine_free(e);
+}

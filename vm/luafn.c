@@ -87,7 +87,7 @@ int sl_luafn_fail(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em, const c
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   materialize(f, in, i);
-  return sl__emit_error_attempts(em, i, f->attempt > 0 ? f->attempt : 1, msg);
+  return sl_emit_error_attempts(em, i, f->attempt > 0 ? f->attempt : 1, "%s", msg);
 }
 
 int sl_luafn_pass(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em) {
@@ -160,13 +160,6 @@ int sl_luafn_ready(sl_luafn *f) {
 
 void sl_luafn_free(sl_luafn *f) { sl_policy_free(&f->pol); }
 
-/* "1s", "250ms", "1.5s" */
-static void show_duration(int64_t ns, char *buf, size_t n) {
-  if (ns % 1000000000 == 0) snprintf(buf, n, "%llds", (long long)(ns / 1000000000));
-  else if (ns % 1000000 == 0 && ns < 1000000000) snprintf(buf, n, "%lldms", (long long)(ns / 1000000));
-  else snprintf(buf, n, "%gs", (double)ns / 1e9);
-}
-
 /* The record at i is done with: back to its first try. */
 static void record_done(sl_luafn *f) {
   f->attempt = 1;
@@ -217,7 +210,7 @@ static int try_failed(sl_luafn *f, char *msg, bool retryable, sl_batch *in, uint
     }
   }
   for (uint32_t k = f->whole_batch ? 0 : i; k < (f->whole_batch ? in->len : i + 1); k++)
-    materialize(f, in, k), sl__emit_error_attempts(em, k, f->attempt, msg);
+    materialize(f, in, k), sl_emit_error_attempts(em, k, f->attempt, "%s", msg);
   sl__free(msg);
   record_done(f);
   return 0;
@@ -305,9 +298,7 @@ int sl_luafn_event(sl_luafn *f, uint64_t token, sl_emitter *em) {
     sl_lua_call_abandon(f->call);
     f->call = NULL;
     f->tmo_timer = -1;
-    char d[32], *msg = sl__xmalloc(64);
-    show_duration(f->pol.timeout, d, sizeof d);
-    snprintf(msg, 64, "timeout after %s", d);
+    char *msg = sl_policy_timeout_msg(f->pol.timeout);
     if (f->cb) sl_breaker_record(f->cb, f->start, sl_stage_now(f->st), true, f->st);
     r = try_failed(f, msg, true, in, f->at, em);
   } else {

@@ -112,6 +112,7 @@ typedef struct sl_luafan_ctx {
   uint64_t base, head, tail, next; /* ring seq numbers: first held, first to emit, end, next to start */
   size_t cap;
   int64_t inflight;      /* calls parked */
+  int64_t timeout;       /* option: deadline of each call (ns, 0: none) */
 } sl_luafan_ctx;
 int sl_luafan_init(void *ctx, sl_stage *st, bool ordered);
 int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em);

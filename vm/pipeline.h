@@ -106,6 +106,7 @@ struct sl_node {
   int index;               /* position in the pipeline */
   sl_value opts;           /* the kind's options as given (for graph/docs), owned */
   char *where;             /* "file:line:col: " of its definition, or "" */
+  sl_value at;             /* SL__AT positions of its keys (options.c), or nil */
   char **input_names;      /* as given; NULL entries never */
   int ninput_names;
   bool default_input;      /* input not given: the previous stage */
@@ -123,6 +124,9 @@ struct sl_node {
   sl_node *fuse_tail;      /* last stage of its fused chain: its output edges are the chain's */
   sl_stage *insts;         /* parallelism instances */
   void **fn_ptrs;          /* SL_OPT_PTR values given through the C API (key order of options) */
+  char **outputs;          /* named outputs (kind->outputs): output k + 1 is outputs[k]; 0 is default */
+  int noutputs;
+  atomic_uint_least64_t mem_avg; /* source: bytes per record of its last batch (memory_limit) */
   /* reorder buffer */
   pthread_mutex_t out_mu;
   uint64_t next_seq;       /* next sequence number to release */
@@ -168,6 +172,12 @@ struct sl_pipeline {
   int result;              /* SL_OK, SL_EFAILED, SL_EABORTED */
   sl_error_t err;          /* failure details (first failure wins) */
   int64_t t_start, t_end;  /* engine clock */
+  /* memory_limit: bytes of records queued on edges (sl_value_size estimates). Sources (and
+   * ports) do not produce while mem_used >= mem_limit; a pop that finds mem_blocked set and the
+   * use under the limit wakes them. */
+  uint64_t mem_limit;      /* 0: no limit (nothing is counted) */
+  atomic_uint_least64_t mem_used, mem_peak;
+  atomic_bool mem_blocked; /* a source found no memory room */
 };
 
 /* The allocator of a pipeline's engine. */
@@ -178,8 +188,6 @@ sl_node *sl__pipeline_node(const sl_pipeline *p, const char *name);
 /* Records emitted so far into the current output batch: the index the next sl_emit gets in it
  * (a fused stage has one output batch per input batch). */
 uint32_t sl__emitter_len(const sl_emitter *em);
-/* sl_emit_error with the number of tries the record had (its dead-letter entry's `attempts`). */
-int sl__emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *msg);
 /* Fails the pipeline (first failure wins) and aborts it. */
 void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -192,6 +200,13 @@ void sl__elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) 
 void sl__node_wake(sl_node *n);
 
 /* options.c */
+/* A front end that knows where each option was written passes, in the options map, the key
+ * SL__AT: a map of option key -> [where of the key, where of its value] ("file:line:col: ").
+ * Messages about an option then point at it rather than at the stage. */
+#define SL__AT "_at"
+/* The where of key (value: of its value) in an SL__AT map (may be NULL), else `where` ("" for
+ * NULL). */
+const char *sl__at(const sl_value *at, const char *key, bool value, const char *where);
 int sl__options_apply(const sl_option *table, void *ctx, const sl_value *opts, void **ptrs,
                       const char *where, const char *stage, const char *kind, sl_error_t *err);
 void sl__options_free(const sl_option *table, void *ctx);

@@ -91,6 +91,15 @@ void sl_policy_free(sl_policy *p) {
   memset(p, 0, sizeof *p);
 }
 
+char *sl_policy_timeout_msg(int64_t ns) {
+  char d[32], *msg = sl__xmalloc(64);
+  if (ns % 1000000000 == 0) snprintf(d, sizeof d, "%llds", (long long)(ns / 1000000000));
+  else if (ns % 1000000 == 0 && ns < 1000000000) snprintf(d, sizeof d, "%lldms", (long long)(ns / 1000000));
+  else snprintf(d, sizeof d, "%gs", (double)ns / 1e9);
+  snprintf(msg, 64, "timeout after %s", d);
+  return msg;
+}
+
 /* ---- backoff ------------------------------------------------------------------------------ */
 
 static uint64_t next_rand(uint64_t *s) { /* xorshift64* */

@@ -81,6 +81,9 @@ typedef struct sl_policy {
 int sl_policy_parse(const sl_policy_opts *o, sl_policy *out, const char *where, const char *stage, sl_error_t *err);
 void sl_policy_free(sl_policy *p);
 
+/* "timeout after 1s" (250ms, 1.5s), malloc'd. */
+char *sl_policy_timeout_msg(int64_t ns);
+
 /* The wait before retry number n (1 = the first retry), given the previous wait (for
  * decorrelated jitter) and a random state. */
 int64_t sl_retry_delay(const sl_retry *r, int n, int64_t prev, uint64_t *rng);

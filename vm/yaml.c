@@ -21,7 +21,9 @@
  *     line of the string's first character) and the column of its indentation;
  *   - otherwise (a map of options, or nothing): the position of the kind key.
  * So a Lua function written as shorthand has exact line numbers; one written inside a map of
- * options (`map: {fn: ...}`) counts from the kind key's line.
+ * options (`map: {fn: ...}`) gets as many blank lines in front as it is below the kind key, so
+ * its line numbers are exact too (option_value). Each option's own position goes to the engine
+ * in the stage's SL__AT map (at_node), for messages that point at the key or the value.
  *
  * Tests (sl_config_run_test) build a rewritten graph (see build()): the records are injected by a
  * `values` source, only stages downstream of the injection point are kept, sinks become `null`,
@@ -757,6 +759,19 @@ static size_t stage_index(const sl_config *c, const char *name, bool dl) {
   return SIZE_MAX;
 }
 
+/* Index of the stage an input name reads: a stage name, or `<stage>.<output>` of a stage with
+ * named outputs (route); SIZE_MAX when neither. */
+static size_t input_index(const sl_config *c, const char *name) {
+  size_t i = stage_index(c, name, false);
+  const char *dot = strrchr(name, '.');
+  if (i != SIZE_MAX || !dot) return i;
+  char *stage = sl__xstrdup(name);
+  stage[dot - name] = 0;
+  i = stage_index(c, stage, false);
+  sl__free(stage);
+  return i;
+}
+
 /* "; did you mean 'x'?" among the stage names, or "". */
 static void stage_suggestion(const sl_config *c, const char *name, char *buf, size_t n) {
   const char **names = sl__xcalloc(c->nstages + 1, sizeof *names);
@@ -1216,36 +1231,85 @@ static void stage_where(const sl_config *c, const sl_yaml_stage *st, char *w, si
   where(c, shorthand ? kv : st->kind_key, shorthand, w, n);
 }
 
-/* The options map of a stage as sl_pipeline_add takes it: _where, name, the common keys, the
- * kind's options (a shorthand value becomes the kind's primary option), then --set overrides. */
+/* Records in the SL__AT map *at where key and its value were written (pipeline.h), so the
+ * engine's messages about an option point at it; a list value (input: [a, b]) gets an entry per
+ * item too ("input.0", ...). */
+static void at_node(const sl_config *c, sl_value *at, const char *key, const sl_yaml_node *kn, const sl_yaml_node *vn) {
+  char w[1200];
+  sl_value pos = sl_array(2);
+  where(c, kn, false, w, sizeof w);
+  sl_array_push(&pos, sl_cstr(w));
+  where(c, vn, true, w, sizeof w);
+  sl_array_push(&pos, sl_cstr(w));
+  sl_map_setc(at, key, pos);
+  for (size_t i = 0; vn->type == YN_SEQ && i < vn->n; i++) {
+    char item[160];
+    snprintf(item, sizeof item, "%s.%zu", key, i);
+    at_node(c, at, item, vn->kids[i], vn->kids[i]);
+  }
+}
+
+/* A Lua function written inside a map of options (`map: {fn: ...}`): the engine counts its lines
+ * from the stage's _where (the kind key), so blank lines in front make Lua's messages name the
+ * file's own lines. Other values as they are. */
+static sl_value option_value(const sl_yaml_stage *st, const sl_option *opt, const sl_yaml_node *vn) {
+  int gap = vn->cline - st->kind_key->line;
+  if (!opt || !(opt->flags & SL_OPT_LUA) || !is_str_scalar(vn) || vn->origin || gap <= 0) return to_value(vn);
+  sl_buf b;
+  sl_buf_init(&b);
+  for (int i = 0; i < gap; i++) sl_buf_append(&b, "\n", 1);
+  sl_buf_append(&b, vn->s, vn->len);
+  sl_value v = sl_str(b.data, b.len);
+  sl_buf_close(&b);
+  return v;
+}
+
+/* The option of this key of a kind, or NULL. */
+static const sl_option *kind_option(const sl_stage_kind *kind, const char *key) {
+  for (const sl_option *o = kind ? kind->options : NULL; o && o->type != SL_OPT_END; o++)
+    if (strcmp(o->key, key) == 0) return o;
+  return NULL;
+}
+
+/* The options map of a stage as sl_pipeline_add takes it: _where, the positions of its keys
+ * (SL__AT), name, the common keys, the kind's options (a shorthand value becomes the kind's
+ * primary option), then --set overrides. */
 static bool stage_opts(const sl_config *c, sl_engine *e, const sl_yaml_stage *st, problems *pr, sl_value *out) {
   char w[1200];
   const sl_yaml_node *kv = st->kind_val;
+  const sl_stage_kind *kind = sl_engine_kind(e, st->kind_key->s);
   stage_where(c, st, w, sizeof w);
-  sl_value opts = sl_map(8);
+  sl_value opts = sl_map(8), at = sl_map(8);
   bool ok = true;
   sl_map_setc(&opts, "_where", sl_cstr(w));
+  sl_map_setc(&opts, SL__AT, sl_nil()); /* filled below; first, so the engine reads it first */
   const sl_yaml_node *name = common_key(st, "name");
   sl_map_setc(&opts, "name", name && !(name->type == YN_SCALAR && name->len) ? to_value(name) : sl_cstr(st->name));
   for (size_t i = 0; i < map_len(st->map); i++) {
     const char *k = map_key(st->map, i);
-    if (IN_LIST(k, common_keys) && strcmp(k, "name") != 0) sl_map_setc(&opts, k, to_value(map_val(st->map, i)));
+    if (!IN_LIST(k, common_keys)) continue;
+    at_node(c, &at, k, st->map->kids[2 * i], map_val(st->map, i));
+    if (strcmp(k, "name") != 0) sl_map_setc(&opts, k, to_value(map_val(st->map, i)));
   }
   if (kv->type == YN_MAP) {
     for (size_t i = 0; i < map_len(kv); i++) {
       const char *k = map_key(kv, i);
-      if (strcmp(k, "name") == 0 && !map_get(st->map, "name")) continue; /* already in opts */
+      if (strcmp(k, "name") == 0 && !map_get(st->map, "name")) { /* already in opts */
+        at_node(c, &at, k, kv->kids[2 * i], map_val(kv, i));
+        continue;
+      }
       if (k[0] == '_' || (sl_map_getc(&opts, k) && IN_LIST(k, common_keys))) {
+        where(c, kv->kids[2 * i], false, w, sizeof w);
         problem(pr, st->name, k[0] == '_' ? "%sstage '%s': unknown option '%s'" : "%sstage '%s': '%s' is given twice", w,
                 st->name, k);
         ok = false;
       } else {
-        sl_map_setc(&opts, k, to_value(map_val(kv, i)));
+        at_node(c, &at, k, kv->kids[2 * i], map_val(kv, i));
+        sl_map_setc(&opts, k, option_value(st, kind_option(kind, k), map_val(kv, i)));
       }
     }
   } else {
     sl_value v = to_value(kv);
-    const sl_stage_kind *kind = sl_engine_kind(e, st->kind_key->s);
     const sl_option *primary = NULL;
     for (const sl_option *opt = kind ? kind->options : NULL; opt && opt->type != SL_OPT_END; opt++)
       if (opt->flags & SL_OPT_PRIMARY) primary = opt;
@@ -1256,14 +1320,23 @@ static bool stage_opts(const sl_config *c, sl_engine *e, const sl_yaml_stage *st
       sl_value_free(v);
       ok = false;
     } else {
+      at_node(c, &at, primary->key, kv, kv);
       sl_map_setc(&opts, primary->key, v);
     }
   }
-  for (size_t i = 0; i < st->nsets && ok; i++)
-    if (set_path(&opts, st->sets[i].path, sl_value_ref(&st->sets[i].v)) != 0) {
-      problem(pr, st->name, "--set '%s': a part of the option path is not a map", st->sets[i].arg);
+  for (size_t i = 0; i < st->nsets && ok; i++) {
+    const sl_yaml_set *set = &st->sets[i];
+    if (set_path(&opts, set->path, sl_value_ref(&set->v)) != 0) {
+      problem(pr, st->name, "--set '%s': a part of the option path is not a map", set->arg);
       ok = false;
     }
+    snprintf(w, sizeof w, "--set '%s': ", set->arg);
+    sl_value pos = sl_array(2);
+    sl_array_push(&pos, sl_cstr(w));
+    sl_array_push(&pos, sl_cstr(w));
+    sl_map_set(&at, set->path, strcspn(set->path, "."), pos);
+  }
+  sl_map_setc(&opts, SL__AT, at);
   if (!ok) {
     sl_value_free(opts);
     return false;
@@ -1339,7 +1412,7 @@ static int build(const sl_config *c, sl_engine *e, const sl_yaml_test *t, const 
       for (size_t j = 0; j < c->nstages; j++) {
         if (keep[j] || kind_has(e, &c->stages[j], SL_STAGE_SOURCE)) continue;
         for (size_t k = 0; k < c->stages[j].ninputs && !keep[j]; k++) {
-          size_t from = stage_index(c, c->stages[j].inputs[k], false);
+          size_t from = input_index(c, c->stages[j].inputs[k]);
           if (from != SIZE_MAX && keep[from]) keep[j] = changed = true;
         }
       }
@@ -1375,7 +1448,7 @@ static int build(const sl_config *c, sl_engine *e, const sl_yaml_test *t, const 
     if (i == t->in_stage) sl_array_push(&input, sl_cstr(TEST_INPUT));
     else
       for (size_t k = 0; k < st->ninputs; k++) {
-        size_t from = stage_index(c, st->inputs[k], false);
+        size_t from = input_index(c, st->inputs[k]);
         if (from != SIZE_MAX && keep[from]) sl_array_push(&input, sl_cstr(st->inputs[k]));
       }
     if (i == t->in_stage && in_is_source) {
