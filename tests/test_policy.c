@@ -287,3 +287,22 @@ TEST(policy_timeout_fanout) {
   }
   sl_engine_free(e);
 }
+
+/* Each try gets the record as it came, also behind another Lua stage (which would otherwise hand
+ * the same Lua table on, changed by the failed try). */
+TEST(policy_retry_original_record) {
+  sl_engine *e = sl_test_engine(1, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "tries = 0\n"
+                    "function bump(r) r.n = r.n + 10; tries = tries + 1; if tries < 2 then error('again') end return r end\n";
+  const char *st[][2] = {{"generate", "{\"count\": 1}"},
+                         {"map", "\"{n = r}\""},
+                         {"map", "{\"fn\": \"bump\", \"retry\": {\"attempts\": 2, \"initial\": \"1ms\"}}"}};
+  run r;
+  ASSERT_OK(run_policy(e, lua, st, 3, &r, &err), &err);
+  ASSERT_EQ(sl_array_len(&r.out), 1);
+  ASSERT_EQ(sl_map_getc(sl_array_get(&r.out, 0), "n")->u.i, 11);
+  run_free(&r);
+  sl_engine_free(e);
+}

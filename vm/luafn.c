@@ -63,11 +63,12 @@ static void link_carry(sl_luafn *f) {
   if (!nx || nx->kind->process != sl_luafn_process_cb) return;
   sl_stage *ns = &nx->insts[st->index];
   if ((ns->runner ? ns->runner : ns) != (st->runner ? st->runner : st)) return;
+  sl_luafn *g = &((sl_luafn_ctx *)ns->ctx)->f;
+  if (g->popts && g->popts->retry.type != SL_TNIL) return; /* each try needs the record as it came */
   lua_State *L = sl_lua_L(f->lua);
   lua_createtable(L, 256, 0);
   f->carry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   f->carry_out = true;
-  sl_luafn *g = &((sl_luafn_ctx *)ns->ctx)->f;
   g->from = f;
   g->made_by = f->carries == SL_LUAFN_CARRY_PASS ? f->made_by : f;
 }
