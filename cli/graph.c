@@ -162,6 +162,14 @@ void graph_print(FILE *out, const sl_pipeline *p, graph_format f) {
     if (si.on_full && strcmp(si.on_full, "block") != 0) sl_buf_printf(&label, "%s%s", label.len ? ", " : "", si.on_full);
     for (int k = 0; k < si.ninputs; k++) {
       size_t from = index_of(p, si.inputs[k]);
+      const char *dot = strrchr(si.inputs[k], '.');
+      size_t base = label.len;
+      if (from == (size_t)-1 && dot) { /* <stage>.<output> of a route: the edge says which output */
+        char stage[256];
+        snprintf(stage, sizeof stage, "%.*s", (int)(dot - si.inputs[k]), si.inputs[k]);
+        from = index_of(p, stage);
+        sl_buf_printf(&label, "%s%s", label.len ? ", " : "", dot + 1);
+      }
       if (from == (size_t)-1) continue; /* check() reported it */
       if (f == FORMAT_DOT) {
         fprintf(out, "  s%zu -> s%zu", from, i);
@@ -178,6 +186,8 @@ void graph_print(FILE *out, const sl_pipeline *p, graph_format f) {
       } else {
         fprintf(out, "  s%zu --> s%zu\n", from, i);
       }
+      label.len = base; /* the output's name was for this edge only */
+      if (label.data) label.data[base] = 0;
     }
     if (to_dead_letter(p, &si, dl) && dl_index != (size_t)-1) {
       if (f == FORMAT_DOT) fprintf(out, "  s%zu -> s%zu [style=dashed, label=\"failed\"];\n", i, dl_index);

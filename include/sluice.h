@@ -272,7 +272,10 @@ int sl_pipeline_set_on_error(sl_pipeline *p, const char *policy, sl_error_t *err
  *   lua_memory_limit       size: bytes each Lua state may hold (default 256MiB; 0: no limit)
  *   lua_instruction_limit  integer: Lua VM instructions one call of a stage function may run
  *                          (default 100000000; 0: no limit)
- *   memory_limit           size: bytes held in queues (issue 5; not implemented yet: errors)
+ *   memory_limit           size: bytes of records queued between stages; when reached, sources
+                          (and ports) pause until consumers catch up, nothing is dropped.
+                          Estimated with sl_value_size; may be passed by one batch per producer
+                          (sources make smaller batches near the limit). 0: no limit
  * errors: config (unknown key, with a suggestion; wrong type), state (already started) */
 int sl_pipeline_set(sl_pipeline *p, const char *key, sl_value v, const char *where, sl_error_t *err);
 /* borrows: the value of a setting given with sl_pipeline_set, or NULL. */
@@ -441,6 +444,9 @@ typedef struct sl_stage_stats {
 } sl_stage_stats;
 size_t sl_pipeline_stage_count(const sl_pipeline *p);
 int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *out);
+/* memory_limit: the estimated bytes of records queued now, and the most seen (both 0 without a
+ * memory_limit, when nothing is counted). Readable while running. */
+void sl_pipeline_memory(const sl_pipeline *p, uint64_t *used, uint64_t *peak);
 /* Seconds on the engine clock since start (until the end, once ended). */
 double sl_pipeline_elapsed(const sl_pipeline *p);
 /* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out. errors: nomem */
@@ -560,6 +566,12 @@ struct sl_stage_kind {
    * to check what the options table cannot (a Lua function compiles, a name exists). Messages
    * start with `where` and name the stage. Non-zero rejects the stage. */
   int (*check)(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
+  /* Optional: the stage's named outputs (route), read when the stage is added, on the scratch
+   * context holding its parsed options: sets *names to n names (the engine copies them) and
+   * returns n. Output 0 is always "default"; names[k] is output k + 1 (sl_emit_to). A stage
+   * downstream reads one output with `input: <stage>.<output>`; a bare `input: <stage>` reads
+   * the default output. */
+  size_t (*outputs)(const void *ctx, const char *const **names);
 };
 
 enum { SL_ACK_OK = 0, SL_ACK_DROPPED = 1, SL_ACK_CANCELLED = 2 };
@@ -583,6 +595,19 @@ sl_batch *sl_emitter_batch(sl_emitter *em);
 uint32_t sl_emitter_room(const sl_emitter *em);
 /* The instance the emitter belongs to. */
 sl_stage *sl_emitter_stage(sl_emitter *em);
+/* Input record `origin` is shed on purpose (load shedding, e.g. throttle's on_limit: drop): it
+ * is counted in the stage's `dropped` stat and its ack token completes as SL_ACK_DROPPED. The
+ * record stays in the batch (the engine frees it). */
+void sl_emit_dropped(sl_emitter *em, uint32_t origin);
+/* sl_emit to one of the stage's named outputs (0: default; see sl_stage_kind.outputs). Only the
+ * stages reading that output receive v. errors: nomem, inval (no such output) */
+int sl_emit_to(sl_emitter *em, uint32_t output, uint32_t origin, sl_value v);
+/* sl_emit_error and sl_emit_error_record for a record that failed after `attempts` tries (a
+ * retrying stage): the dead-letter record carries the count (DESIGN section 3). */
+int sl_emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int sl_emit_error_record_attempts(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Ack tokens. A source creates one per input unit it wants to hear about. returns owned */
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id);
@@ -621,6 +646,18 @@ void sl_stage_log(sl_stage *st, int level, const char *fmt, ...) __attribute__((
 int sl_stage_fail(sl_stage *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The engine's allocator (for stage memory that counts as the engine's). */
 void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize);
+/* How many instances the stage runs as (its parallelism). */
+int sl_stage_parallelism(const sl_stage *st);
+/* The context of instance i (0 .. parallelism-1) of the same stage, or NULL. Instances are
+ * initialised in order, 0 first, on one thread before the pipeline starts, and every context
+ * lives until the pipeline is freed: instance 0 may prepare in init what all instances share.
+ * What they change later they synchronise themselves. */
+void *sl_stage_sibling(const sl_stage *st, int i);
+/* The order of the current input batch (process() or the event() of a parked batch) when the
+ * stage runs as several ordered instances: a batch with a smaller *seq comes earlier in the
+ * stage's input (numbers are unique and increase, but may skip values). false when there is one
+ * instance (batches then come in order) or the output is unordered (no order exists). */
+bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq);
 
 /* The closest of the n names to word (edit distance with transpositions, close enough to be a
  * likely typo), or NULL: for "did you mean" messages. borrows everything */

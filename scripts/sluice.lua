@@ -105,6 +105,16 @@ function Pipeline:add(kind, ...)
     end
     opts[name] = args[i]
   end
+  if kind == "route" and opts.outputs == nil and next(opts) ~= nil then
+    _sl.config_error(string.format("%sroute outputs are tried in order: in Lua write them as a list, p:route { {name1 = pred1}, {name2 = pred2} }", at))
+  end
+  if kind == "route" and type(opts.outputs) == "table" and #opts.outputs == 0 then
+    local n = 0
+    for _ in pairs(opts.outputs) do n = n + 1 end
+    if n > 1 then -- Lua tables have no order, and the first matching output wins
+      _sl.config_error(string.format("%sroute outputs are tried in order: in Lua write them as a list, { {name1 = pred1}, {name2 = pred2} }", at))
+    end
+  end
   for _, k in ipairs { "fn", "key" } do -- a script's global function, named: ship the function
     if type(opts[k]) == "string" and type(_G[opts[k]]) == "function" then opts[k] = _G[opts[k]] end
   end

@@ -1,5 +1,6 @@
 /* throttle — passes at most `rate` records per `per`, with bursts of up to `burst`: a token
- * bucket that delays records, never drops them.
+ * bucket that delays records, never drops them (unless `on_limit: drop`, load shedding: a record
+ * that finds no credit is dropped and counted in the stage's `dropped` stat).
  *
  * The bucket is kept in integers so it is exact on the virtual clock: every nanosecond adds
  * `rate` units of credit, a record costs `per` units, and the bucket holds `burst * per` (plus
@@ -18,7 +19,8 @@
 typedef struct throttle {
   int64_t rate;     /* option: records per `per` */
   int64_t per;      /* option: ns */
-  int64_t burst;    /* option: records that may pass at once (0: rate) */
+  int64_t burst;    /* option: records that may pass at once */
+  int on_limit;     /* option: 0 delay, 1 drop */
   int64_t cap;      /* burst * per plus slack: the bucket's size in units (refill) */
   int64_t credit;   /* units in the bucket */
   int64_t last;     /* engine clock of the last refill */
@@ -32,7 +34,8 @@ typedef struct throttle {
 static const sl_option options[] = {
     {SL_OPT_INT, "rate", NULL, offsetof(throttle, rate), "records let through per `per`", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
     {SL_OPT_DURATION, "per", "1s", offsetof(throttle, per), "the period the rate is counted over", NULL, 0},
-    {SL_OPT_INT, "burst", NULL, offsetof(throttle, burst), "records that may pass at once after a quiet spell (default: rate)", NULL, 0},
+    {SL_OPT_INT, "burst", "1", offsetof(throttle, burst), "records that may pass at once after a quiet spell", NULL, 0},
+    {SL_OPT_ENUM, "on_limit", "delay", offsetof(throttle, on_limit), "a record over the rate waits (delay) or is dropped and counted (drop: load shedding)", "delay|drop", 0},
     SL_OPTIONS_END,
 };
 
@@ -41,7 +44,6 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   t->st = st;
   if (t->rate < 1) return sl_error_set(err, SL_ECONFIG, NULL, "rate must be 1 or more (got %lld)", (long long)t->rate);
   if (t->per < 1) return sl_error_set(err, SL_ECONFIG, NULL, "per must be a positive duration");
-  if (t->burst == 0) t->burst = t->rate;
   if (t->burst < 1) return sl_error_set(err, SL_ECONFIG, NULL, "burst must be 1 or more (got %lld)", (long long)t->burst);
   if (t->burst > INT64_MAX / t->per)
     return sl_error_set(err, SL_ECONFIG, NULL, "burst times per is too large: use a smaller burst or a shorter per");
@@ -55,13 +57,17 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   return 0;
 }
 
-/* Adds the credit earned since the last refill (no overflow: a long quiet spell fills it). */
+/* Adds the credit earned since the last refill. A quiet spell fills the bucket to its size and
+ * no further. While records wait (the whole time since the last refill), nothing is clamped: a
+ * timer that fires late (real clocks do, by 50 µs to a few ms) then lets the records that were
+ * due go at once, so the long-run rate stays exact instead of losing the lateness every time. */
 static void refill(throttle *t, int64_t now) {
   int64_t delta = now - t->last;
   t->last = now;
   if (delta <= 0) return;
-  int64_t room = t->cap - t->credit;
-  if (delta > room / t->rate) t->credit = t->cap;
+  int64_t cap = t->len ? INT64_MAX : t->cap;
+  int64_t room = cap - t->credit;
+  if (delta > room / t->rate) t->credit = cap;
   else t->credit += delta * t->rate;
 }
 
@@ -76,7 +82,10 @@ static int release(throttle *t, sl_emitter *em) {
     t->head++;
     t->len--;
   }
-  if (t->len == 0) t->head = 0;
+  if (t->len == 0) {
+    t->head = 0;
+    if (t->credit > t->cap) t->credit = t->cap; /* caught up: back to the bucket's size */
+  }
   if (t->len && !t->armed) {
     int64_t wait = (t->per - t->credit + t->rate - 1) / t->rate;
     t->armed = true;
@@ -86,8 +95,25 @@ static int release(throttle *t, sl_emitter *em) {
   return rc;
 }
 
+/* on_limit: drop — a record passes if the bucket has credit for it, else it is shed. */
+static int process_drop(throttle *t, sl_batch *in, sl_emitter *em) {
+  refill(t, sl_stage_now(t->st));
+  for (uint32_t i = 0; i < in->len; i++) {
+    if (t->credit >= t->per) {
+      t->credit -= t->per;
+      int rc = sl_emit(em, i, sl_batch_take(in, i));
+      if (rc) return rc;
+    } else {
+      sl_emit_dropped(em, i);
+    }
+  }
+  return 0;
+}
+
 static int process(void *ctx, sl_batch *in, sl_emitter *em) {
   throttle *t = ctx;
+  if (t->on_limit == 1) return process_drop(t, in, em);
+  refill(t, sl_stage_now(t->st)); /* before the new records join: they did not wait */
   if (t->head + t->len + in->len > t->cap_q) {
     if (t->head) { /* move the waiting records to the front first */
       for (size_t i = 0; i < t->len; i++) {
@@ -138,7 +164,7 @@ static void destroy(void *ctx) {
 const sl_stage_kind sl_stage_throttle = {
     .abi = SL_STAGE_ABI,
     .name = "throttle",
-    .doc = "passes at most rate records per period, in order; delays records, never drops them",
+    .doc = "passes at most rate records per period, in order; delays records (or sheds them with on_limit: drop)",
     .options = options,
     .ctx_size = sizeof(throttle),
     .init = init,

@@ -68,9 +68,54 @@ static void run_throttle(int64_t count, const char *json, int64_t (*want_ns)(int
 static int64_t every_half_second(int64_t i) { return (i - 1) * 500000000; }
 TEST(throttle_rate_exact) { run_throttle(10, "{\"rate\": 2, \"per\": \"1s\", \"burst\": 1}", every_half_second, 4.5); }
 
-/* rate 5 (burst defaults to the rate): five at once, then one every 0.2 s. */
-static int64_t burst_then_steady(int64_t i) { return i <= 5 ? 0 : (i - 5) * 200000000; }
-TEST(throttle_burst_default) { run_throttle(20, "{\"rate\": 5}", burst_then_steady, 3.0); }
+/* rate 5 (burst defaults to 1): one every 0.2 s, the first at once. */
+static int64_t fifth(int64_t i) { return (i - 1) * 200000000; }
+TEST(throttle_burst_default) { run_throttle(20, "{\"rate\": 5}", fifth, 3.8); }
+
+/* The issue's figures: rate 10 per 1s over 100 records, record i at (i-1)*100 ms; with burst 5
+ * the first five at t = 0, then one every 100 ms. */
+static int64_t tenth(int64_t i) { return (i - 1) * 100000000; }
+static int64_t burst5(int64_t i) { return i <= 5 ? 0 : (i - 5) * 100000000; }
+TEST(throttle_issue_exact) {
+  run_throttle(100, "{\"rate\": 10, \"per\": \"1s\"}", tenth, 9.9);
+  if (sl_test_failed) return;
+  run_throttle(100, "{\"rate\": 10, \"per\": \"1s\", \"burst\": 5}", burst5, 9.5);
+}
+
+/* on_limit: drop at 10/s over a source of 100/s for 10 s: the records at 0, 100 ms, 200 ms, ...
+ * pass (100 of them), the 900 others are shed and counted; nothing waits. */
+TEST(throttle_drop_mode) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  ASSERT_OK(sl_engine_register(e, &stamp_kind, &err), &err);
+  sl_pipeline *p;
+  sl_pipeline_new(e, "shed", &p, NULL);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 1000, \"rate\": 100}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "throttle", "{\"rate\": 10, \"on_limit\": \"drop\", \"name\": \"t\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "stamp", NULL, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  sl_collect *c = sl_pipeline_collect(p, "out");
+  sl_value v;
+  int64_t n = 0;
+  while (sl_collect_pull(c, &v, 0) == SL_OK) {
+    int64_t got_v = sl_map_getc(&v, "v")->u.i, got_t = sl_map_getc(&v, "t")->u.i;
+    sl_value_free(v);
+    ASSERT_EQ(got_v, 10 * n + 1);           /* 1, 11, 21, ...: one in ten */
+    ASSERT_EQ(got_t, n * 100000000);        /* when it arrived: shedding never delays */
+    n++;
+  }
+  ASSERT_EQ(n, 100);
+  sl_stage_stats s;
+  sl_pipeline_stats(p, 1, &s);
+  ASSERT_EQ(s.in, 1000);
+  ASSERT_EQ(s.out, 100);
+  ASSERT_EQ(s.dropped, 900);
+  ASSERT(sl_pipeline_elapsed(p) == 9.99); /* the source's last record */
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}
 
 /* rate 3 per second: a third of a second is not a whole number of nanoseconds; the credit
  * left over carries, so record i leaves at ceil((i-1)/3 s) and nothing drifts. */
@@ -98,7 +143,7 @@ TEST(throttle_backpressure_no_drops) {
   }
   ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
   ASSERT_EQ(n, 20000);
-  ASSERT(sl_pipeline_elapsed(p) == 19.0); /* 1000 at once, then 19,000 at 1000/s */
+  ASSERT(sl_pipeline_elapsed(p) == 19.999); /* one every ms, the first at once */
   sl_stage_stats s;
   sl_pipeline_stats(p, 1, &s);
   ASSERT_EQ(s.in, 20000);

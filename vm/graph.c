@@ -13,6 +13,7 @@
 #include "lock.h"
 #include "lua.h"
 #include "pipeline.h"
+#include "policy.h"
 
 #define DEFAULT_QUEUE 1024
 
@@ -144,8 +145,30 @@ static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest
   return 0;
 }
 
+/* Copies the named outputs a kind declares (route) into the node; checks they can be named in
+ * `input: <stage>.<output>`. */
+static int take_outputs(sl_node *n, const void *scratch, sl_error_t *err) {
+  const char *const *names = NULL;
+  size_t m = n->kind->outputs(scratch, &names);
+  if (m > 1000)
+    return sl_error_set(err, SL_ECONFIG, n->name, "%sstage '%s': at most 1000 outputs (got %zu)", n->where, n->name, m);
+  n->outputs = sl__xcalloc(m ? m : 1, sizeof *n->outputs);
+  for (size_t i = 0; i < m; i++) {
+    const char *o = names[i];
+    if (!*o || strchr(o, '.') || strcmp(o, "default") == 0)
+      return sl_error_set(err, SL_ECONFIG, n->name, "%sstage '%s': output name '%s' is not allowed (not empty, no '.', not 'default')",
+                          n->where, n->name, o);
+    for (int j = 0; j < n->noutputs; j++)
+      if (strcmp(n->outputs[j], o) == 0)
+        return sl_error_set(err, SL_ECONFIG, n->name, "%sstage '%s': output '%s' is named twice", n->where, n->name, o);
+    n->outputs[n->noutputs++] = sl__xstrdup(o);
+  }
+  return 0;
+}
+
 static void node_free(sl_node *n) {
   if (!n) return;
+  sl__breaker_free(n->breaker);
   sl__free(n->name);
   sl__free(n->where);
   sl_value_free(n->at);
@@ -155,6 +178,8 @@ static void node_free(sl_node *n) {
   sl__free(n->in);
   sl__free(n->out);
   sl__free(n->fn_ptrs);
+  for (int i = 0; i < n->noutputs; i++) sl__free(n->outputs[i]);
+  sl__free(n->outputs);
   sl__mem_free(sl__pmem(n->p), n, sizeof *n);
 }
 
@@ -217,6 +242,7 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
   void *scratch = sl__xcalloc(1, k->ctx_size ? k->ctx_size : 1);
   rc = sl__options_apply(k->options, scratch, &rest, n->fn_ptrs, n->where, n->name, k->name, err);
   if (rc == 0 && k->check) rc = k->check(scratch, p, n->name, n->where, err);
+  if (rc == 0 && k->outputs) rc = take_outputs(n, scratch, err);
   sl__options_free(k->options, scratch);
   sl__free(scratch);
   if (rc) goto fail;
@@ -289,13 +315,66 @@ static void problem(sl_error_t *err, int *count, const sl_node *n, const char *f
 /* Resolved inputs of node i, as node indices (ins[i][0..nins[i]-1]). */
 typedef struct resolved {
   int **ins;
+  int **ports; /* ports[i][k]: the output of ins[i][k] read (-1 all; a node with outputs: 0 default) */
   int *nins;
 } resolved;
 
 static void resolved_free(resolved *r, int n) {
-  for (int i = 0; i < n; i++) sl__free(r->ins[i]);
+  for (int i = 0; i < n; i++) {
+    sl__free(r->ins[i]);
+    sl__free(r->ports[i]);
+  }
   sl__free(r->ins);
+  sl__free(r->ports);
   sl__free(r->nins);
+}
+
+/* Resolves an input name: a stage, or `<stage>.<output>` of a stage with named outputs (an exact
+ * stage name wins). Returns the node (and *port), or NULL with a problem reported. */
+static sl_node *resolve_input(sl_pipeline *p, sl_node *nd, int k, int *port, const char **names, int n,
+                              sl_error_t *err, int *count) {
+  const char *name = nd->input_names[k];
+  char item[32];
+  snprintf(item, sizeof item, "input.%d", k);
+  const char *where = sl__at(&nd->at, item, true, sl__at(&nd->at, "input", true, nd->where));
+  sl_node *src = sl__pipeline_node(p, name);
+  *port = -1;
+  if (src) {
+    if (src->kind->outputs) *port = 0;
+    return src;
+  }
+  const char *dot = strrchr(name, '.');
+  if (dot) {
+    char *stage = sl__xstrdup(name);
+    stage[dot - name] = 0;
+    src = sl__pipeline_node(p, stage);
+    sl__free(stage);
+  }
+  if (src && !src->kind->outputs) {
+    problem(err, count, nd, "%sstage '%s': input '%s': stage '%s' has no named outputs; read it as '%s'", where, nd->name,
+            name, src->name, src->name);
+    return NULL;
+  }
+  if (src) {
+    if (strcmp(dot + 1, "default") == 0) {
+      *port = 0;
+      return src;
+    }
+    for (int o = 0; o < src->noutputs; o++)
+      if (strcmp(src->outputs[o], dot + 1) == 0) {
+        *port = o + 1;
+        return src;
+      }
+    const char *dym = sl_did_you_mean(dot + 1, (const char *const *)src->outputs, (size_t)src->noutputs);
+    problem(err, count, nd, "%sstage '%s': input '%s': stage '%s' has no output '%s'%s%s%s (its outputs: default%s%s)", where,
+            nd->name, name, src->name, dot + 1, dym ? "; did you mean '" : "", dym ? dym : "", dym ? "'?" : "",
+            src->noutputs ? ", " : "", src->noutputs ? src->outputs[0] : "");
+    return NULL;
+  }
+  const char *dym = sl_did_you_mean(name, names, (size_t)n);
+  problem(err, count, nd, "%sstage '%s': input '%s' names no stage%s%s%s", where, nd->name, name,
+          dym ? "; did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
+  return NULL;
 }
 
 enum { WHITE = 0, GREY, BLACK };
@@ -319,6 +398,7 @@ static bool find_cycle(sl_pipeline *p, resolved *r, int i, int *color, sl_error_
 static int check(sl_pipeline *p, resolved *r, sl_error_t *err) {
   int count = 0, n = p->nnodes;
   r->ins = sl__xcalloc((size_t)(n ? n : 1), sizeof *r->ins);
+  r->ports = sl__xcalloc((size_t)(n ? n : 1), sizeof *r->ports);
   r->nins = sl__xcalloc((size_t)(n ? n : 1), sizeof *r->nins);
   if (n == 0) {
     problem(err, &count, NULL, "pipeline '%s' has no stages", p->name);
@@ -339,6 +419,8 @@ static int check(sl_pipeline *p, resolved *r, sl_error_t *err) {
         continue;
       }
       r->ins[i] = sl__xmalloc(sizeof(int));
+      r->ports[i] = sl__xmalloc(sizeof(int));
+      r->ports[i][0] = p->nodes[i - 1]->kind->outputs ? 0 : -1;
       r->ins[i][r->nins[i]++] = i - 1;
       continue;
     }
@@ -348,16 +430,12 @@ static int check(sl_pipeline *p, resolved *r, sl_error_t *err) {
       continue;
     }
     r->ins[i] = sl__xcalloc((size_t)nd->ninput_names, sizeof(int));
+    r->ports[i] = sl__xcalloc((size_t)nd->ninput_names, sizeof(int));
     for (int k = 0; k < nd->ninput_names; k++) {
-      sl_node *src = sl__pipeline_node(p, nd->input_names[k]);
-      if (!src) {
-        const char *dym = sl_did_you_mean(nd->input_names[k], names, (size_t)n);
-        char item[32];
-        snprintf(item, sizeof item, "input.%d", k);
-        problem(err, &count, nd, "%sstage '%s': input '%s' names no stage%s%s%s", sl__at(&nd->at, item, true, sl__at(&nd->at, "input", true, nd->where)), nd->name, nd->input_names[k],
-                dym ? "; did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
-        continue;
-      }
+      int port;
+      sl_node *src = resolve_input(p, nd, k, &port, names, n, err, &count);
+      if (!src) continue;
+      r->ports[i][r->nins[i]] = port;
       r->ins[i][r->nins[i]++] = src->index;
     }
   }
@@ -407,9 +485,10 @@ int sl_pipeline_check(sl_pipeline *p, sl_error_t *err) {
 /* Starting                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-static sl_edge *edge_new(sl_node *from, sl_node *to, uint64_t cap, int on_full) {
+static sl_edge *edge_new(sl_node *from, sl_node *to, uint64_t cap, int on_full, int port) {
   sl_edge *e = sl__mem_alloc(sl__pmem(to->p), sizeof *e);
   sl_queue_init(e, cap, on_full);
+  e->port = port;
   e->from = from;
   e->to = to;
   if (from) {
@@ -546,7 +625,7 @@ static bool fusable(const sl_pipeline *p, const sl_node *n, const sl_node *m, in
   const uint32_t bad = SL_STAGE_SOURCE | SL_STAGE_PASSIVE;
   return consumers_of_n == 1 && inputs_of_m == 1 && (n->kind->flags & SL_STAGE_STATELESS) &&
          (m->kind->flags & SL_STAGE_STATELESS) && !(n->kind->flags & bad) && !(m->kind->flags & bad) &&
-         !(n->kind->flags & SL_STAGE_SINK) && !m->queue_set &&
+         !(n->kind->flags & SL_STAGE_SINK) && !m->queue_set && !n->kind->outputs &&
          n->parallelism == m->parallelism && n != p->dead_letter && m != p->dead_letter;
 }
 
@@ -598,7 +677,7 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     sl_node *to = p->nodes[i];
     for (int k = 0; k < r.nins[i]; k++) {
       sl_node *from = p->nodes[r.ins[i][k]];
-      if (from->fuse_next != to) edge_new(from, to, to->queue_cap, to->on_full);
+      if (from->fuse_next != to) edge_new(from, to, to->queue_cap, to->on_full, r.ports[i][k]);
     }
   }
   resolved_free(&r, p->nnodes);
@@ -610,8 +689,10 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
       if (e->cap && e->on_full == SL_ON_FULL_BLOCK && e->cap < n->room) n->room = (uint32_t)e->cap;
     }
   }
+  for (int i = 0; i < p->nnodes && p->mem_limit; i++) /* memory_limit counts what edges hold */
+    for (int k = 0; k < p->nodes[i]->nout; k++) p->nodes[i]->out[k]->mem_used = &p->mem_used;
   if (p->dead_letter_name) {
-    p->dl_edge = edge_new(NULL, p->dead_letter, 0, SL_ON_FULL_BLOCK); /* unbounded: failures never wait */
+    p->dl_edge = edge_new(NULL, p->dead_letter, 0, SL_ON_FULL_BLOCK, -1); /* unbounded: failures never wait */
   }
   int i = 0;
   for (; i < p->nnodes; i++) {

@@ -28,6 +28,8 @@ struct sl_emitter {
   const sl_batch *in;  /* input of the current process() call, or NULL */
   uint32_t room;       /* what a source should emit per call */
   uint64_t failed;     /* records failed during this call */
+  bool have_seq;       /* the input batch's sequence number (ordered chains), for sl_emitter_seq */
+  uint64_t seq;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -82,19 +84,76 @@ void sl__node_wake(sl_node *n) {
 /* Moving batches                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
+/* memory_limit: the estimated bytes of b's records (b->bytes while it is queued). */
+static uint64_t batch_bytes(const sl_qbatch *b) {
+  uint64_t n = 0;
+  for (uint32_t i = b->off; i < b->len; i++) n += sl_value_size(&b->recs[i]);
+  return n;
+}
+
+static void push_edge(sl_edge *e, sl_qbatch *c) {
+  bool wake = false;
+  if (e->mem_used && !c->bytes) c->bytes = batch_bytes(c);
+  uint64_t shed = sl_queue_push(e, c, &wake);
+  if (e->mem_used) { /* the high-water mark, for sl_pipeline_memory */
+    sl_pipeline *p = e->to->p;
+    uint64_t used = atomic_load_explicit(&p->mem_used, memory_order_relaxed);
+    uint64_t peak = atomic_load_explicit(&p->mem_peak, memory_order_relaxed);
+    while (used > peak && !atomic_compare_exchange_weak_explicit(&p->mem_peak, &peak, used, memory_order_relaxed,
+                                                                 memory_order_relaxed)) {
+    }
+  }
+  if (shed) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
+  if (wake) sl__node_wake(e->to);
+}
+
+/* A node with named outputs (route): each edge gets the records of its output (references),
+ * in order; records of an output nobody reads are let go (done, like a filter's). */
+static void deliver_ports(sl_node *n, sl_qbatch *b) {
+  for (int i = 0; i < n->nout; i++) {
+    sl_edge *e = n->out[i];
+    uint32_t m = 0;
+    for (uint32_t k = b->off; k < b->len; k++) m += b->ports[k] == e->port;
+    if (m == 0) continue;
+    sl_qbatch *c = sl_queue_batch_new(b->mem, m);
+    c->seq = b->seq;
+    if (b->acks) sl_queue_batch_acks(c);
+    for (uint32_t k = b->off; k < b->len; k++) {
+      if (b->ports[k] != e->port) continue;
+      if (b->acks) c->acks[c->len] = sl_ack_ref(b->acks[k]);
+      c->recs[c->len++] = sl_value_ref(&b->recs[k]);
+    }
+    push_edge(e, c);
+  }
+  sl_queue_batch_free(b, false);
+}
+
 /* Pushes b (consumed) to every output edge of n; each extra edge gets references. */
 static void deliver(sl_node *n, sl_qbatch *b) {
   if (n->nout == 0 || b->len == b->off) {
     sl_queue_batch_free(b, n->nout > 0);
     return;
   }
+  if (n->p->mem_limit) { /* counted once, before broadcast copies it */
+    b->bytes = batch_bytes(b);
+    if (is_source(n)) atomic_store_explicit(&n->mem_avg, b->bytes / (b->len - b->off) + 1, memory_order_relaxed);
+  }
+  if (b->ports) {
+    deliver_ports(n, b);
+    return;
+  }
+  if (n->noutputs) { /* every record on the default output: only its readers get them */
+    int k = 0;
+    for (int i = 0; i < n->nout; i++) k += n->out[i]->port <= 0;
+    if (k < n->nout) {
+      sl_queue_batch_ports(b);
+      deliver_ports(n, b);
+      return;
+    }
+  }
   for (int i = n->nout - 1; i >= 0; i--) {
     sl_edge *e = n->out[i];
-    sl_qbatch *c = i == 0 ? b : sl_queue_batch_clone(b);
-    bool wake = false;
-    uint64_t shed = sl_queue_push(e, c, &wake);
-    if (shed) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
-    if (wake) sl__node_wake(e->to);
+    push_edge(e, i == 0 ? b : sl_queue_batch_clone(b));
   }
 }
 
@@ -143,6 +202,53 @@ static bool out_room(sl_node *n) {
   return true;
 }
 
+/* memory_limit: may a source produce now? Records how many it should make (*room: what is left
+ * under the limit, at most an eighth of it, at its records' average size). A source that finds no
+ * room sets mem_blocked; the pop that brings the use under the limit wakes the sources. */
+static bool mem_room(sl_node *n, uint32_t *room) {
+  sl_pipeline *p = n->p;
+  if (!p->mem_limit) return true;
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t used = atomic_load(&p->mem_used);
+    if (used < p->mem_limit) {
+      uint64_t avg = atomic_load_explicit(&n->mem_avg, memory_order_relaxed);
+      /* batches of at most an eighth of the limit: each producer instance may pass the limit
+       * by one batch, so smaller ones keep the total near it. A first record tells the size. */
+      uint64_t budget = p->mem_limit - used < p->mem_limit / 8 ? p->mem_limit - used : p->mem_limit / 8;
+      uint64_t fit = avg ? budget / avg + 1 : 1;
+      if (fit < *room) *room = (uint32_t)fit;
+      return true;
+    }
+    atomic_store(&p->mem_blocked, true); /* then look again: a pop may have come in between */
+  }
+  return false;
+}
+
+/* memory_limit: may a transform take input now? Under the limit, yes. Over it, only when its
+ * output edges are empty, so it passes on at most about a batch: then the consumer of the most
+ * downstream non-empty queue can always go on (its own outputs are empty, or it is a sink), and
+ * the use comes down. Otherwise it waits for one of its output edges to be popped (the
+ * producer_waiting flag), or for the use to fall under the limit (mem_blocked). */
+static bool mem_room_transform(sl_node *n, sl_node *tail) {
+  sl_pipeline *p = n->p;
+  if (!p->mem_limit || atomic_load(&p->mem_used) < p->mem_limit) return true;
+  bool empty = atomic_load_explicit(&tail->pending_len, memory_order_relaxed) == 0; /* reorder buffer */
+  for (int i = 0; i < tail->nout; i++)
+    if (!sl_queue_empty_or_wait(tail->out[i])) empty = false;
+  if (empty) return true;
+  atomic_store(&p->mem_blocked, true);
+  return atomic_load(&p->mem_used) < p->mem_limit;
+}
+
+/* A pop freed queue memory: wake the stages that wait for it (sources, and transforms held by
+ * mem_room_transform). */
+static void mem_released(sl_pipeline *p) {
+  if (!p->mem_limit || !atomic_load_explicit(&p->mem_blocked, memory_order_relaxed)) return;
+  if (atomic_load(&p->mem_used) >= p->mem_limit || !atomic_exchange(&p->mem_blocked, false)) return;
+  for (int i = 0; i < p->nnodes; i++)
+    if (!is_sink(p->nodes[i]) && p->nodes[i]->fuse_head == p->nodes[i]) sl__node_wake(p->nodes[i]);
+}
+
 static bool all_out_cancelled(sl_node *n) {
   if (n->nout == 0) return false;
   for (int i = 0; i < n->nout; i++)
@@ -171,6 +277,7 @@ static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
       st->rr = i + 1;
       *all_eof = false;
       atomic_fetch_add_explicit(&n->st_in, b->len - b->off, memory_order_relaxed);
+      mem_released(n->p);
       return b;
     }
     if (!eof) *all_eof = false;
@@ -228,6 +335,21 @@ int sl_emit(sl_emitter *em, uint32_t origin, sl_value v) {
 
 int sl_emit_acked(sl_emitter *em, sl_value v, sl_ack *ack) { return emit(em, v, ack); }
 
+int sl_emit_to(sl_emitter *em, uint32_t output, uint32_t origin, sl_value v) {
+  if (output == 0) return sl_emit(em, origin, v);
+  if (output > (uint32_t)em->node->noutputs) {
+    sl_value_free(v);
+    return SL_EINVAL;
+  }
+  int rc = emit_slow(em, origin, v);
+  sl_qbatch *b = em->out;
+  if (rc == 0 && b) { /* a sink's emit goes nowhere and leaves no batch */
+    sl_queue_batch_ports(b);
+    b->ports[b->len - 1] = (uint16_t)output;
+  }
+  return rc;
+}
+
 uint32_t sl_emitter_room(const sl_emitter *em) { return em->room; }
 sl_stage *sl_emitter_stage(sl_emitter *em) { return em->st; }
 
@@ -259,8 +381,9 @@ static void dead_letter(sl_stage *st, const sl_value *rec, sl_ack *ack, const ch
   if (wake) sl__node_wake(p->dead_letter);
 }
 
-/* Record rec (borrowed, may be NULL) with token ack (borrowed) failed: on_error decides. */
-static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const char *msg) {
+/* Record rec (borrowed, may be NULL) with token ack (borrowed) failed after `attempts` tries:
+ * on_error decides. */
+static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, int attempts, const char *msg) {
   sl_stage *st = em->st;
   sl_node *n = em->node;
   em->failed++;
@@ -273,7 +396,7 @@ static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const 
     break;
   case SL_ON_ERROR_DEAD_LETTER:
     if (st->p->dl_edge) {
-      dead_letter(st, rec, sl_ack_ref(ack), msg, 1);
+      dead_letter(st, rec, sl_ack_ref(ack), msg, attempts < 1 ? 1 : attempts);
       break;
     }
     __attribute__((fallthrough)); /* no dead-letter stage: skip */
@@ -284,30 +407,71 @@ static void fail_record(sl_emitter *em, const sl_value *rec, sl_ack *ack, const 
   }
 }
 
-int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
+static void emit_error_v(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void emit_error_v(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, va_list ap) {
   char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
+  fail_record(em, have ? &em->in->recs[origin] : NULL, have && em->in->acks ? em->in->acks[origin] : NULL, attempts, msg);
+}
+
+int sl_emit_error(sl_emitter *em, uint32_t origin, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  emit_error_v(em, origin, 1, fmt, ap);
   va_end(ap);
-  bool have = origin != SL_NO_ORIGIN && em->in && origin < em->in->len;
-  fail_record(em, have ? &em->in->recs[origin] : NULL, have && em->in->acks ? em->in->acks[origin] : NULL, msg);
   return 0;
 }
 
-int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *fmt, ...) {
-  char msg[1024];
+int sl_emit_error_attempts(sl_emitter *em, uint32_t origin, int attempts, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  emit_error_v(em, origin, attempts, fmt, ap);
   va_end(ap);
-  fail_record(em, &rec, ack, msg);
+  return 0;
+}
+
+static void error_record_v(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+static void error_record_v(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, va_list ap) {
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  fail_record(em, &rec, ack, attempts, msg);
   sl_value_free(rec);
   sl_ack_release(ack, false);
+}
+
+int sl_emit_error_record(sl_emitter *em, sl_value rec, sl_ack *ack, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_record_v(em, rec, ack, 1, fmt, ap);
+  va_end(ap);
+  return 0;
+}
+
+int sl_emit_error_record_attempts(sl_emitter *em, sl_value rec, sl_ack *ack, int attempts, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_record_v(em, rec, ack, attempts, fmt, ap);
+  va_end(ap);
   return 0;
 }
 
 sl_batch *sl_emitter_batch(sl_emitter *em) { return (sl_batch *)em->in; }
+uint32_t sl__emitter_len(const sl_emitter *em) { return em->out ? em->out->len : 0; }
+
+void sl_emit_dropped(sl_emitter *em, uint32_t origin) {
+  atomic_fetch_add_explicit(&em->node->st_dropped, 1, memory_order_relaxed);
+  if (origin != SL_NO_ORIGIN && em->in && origin < em->in->len && em->in->acks && em->in->acks[origin])
+    atomic_store_explicit(&em->in->acks[origin]->dropped, true, memory_order_relaxed);
+}
+
+bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq) {
+  if (!em->in || !em->have_seq) return false;
+  *seq = em->seq;
+  return true;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Engine services for stages (sluice.h)                                                       */
@@ -315,6 +479,10 @@ sl_batch *sl_emitter_batch(sl_emitter *em) { return (sl_batch *)em->in; }
 
 const char *sl_stage_name(const sl_stage *st) { return st->node->name; }
 int sl_stage_instance(const sl_stage *st) { return st->index; }
+int sl_stage_parallelism(const sl_stage *st) { return st->node->parallelism; }
+void *sl_stage_sibling(const sl_stage *st, int i) {
+  return i >= 0 && i < st->node->parallelism && st->node->insts ? st->node->insts[i].ctx : NULL;
+}
 int64_t sl_stage_now(const sl_stage *st) { return sl_loop_now(st->p->e->loop); }
 double sl_stage_wallclock(const sl_stage *st) { return wallclock(st->p->e); }
 /* Before start (an init arming a timer) a wake is dropped: start wakes every instance once. */
@@ -519,6 +687,8 @@ static int run_source(sl_stage *st, sl_emitter *em) {
       continue;
     }
     if (!out_room(n)) return SL_TASK_IDLE;
+    em->room = n->room;
+    if (!mem_room(n, &em->room)) return SL_TASK_IDLE;
     int rc = n->kind->produce(st->ctx, em);
     flush_out(em, false, 0);
     if (rc < 0) {
@@ -550,6 +720,8 @@ static int chain_run(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq, b
       view = r->susp_view;
       have_seq = r->susp_have_seq;
       seq = r->susp_seq;
+      em.have_seq = have_seq;
+      em.seq = seq;
       em.out = r->susp_out;
       em.failed = r->susp_failed;
       r->susp_at = NULL;
@@ -559,6 +731,8 @@ static int chain_run(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq, b
       view = (sl_batch){qb->recs + qb->off, qb->acks ? qb->acks + qb->off : NULL, qb->len - qb->off};
       if (n->fuse_head != n) atomic_fetch_add_explicit(&n->st_in, view.len, memory_order_relaxed);
       em.in = &view;
+      em.have_seq = have_seq;
+      em.seq = seq;
       rc = n->kind->process(st->ctx, &view, &em);
     }
     em.in = NULL;
@@ -638,6 +812,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
     }
     if (st->input_paused) return SL_TASK_IDLE;
     if (!out_room(tail)) return SL_TASK_IDLE;
+    if (!is_sink(tail) && !mem_room_transform(n, tail)) return SL_TASK_IDLE;
     bool all_eof;
     sl_qbatch *qb = pop_input(st, &all_eof);
     if (!qb) {
@@ -785,7 +960,8 @@ int sl_port_push(sl_port *port, sl_value *rec, int flags) {
       pthread_mutex_unlock(&n->pmu);
       return SL_ECLOSED;
     }
-    if (out_room(n)) break;
+    uint32_t room = 1;
+    if (out_room(n) && mem_room(n, &room)) break;
     if (flags & SL_NOWAIT) {
       pthread_mutex_unlock(&n->pmu);
       return SL_EAGAIN;
@@ -920,6 +1096,11 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
   o->parallelism = n->parallelism;
   o->done = atomic_load(&n->done);
   return 0;
+}
+
+void sl_pipeline_memory(const sl_pipeline *p, uint64_t *used, uint64_t *peak) {
+  if (used) *used = atomic_load((atomic_uint_least64_t *)&p->mem_used);
+  if (peak) *peak = atomic_load((atomic_uint_least64_t *)&p->mem_peak);
 }
 
 double sl_pipeline_elapsed(const sl_pipeline *p) {

@@ -124,6 +124,9 @@ struct sl_node {
   sl_node *fuse_tail;      /* last stage of its fused chain: its output edges are the chain's */
   sl_stage *insts;         /* parallelism instances */
   void **fn_ptrs;          /* SL_OPT_PTR values given through the C API (key order of options) */
+  char **outputs;          /* named outputs (kind->outputs): output k + 1 is outputs[k]; 0 is default */
+  int noutputs;
+  atomic_uint_least64_t mem_avg; /* source: bytes per record of its last batch (memory_limit) */
   /* reorder buffer */
   pthread_mutex_t out_mu;
   uint64_t next_seq;       /* next sequence number to release */
@@ -140,6 +143,9 @@ struct sl_node {
   sl_qbatch *cur;          /* collect: batch being pulled from */
   /* stats */
   atomic_uint_least64_t st_in, st_out, st_errors, st_dropped, st_retries, st_dead;
+  struct sl_breaker *breaker; /* the stage's circuit breaker (vm/policy.c), or NULL */
+  atomic_int breaker_state;   /* SL_CB_* + 1 while it has one, else 0 */
+  atomic_uint_least64_t st_breaker_changes;
 };
 
 enum { SL_P_BUILDING = 0, SL_P_RUNNING, SL_P_ENDED };
@@ -166,6 +172,12 @@ struct sl_pipeline {
   int result;              /* SL_OK, SL_EFAILED, SL_EABORTED */
   sl_error_t err;          /* failure details (first failure wins) */
   int64_t t_start, t_end;  /* engine clock */
+  /* memory_limit: bytes of records queued on edges (sl_value_size estimates). Sources (and
+   * ports) do not produce while mem_used >= mem_limit; a pop that finds mem_blocked set and the
+   * use under the limit wakes them. */
+  uint64_t mem_limit;      /* 0: no limit (nothing is counted) */
+  atomic_uint_least64_t mem_used, mem_peak;
+  atomic_bool mem_blocked; /* a source found no memory room */
 };
 
 /* The allocator of a pipeline's engine. */
@@ -173,6 +185,9 @@ static inline const sl__mem *sl__pmem(const sl_pipeline *p) { return &p->e->mem;
 
 /* Internal entry points shared by the vm files. */
 sl_node *sl__pipeline_node(const sl_pipeline *p, const char *name);
+/* Records emitted so far into the current output batch: the index the next sl_emit gets in it
+ * (a fused stage has one output batch per input batch). */
+uint32_t sl__emitter_len(const sl_emitter *em);
 /* Fails the pipeline (first failure wins) and aborts it. */
 void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

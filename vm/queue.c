@@ -39,6 +39,8 @@ sl_qbatch *sl_queue_batch_new(const sl__mem *mem, uint32_t cap) {
     b->len = 0;
     b->off = 0;
     b->acks = NULL;
+    b->ports = NULL;
+    b->bytes = 0;
     return b;
   }
   if (cap < CACHE_CAP && tl_ncache >= 0 && mem == tl_mem) cap = CACHE_CAP; /* cacheable later */
@@ -50,6 +52,8 @@ sl_qbatch *sl_queue_batch_new(const sl__mem *mem, uint32_t cap) {
   b->off = 0;
   b->cap = cap;
   b->acks = NULL;
+  b->ports = NULL;
+  b->bytes = 0;
   return b;
 }
 
@@ -61,12 +65,25 @@ sl_qbatch *sl_queue_batch_grow(sl_qbatch *b, uint32_t cap) {
     b->acks = sl__mem_realloc(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks, (size_t)ncap * sizeof *b->acks);
     memset(b->acks + b->cap, 0, (size_t)(ncap - b->cap) * sizeof *b->acks);
   }
+  if (b->ports) {
+    b->ports = sl__mem_realloc(b->mem, b->ports, (size_t)b->cap * sizeof *b->ports, (size_t)ncap * sizeof *b->ports);
+    memset(b->ports + b->cap, 0, (size_t)(ncap - b->cap) * sizeof *b->ports);
+  }
   b->cap = ncap;
   return b;
 }
 
 void sl_queue_batch_acks(sl_qbatch *b) {
   if (!b->acks) b->acks = sl__mem_calloc(b->mem, (size_t)b->cap * sizeof *b->acks);
+}
+
+void sl_queue_batch_ports(sl_qbatch *b) {
+  if (!b->ports) b->ports = sl__mem_calloc(b->mem, (size_t)b->cap * sizeof *b->ports);
+}
+
+static void free_ports(sl_qbatch *b) {
+  if (b->ports) sl__mem_free(b->mem, b->ports, (size_t)b->cap * sizeof *b->ports);
+  b->ports = NULL;
 }
 
 /* Frees records [from, to) of b and releases their acks. */
@@ -83,6 +100,7 @@ void sl_queue_batch_free(sl_qbatch *b, bool dropped) {
   if (!b) return;
   free_range(b, b->off, b->len, dropped);
   if (b->acks) sl__mem_free(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks);
+  free_ports(b);
   if (b->cap == CACHE_CAP && b->mem == tl_mem && tl_ncache >= 0 && tl_ncache < CACHE_MAX) tl_cache[tl_ncache++] = b;
   else sl__mem_free(b->mem, b, batch_size(b->cap));
 }
@@ -91,6 +109,7 @@ sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b) {
   uint32_t n = b->len - b->off;
   sl_qbatch *c = sl_queue_batch_new(b->mem, n);
   c->seq = b->seq;
+  c->bytes = b->bytes;
   c->len = n;
   for (uint32_t i = 0; i < n; i++) c->recs[i] = sl_value_ref(&b->recs[b->off + i]);
   if (b->acks) {
@@ -102,6 +121,7 @@ sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b) {
 
 void sl_queue_init(sl_edge *e, uint64_t cap, int on_full) {
   memset(e, 0, sizeof *e);
+  e->port = -1;
   sl_lock_init(&e->mu);
   e->cap = cap;
   e->on_full = on_full;
@@ -117,6 +137,21 @@ void sl_queue_close_free(sl_edge *e) {
   pthread_mutex_destroy(&e->mu);
 }
 
+/* memory_limit accounting (edges with mem_used): bytes of queued batches. */
+static void mem_sub(sl_edge *e, uint64_t bytes) {
+  if (e->mem_used && bytes) atomic_fetch_sub_explicit(e->mem_used, bytes, memory_order_relaxed);
+}
+
+/* Bytes of records [from, to) of b, taken off b->bytes (they are about to be freed). */
+static uint64_t take_bytes(sl_qbatch *b, uint32_t from, uint32_t to) {
+  if (!b->bytes) return 0;
+  uint64_t n = 0;
+  for (uint32_t i = from; i < to; i++) n += sl_value_size(&b->recs[i]);
+  if (n > b->bytes || to - from == b->len - b->off) n = b->bytes;
+  b->bytes -= n;
+  return n;
+}
+
 static void append(sl_edge *e, sl_qbatch *b) {
   b->next = NULL;
   if (e->tail) e->tail->next = b; else e->head = b;
@@ -130,6 +165,7 @@ static uint64_t evict_oldest(sl_edge *e, uint64_t *len) {
     sl_qbatch *b = e->head;
     uint32_t avail = b->len - b->off;
     uint64_t k = *len - e->cap < avail ? *len - e->cap : avail;
+    mem_sub(e, take_bytes(b, b->off, b->off + (uint32_t)k));
     free_range(b, b->off, b->off + (uint32_t)k, true);
     b->off += (uint32_t)k;
     *len -= k;
@@ -138,6 +174,7 @@ static uint64_t evict_oldest(sl_edge *e, uint64_t *len) {
       e->head = b->next;
       if (!e->head) e->tail = NULL;
       if (b->acks) sl__mem_free(b->mem, b->acks, (size_t)b->cap * sizeof *b->acks);
+      free_ports(b);
       sl__mem_free(b->mem, b, batch_size(b->cap));
     }
   }
@@ -153,9 +190,11 @@ uint64_t sl_queue_push(sl_edge *e, sl_qbatch *b, bool *wake_consumer) {
     sl_queue_batch_free(b, true);
     return 0;
   }
+  if (!e->mem_used) b->bytes = 0;
   uint64_t len = atomic_load_explicit(&e->len, memory_order_relaxed);
   if (e->cap && e->on_full == SL_ON_FULL_DROP_NEWEST && len + n > e->cap) {
     uint64_t keep = e->cap > len ? e->cap - len : 0;
+    take_bytes(b, b->off + (uint32_t)keep, b->len);
     free_range(b, b->off + (uint32_t)keep, b->len, true);
     b->len = b->off + (uint32_t)keep;
     shed = n - keep;
@@ -164,6 +203,7 @@ uint64_t sl_queue_push(sl_edge *e, sl_qbatch *b, bool *wake_consumer) {
   if (n == 0) {
     sl_queue_batch_free(b, true);
   } else {
+    if (b->bytes) atomic_fetch_add_explicit(e->mem_used, b->bytes, memory_order_relaxed);
     append(e, b);
     len += n;
     if (e->cap && e->on_full == SL_ON_FULL_DROP_OLDEST && len > e->cap) shed += evict_oldest(e, &len);
@@ -185,6 +225,8 @@ sl_qbatch *sl_queue_pop(sl_edge *e, bool *eof, bool *wake_producer, atomic_uint_
     if (!e->head) e->tail = NULL;
     uint64_t len = atomic_load_explicit(&e->len, memory_order_relaxed) - (b->len - b->off);
     atomic_store_explicit(&e->len, len, memory_order_relaxed);
+    mem_sub(e, b->bytes);
+    b->bytes = 0;
     if (seq_counter) b->seq = atomic_fetch_add_explicit(seq_counter, 1, memory_order_relaxed);
     /* wake a waiting producer once half the queue is free, so it runs a burst of batches
      * rather than one batch per wake-up */
@@ -209,6 +251,14 @@ bool sl_queue_room(sl_edge *e, uint64_t extra) {
   return room;
 }
 
+bool sl_queue_empty_or_wait(sl_edge *e) {
+  pthread_mutex_lock(&e->mu);
+  bool empty = e->cancelled || atomic_load_explicit(&e->len, memory_order_relaxed) == 0;
+  if (!empty) e->producer_waiting = true;
+  pthread_mutex_unlock(&e->mu);
+  return empty;
+}
+
 void sl_queue_close(sl_edge *e) {
   pthread_mutex_lock(&e->mu);
   e->closed = true;
@@ -228,6 +278,7 @@ uint64_t sl_queue_cancel(sl_edge *e, bool *wake_producer) {
   while (b) {
     sl_qbatch *next = b->next;
     n += b->len - b->off;
+    mem_sub(e, b->bytes);
     sl_queue_batch_free(b, true);
     b = next;
   }

@@ -36,6 +36,8 @@ typedef struct sl_qbatch {
   uint32_t off;           /* records before off were taken (drop_oldest, partial pulls) */
   uint32_t cap;           /* room in recs[] */
   sl_ack **acks;          /* NULL, or cap tokens (NULL entries allowed) */
+  uint16_t *ports;        /* NULL, or cap output numbers (a node with named outputs; 0: default) */
+  uint64_t bytes;         /* estimated bytes of its records while queued (memory_limit), or 0 */
   sl_value recs[];
 } sl_qbatch;
 
@@ -53,6 +55,8 @@ typedef struct sl_edge {
   bool closed;               /* the producer ended: EOS after what is queued */
   bool cancelled;            /* the consumer ended: pushes are discarded */
   bool producer_waiting;     /* a producer found no room: wake it on pop */
+  atomic_uint_least64_t *mem_used; /* the pipeline's queued bytes (memory_limit), or NULL: not counted */
+  int port;                  /* output of `from` it carries: -1 every record, else an output number */
   struct sl_node *from;      /* producer (NULL for the dead-letter edge) */
   struct sl_node *to;        /* consumer */
 } sl_edge;
@@ -70,13 +74,16 @@ void sl_queue_batch_free(sl_qbatch *b, bool dropped);
 sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b);
 /* Ensures b has an acks array. */
 void sl_queue_batch_acks(sl_qbatch *b);
+/* Ensures b has a ports array (zeroed: every record on output 0). */
+void sl_queue_batch_ports(sl_qbatch *b);
 
 void sl_queue_init(sl_edge *e, uint64_t cap, int on_full);
 /* Frees what is still queued (acks released as cancelled or dropped). */
 void sl_queue_close_free(sl_edge *e);
 
 /* Pushes b (consumed). Returns the number of records shed by a drop policy (records pushed to a
- * cancelled edge are discarded and not counted).
+ * cancelled edge are discarded and not counted). With e->mem_used, b->bytes is added to it while
+ * b is queued (and what is shed or discarded comes off).
  * *wake_consumer is set when the consumer should be woken. */
 uint64_t sl_queue_push(sl_edge *e, sl_qbatch *b, bool *wake_consumer);
 /* Pops the next batch, or NULL. *eof is set when the edge is closed and empty.
@@ -87,6 +94,8 @@ sl_qbatch *sl_queue_pop(sl_edge *e, bool *eof, bool *wake_producer, atomic_uint_
  * producer as waiting (it is woken on the next pop). Always true for drop policies, unbounded
  * and cancelled edges. */
 bool sl_queue_room(sl_edge *e, uint64_t extra);
+/* True if nothing is queued on e; otherwise marks the producer as waiting (woken on a pop). */
+bool sl_queue_empty_or_wait(sl_edge *e);
 /* The producer ended: the consumer sees end of stream after what is queued (wake it). */
 void sl_queue_close(sl_edge *e);
 /* The consumer ended: frees what is queued, discards later pushes. Returns the records freed.

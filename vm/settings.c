@@ -28,7 +28,7 @@ static const sl_option settings_options[] = {
     {SL_OPT_VALUE, "sandbox_paths", NULL, offsetof(settings, sandbox_paths), "directories sandboxed Lua may open files under", NULL, 0},
     {SL_OPT_SIZE, "lua_memory_limit", NULL, offsetof(settings, lua_memory_limit), "bytes one Lua state may hold", NULL, 0},
     {SL_OPT_INT, "lua_instruction_limit", NULL, offsetof(settings, lua_instruction_limit), "instructions one Lua call may run", NULL, 0},
-    {SL_OPT_SIZE, "memory_limit", NULL, offsetof(settings, memory_limit), "bytes held in queues", NULL, 0},
+    {SL_OPT_SIZE, "memory_limit", NULL, offsetof(settings, memory_limit), "bytes of records held in queues; sources pause when it is reached (0: no limit)", NULL, 0},
     SL_OPTIONS_END,
 };
 
@@ -80,8 +80,11 @@ int sl_pipeline_set(sl_pipeline *p, const char *key, sl_value v, const char *whe
       goto done;
     }
   } else if (strcmp(key, "memory_limit") == 0) {
-    rc = sl_error_set(err, SL_ECONFIG, NULL, "%ssetting 'memory_limit' is not implemented yet: remove it (queues are bounded by their capacity)", where);
-    goto done;
+    if (s.memory_limit < 0) {
+      rc = sl_error_set(err, SL_ECONFIG, NULL, "%ssetting 'memory_limit' must not be negative (0: no limit)", where);
+      goto done;
+    }
+    p->mem_limit = (uint64_t)s.memory_limit;
   } else if (strcmp(key, "on_error") == 0) {
     rc = sl_pipeline_set_on_error(p, sl_str_data(&v), err);
     if (rc) goto done;

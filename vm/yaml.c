@@ -122,6 +122,8 @@ struct sl_config {
   sl_yaml_stage *dead_letter;   /* dead_letter:, or NULL */
   sl_yaml_test *tests;
   size_t ntests;
+  const sl_load_options *opts;  /* while loading: --set NAME=VALUE also sets ${NAME} */
+  bool *set_used;               /* while loading: which --set was used as a ${NAME} */
 };
 
 /* Problems collected over a whole load or build. */
@@ -565,7 +567,22 @@ static bool var_name_ok(const char *s, size_t n) {
   return true;
 }
 
-/* Expands ${VAR}, ${VAR:-default} (also when VAR is empty) and $$ in one scalar. A lone $ stays. */
+/* The value a --set NAME=VALUE gives ${NAME} (the last such --set wins), or NULL. Marks it used. */
+static const char *set_var(const sl_config *c, const char *var) {
+  const char *val = NULL;
+  size_t n = strlen(var);
+  for (size_t i = 0; c->opts && i < c->opts->nsets; i++) {
+    const char *a = c->opts->sets[i];
+    if (a && strncmp(a, var, n) == 0 && a[n] == '=') {
+      val = a + n + 1;
+      c->set_used[i] = true;
+    }
+  }
+  return val;
+}
+
+/* Expands ${VAR}, ${VAR:-default} (also when VAR is empty) and $$ in one scalar. A lone $ stays.
+ * A --set VAR=VALUE comes before the environment. */
 static void expand_scalar(const sl_config *c, sl_yaml_node *n, problems *pr) {
   if (!memchr(n->s, '$', n->len)) return;
   char w[1200];
@@ -600,7 +617,8 @@ static void expand_scalar(const sl_config *c, sl_yaml_node *n, problems *pr) {
     }
     char var[256];
     snprintf(var, sizeof var, "%.*s", (int)(name_end - name), name);
-    const char *val = getenv(var);
+    const char *val = set_var(c, var);
+    if (!val) val = getenv(var);
     if (has_default && (!val || !*val)) sl_buf_append(&out, name_end + 2, (size_t)(close - name_end - 2));
     else if (val) sl_buf_append(&out, val, strlen(val));
     else {
@@ -739,6 +757,19 @@ static size_t stage_index(const sl_config *c, const char *name, bool dl) {
     if (c->stages[i].name && strcmp(c->stages[i].name, name) == 0) return i;
   if (dl && c->dead_letter && strcmp(c->dead_letter->name, name) == 0) return c->nstages;
   return SIZE_MAX;
+}
+
+/* Index of the stage an input name reads: a stage name, or `<stage>.<output>` of a stage with
+ * named outputs (route); SIZE_MAX when neither. */
+static size_t input_index(const sl_config *c, const char *name) {
+  size_t i = stage_index(c, name, false);
+  const char *dot = strrchr(name, '.');
+  if (i != SIZE_MAX || !dot) return i;
+  char *stage = sl__xstrdup(name);
+  stage[dot - name] = 0;
+  i = stage_index(c, stage, false);
+  sl__free(stage);
+  return i;
 }
 
 /* "; did you mean 'x'?" among the stage names, or "". */
@@ -946,7 +977,9 @@ static void apply_top_sets(sl_config *c, const sl_load_options *o, problems *pr)
       problem(pr, NULL, "--set '%s': expected path=value (for example workers=4 or parse.timeout=2s)", arg);
       continue;
     }
-    if (!strchr(path, '.') && c->root && c->root->type == YN_MAP) {
+    if (!strchr(path, '.') && c->set_used[i] && !in_list(path, top_keys, NTOP)) {
+      /* it set a ${VAR} of the file */
+    } else if (!strchr(path, '.') && c->root && c->root->type == YN_MAP) {
       sl_yaml_node *v = set_node(arg, value);
       size_t k = 0;
       while (k < map_len(c->root) && strcmp(map_key(c->root, k), path) != 0) k++;
@@ -1154,9 +1187,14 @@ int sl_config_load_text(const char *text, size_t len, const char *name, const sl
     problem(&pr, NULL, "%sa pipeline file is a map of keys (pipeline, stages, ...), not %s", w, what(c->root));
     goto done;
   }
+  c->opts = o;
+  c->set_used = sl__xcalloc(o && o->nsets ? o->nsets : 1, sizeof *c->set_used);
   expand_tree(c, c->root, &pr);
   apply_top_sets(c, o, &pr);
   read_top(c, o, &pr);
+  sl__free(c->set_used);
+  c->set_used = NULL;
+  c->opts = NULL;
 done:;
   int rc = problems_finish(&pr, err);
   if (rc) sl_config_free(c);
@@ -1374,7 +1412,7 @@ static int build(const sl_config *c, sl_engine *e, const sl_yaml_test *t, const 
       for (size_t j = 0; j < c->nstages; j++) {
         if (keep[j] || kind_has(e, &c->stages[j], SL_STAGE_SOURCE)) continue;
         for (size_t k = 0; k < c->stages[j].ninputs && !keep[j]; k++) {
-          size_t from = stage_index(c, c->stages[j].inputs[k], false);
+          size_t from = input_index(c, c->stages[j].inputs[k]);
           if (from != SIZE_MAX && keep[from]) keep[j] = changed = true;
         }
       }
@@ -1410,7 +1448,7 @@ static int build(const sl_config *c, sl_engine *e, const sl_yaml_test *t, const 
     if (i == t->in_stage) sl_array_push(&input, sl_cstr(TEST_INPUT));
     else
       for (size_t k = 0; k < st->ninputs; k++) {
-        size_t from = stage_index(c, st->inputs[k], false);
+        size_t from = input_index(c, st->inputs[k]);
         if (from != SIZE_MAX && keep[from]) sl_array_push(&input, sl_cstr(st->inputs[k]));
       }
     if (i == t->in_stage && in_is_source) {
