@@ -8,9 +8,9 @@
  * print with their traceback and the loop goes on. Lines starting with ':' are commands.
  *
  * Signals. SIGINT is blocked everywhere and taken by a thread of its own (sigwait), which counts
- * it and writes to the line reader's wake pipe: at the prompt it clears the line, while Lua code
- * runs a count hook stops it with an error ("interrupted"), while a pipeline runs the run loop
- * drains it (a second one aborts) and the prompt comes back.
+ * it and writes to the line reader's wake pipe: at the prompt it clears the line; while Lua code
+ * runs, a SIGUSR1 to the main thread sets a hook that stops it with an error ("interrupted");
+ * while a pipeline runs the run loop drains it (a second one aborts) and the prompt comes back.
  *
  * With input from a pipe there is no prompt and no line editing; the exit status is 1 when some
  * input failed, 0 otherwise.
@@ -59,14 +59,31 @@ static const char help_text[] =
 
 /* ---- signals ---------------------------------------------------------------------------- */
 
-static atomic_int interrupts;  /* SIGINT (Ctrl-C) seen */
+static atomic_int interrupts;   /* SIGINT (Ctrl-C) seen */
 static atomic_int wake_fd = -1; /* edit_wake_fd: ends the line being read */
-static bool in_lua;            /* user Lua code runs on the main thread (the count hook stops it) */
-static atomic_bool waiting;    /* reading piped input: a Ctrl-C ends the program (exit 130) */
+static atomic_bool in_lua;      /* the main thread runs the REPL's own Lua code */
+static atomic_bool waiting;     /* reading piped input: a Ctrl-C ends the program (exit 130) */
+static lua_State *hook_L;       /* the REPL's state (set before the first Ctrl-C can matter) */
+static pthread_t main_thread;
+
+/* Raised in Lua code a Ctrl-C interrupted (the hook is set by stop_lua). */
+static void check_interrupt(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  if (atomic_load(&in_lua) && atomic_load(&interrupts) > 0) luaL_error(L, "interrupted");
+}
+
+/* SIGUSR1 on the main thread, sent by sigint_thread while Lua code runs there: sets a hook that
+ * stops it at its next instruction, as lua.c does from its SIGINT handler (a hook only while
+ * needed: a hook always set slows Lua's VM by half). */
+static void stop_lua(int sig) {
+  (void)sig;
+  if (hook_L && atomic_load(&in_lua)) lua_sethook(hook_L, check_interrupt, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
 
 /* SIGINT is blocked in every thread (the engines' threads inherit the main thread's mask) and
- * taken here with sigwait: no handler runs in the middle of Lua or libedit, and the other
- * threads see it through the atomic counter and the wake pipe. */
+ * taken here with sigwait: it is counted (the run loop drains on it), wakes the line reader
+ * (the prompt clears the line) and stops Lua code on the main thread. */
 static void *sigint_thread(void *arg) {
   (void)arg;
   sigset_t set;
@@ -81,21 +98,19 @@ static void *sigint_thread(void *arg) {
     if (fd >= 0 && write(fd, "", 1) < 0) {
       /* a full pipe has a byte in it already */
     }
+    if (atomic_load(&in_lua)) pthread_kill(main_thread, SIGUSR1);
   }
   return NULL;
 }
 
-/* Runs every LUA_HOOK_COUNT instructions of the REPL's own Lua code: a Ctrl-C stops it. */
-#define LUA_HOOK_COUNT 1000
-static void check_interrupt(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  if (in_lua && atomic_load(&interrupts) > 0) {
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "interrupted");
-  }
-}
-
 static int start_sigint_thread(pthread_t *t) {
+  main_thread = pthread_self();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = stop_lua;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR1, &sa, NULL);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -106,6 +121,7 @@ static int start_sigint_thread(pthread_t *t) {
 static void stop_sigint_thread(pthread_t t) {
   pthread_cancel(t); /* sigwait is a cancellation point */
   pthread_join(t, NULL);
+  signal(SIGUSR1, SIG_DFL);
 }
 
 /* ---- the REPL ---------------------------------------------------------------------------- */
@@ -173,11 +189,10 @@ static int call(repl *r, int nargs, int nres) {
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
   atomic_store(&interrupts, 0);
-  in_lua = true;
-  lua_sethook(L, check_interrupt, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+  atomic_store(&in_lua, true);
   int rc = lua_pcall(L, nargs, nres, base);
-  in_lua = false;
-  lua_sethook(L, NULL, 0, 0);
+  atomic_store(&in_lua, false);
+  lua_sethook(L, NULL, 0, 0); /* a Ctrl-C that came as it ended */
   lua_remove(L, base);
   return rc;
 }
@@ -310,7 +325,7 @@ static int repl_run_hook(void *ud, sl_pipeline *p, sl_error_t *err) {
   fflush(stdout);
   sl_error_t e2;
   sl_error_init(&e2);
-  in_lua = false;
+  atomic_store(&in_lua, false);
   /* keys typed meanwhile would be echoed into the live table (and libedit drops them anyway) */
   struct termios tio, quiet;
   bool tty = r->interactive && tcgetattr(STDIN_FILENO, &tio) == 0;
@@ -337,7 +352,7 @@ static int repl_run_hook(void *ud, sl_pipeline *p, sl_error_t *err) {
     r->last_summary = text;
   }
   atomic_store(&interrupts, 0);
-  in_lua = true;
+  atomic_store(&in_lua, true);
   switch (status) {
   case CLI_OK:
   case CLI_INTERRUPTED: return 0;
@@ -664,6 +679,7 @@ int repl_main(int argc, char **argv) {
     status = CLI_FAILED;
     goto close;
   }
+  hook_L = r.L;
   char history[4096] = "";
   const char *home = getenv("HOME");
   if (home && *home) snprintf(history, sizeof history, "%s/.sluice_history", home);
@@ -683,6 +699,7 @@ int repl_main(int argc, char **argv) {
 close:
   atomic_store(&wake_fd, -1);
   stop_sigint_thread(sigint);
+  hook_L = NULL;
   edit_free(r.ed);
   sl_script_close(r.L);
   if (r.catalog) sl_engine_free(r.catalog);

@@ -36,7 +36,12 @@ keys C-c
 until_ok 10 eval '[ "$(drained)" -gt "$before" ]' || { screen; fail "the second run did not drain"; }
 until_ok 10 at_prompt || { screen; fail "no prompt after the second run"; }
 
-# Ctrl-C stops Lua code at the prompt
+# Ctrl-C stops Lua code at the prompt. Not under ThreadSanitizer: it holds a signal back until
+# the thread calls into libc, and a Lua loop never does (the REPL's SIGUSR1 never arrives).
+if [ -n "${TSAN_OPTIONS:-}" ]; then
+  echo "repl_interrupt: ok (the Lua loop part is left out under ThreadSanitizer)"
+  exit 0
+fi
 line 'while true do end'
 stopped() { keys C-c; sleep 0.1; screen | grep -qE '(^|\^C)interrupted$'; } # again, in case the first came early
 until_ok 10 stopped || { screen; fail "Ctrl-C did not stop the Lua loop"; }
