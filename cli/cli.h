@@ -107,6 +107,31 @@ void load_yaml_free(load_yaml *y);
 int load_lua_run(const char *path, const sl_engine_config *cfg, sl_run_hook hook, void *ud,
                  const char *const *script_args, size_t nargs, const bool *reported);
 
+/* ---- run.c: one run on this thread -------------------------------------------------------- */
+
+#include <signal.h>
+
+/* What one run needs: `sluice run` (the YAML file, every p:run() of a script) and the REPL. */
+typedef struct run_ctx {
+  bool progress;        /* draw the live table (stderr is a terminal, or --progress) */
+  bool forced;          /* --progress: draw it even where it would be garbled */
+  bool quiet;           /* no progress, no summary, no log lines */
+  const char *stats;    /* --stats FILE, or NULL */
+  load_log *log;
+  volatile sig_atomic_t *signals; /* interrupts the caller's signal handler counts */
+  void (*tick)(void *ud); /* called a few times a second while it runs and once at the end,
+                             holding log->mu; it erases log->progress before it prints. Or NULL */
+  void *tick_ud;
+  const char *outcome;  /* how the last run ended: "completed", "interrupted (drained)", ... */
+  bool interrupted;     /* a signal ended a run */
+  int status;           /* exit status of the last run */
+  bool reported;        /* the last run's failure was printed (the script's error is not) */
+} run_ctx;
+/* Starts p and waits for its end on this thread, drawing progress and acting on *c->signals (one:
+ * drain, bounded by drain_timeout; two: abort); prints the summary. Returns the exit status
+ * (CLI_OK, CLI_FAILED, CLI_USAGE, CLI_INTERRUPTED); err has the failure. */
+int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err);
+
 /* ---- progress.c ------------------------------------------------------------------------ */
 
 typedef struct progress progress;
@@ -117,8 +142,10 @@ void progress_tick(progress *pr, bool force);
 /* Erases the table (before other output; the next tick draws it again). */
 void progress_erase(progress *pr);
 void progress_free(progress *pr);
-/* The summary at the end: how it ended, elapsed, and a line per stage. */
-void progress_summary(sl_pipeline *p, const char *outcome);
+/* The summary at the end, to f: how it ended, elapsed, and a line per stage. Stages whose name
+ * starts with '_' (helpers a tool added, such as the REPL's peek) are left out here and in the
+ * table. */
+void progress_summary(FILE *f, sl_pipeline *p, const char *outcome);
 
 /* ---- verbs --------------------------------------------------------------------------- */
 
@@ -127,6 +154,42 @@ int check_main(int argc, char **argv);
 int graph_main(int argc, char **argv);
 int test_main(int argc, char **argv);
 int help_main(int argc, char **argv);
+int repl_main(int argc, char **argv);
+/* The options of a stage kind, as `sluice help STAGE` prints them. */
+void help_stage(FILE *out, const sl_stage_kind *k);
+
+/* ---- the REPL (repl.c: the loop and the commands; repl_edit.c: reading lines; repl_show.c:
+ *      printing values) ------------------------------------------------------------------ */
+
+struct lua_State;
+/* Appends a readable text of the Lua value at idx to out (JSON-like tables, cut when large). */
+void show_value(struct lua_State *L, int idx, sl_buf *out);
+
+typedef struct edit edit;
+/* What completion asks of the REPL. */
+typedef struct edit_env {
+  struct lua_State *L;          /* the REPL's state: globals, pipeline objects */
+  const sl_engine *catalog;     /* stage kinds */
+  const char *const *commands;  /* ":help", ... (NULL-terminated) */
+} edit_env;
+/* Line input: with line editing, completion and history (history_path, may be NULL) when
+ * interactive; plain lines from stdin otherwise. */
+edit *edit_new(bool interactive, const edit_env *env, const char *history_path);
+void edit_free(edit *ed);
+/* The next line without its newline (valid until the next call), or NULL at the end of input.
+ * *cleared says Ctrl-C emptied the line (NULL is returned then too). */
+const char *edit_line(edit *ed, const char *prompt, bool *cleared);
+/* Adds a line to the history (and saves the history file). */
+void edit_remember(edit *ed, const char *line);
+/* A descriptor a signal handler writes a byte to (write is async-signal-safe) to end the line
+ * being read as Ctrl-C does; -1 when not interactive. */
+int edit_wake_fd(const edit *ed);
+
+/* ---- graph.c: drawing a built pipeline ----------------------------------------------------- */
+typedef enum graph_format { FORMAT_DOT, FORMAT_MERMAID } graph_format;
+void graph_print(FILE *out, const sl_pipeline *p, graph_format f);
+/* Boxes in one column for a terminal (the REPL's :graph). */
+void graph_ascii(FILE *out, const sl_pipeline *p);
 /* The usage of a verb ("run", "check", ...), or NULL if there is no such verb. */
 const char *help_verb_usage(const char *verb);
 /* The top-level usage. */

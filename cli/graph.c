@@ -4,6 +4,8 @@
  * options; an edge shows the queue policy of the stage it enters; the dead-letter stage and the
  * paths failed records take to it are dashed.
  */
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,7 +14,7 @@
 #define MAX_OPTS 3      /* options shown per stage */
 #define MAX_VALUE 24    /* characters of an option's value */
 
-typedef enum graph_format { FORMAT_DOT, FORMAT_MERMAID } graph_format;
+#define BOX_MIN 32      /* inner width of an ASCII box at least */
 
 /* A value in at most MAX_VALUE characters (cut on a UTF-8 boundary, "..." when cut). */
 static void short_value(sl_buf *b, const sl_value *v) {
@@ -21,6 +23,7 @@ static void short_value(sl_buf *b, const sl_value *v) {
   if (sl_typeof(v) == SL_TSTR) {
     const char *s = sl_str_data(v);
     size_t n = sl_str_len(v);
+    while (n && (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r')) s++, n--; /* a block's first line */
     bool binary = false;
     for (size_t i = 0; i < n; i++)
       if ((unsigned char)s[i] < 0x20 && s[i] != '\n' && s[i] != '\t') binary = true;
@@ -114,7 +117,7 @@ static size_t index_of(const sl_pipeline *p, const char *name) {
   return (size_t)-1;
 }
 
-static void graph_print(FILE *out, const sl_pipeline *p, graph_format f) {
+void graph_print(FILE *out, const sl_pipeline *p, graph_format f) {
   const char *dl = dead_letter_of(p);
   size_t n = sl_pipeline_stage_count(p);
   size_t dl_index = dl ? index_of(p, dl) : (size_t)-1;
@@ -191,6 +194,161 @@ static void graph_print(FILE *out, const sl_pipeline *p, graph_format f) {
   }
   if (f == FORMAT_DOT) fprintf(out, "}\n");
   sl_buf_close(&label);
+  fflush(out);
+}
+
+/* ---- ASCII ----------------------------------------------------------------------------- */
+
+/* The stages in an order where each comes after its inputs (Kahn's algorithm, keeping the order
+ * they were added among those ready), or as added if the graph has a cycle (check reports it). */
+static size_t *topo_order(const sl_pipeline *p, size_t n) {
+  size_t *order = calloc(n ? n : 1, sizeof *order);
+  bool *placed = calloc(n ? n : 1, sizeof *placed);
+  size_t k = 0;
+  if (!order || !placed) goto done;
+  for (bool moved = true; moved && k < n;) {
+    moved = false;
+    for (size_t i = 0; i < n; i++) {
+      sl_stage_info si;
+      if (placed[i] || sl_pipeline_stage_info(p, i, &si) != 0) continue;
+      bool ready = true;
+      for (int j = 0; j < si.ninputs && ready; j++) {
+        size_t from = index_of(p, si.inputs[j]);
+        ready = from == (size_t)-1 || placed[from];
+      }
+      if (!ready) continue;
+      placed[i] = moved = true;
+      order[k++] = i;
+      break; /* the earliest ready stage first */
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!placed[i]) order[k++] = i;
+done:
+  free(placed);
+  return order;
+}
+
+/* Appends one line of a box's text (the lines are separated by '\n' in b). */
+static void box_line(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void box_line(sl_buf *b, const char *fmt, ...) {
+  char line[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  sl_buf_printf(b, "%s%s", b->len ? "\n" : "", line);
+}
+
+/* The names of the stages reading from stage i ("a, b"), into b. */
+static size_t readers(const sl_pipeline *p, const char *name, sl_buf *b, size_t *only) {
+  size_t count = 0;
+  for (size_t i = 0; i < sl_pipeline_stage_count(p); i++) {
+    sl_stage_info si;
+    if (sl_pipeline_stage_info(p, i, &si) != 0) continue;
+    for (int k = 0; k < si.ninputs; k++)
+      if (strcmp(si.inputs[k], name) == 0) {
+        sl_buf_printf(b, "%s%s", count ? ", " : "", si.name);
+        *only = i;
+        count++;
+        break;
+      }
+  }
+  return count;
+}
+
+/* Columns a UTF-8 string takes (one per character). */
+static size_t columns(const char *s, size_t n) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xC0) != 0x80;
+  return c;
+}
+
+static void rule(FILE *out, size_t width) {
+  fputc('+', out);
+  for (size_t i = 0; i < width + 2; i++) fputc('-', out);
+  fputs("+\n", out);
+}
+
+/* The graph as boxes in one column, for a terminal: each stage's name, kind and first options;
+ * an arrow joins a stage to the next when that one reads from it alone; otherwise the boxes say
+ * where records come from ("<- from") and go to ("-> to"). The dead letter says so. */
+void graph_ascii(FILE *out, const sl_pipeline *p) {
+  size_t n = sl_pipeline_stage_count(p);
+  size_t *order = topo_order(p, n);
+  const char *dl = dead_letter_of(p);
+  sl_buf *text = calloc(n ? n : 1, sizeof *text);
+  bool *joined = calloc(n ? n : 1, sizeof *joined); /* an arrow from the box above */
+  if (!order || !text || !joined) goto done;
+  size_t width = BOX_MIN;
+  for (size_t k = 0; k < n; k++) {
+    sl_stage_info si, prev;
+    sl_buf *b = &text[k];
+    sl_buf_init(b);
+    if (sl_pipeline_stage_info(p, order[k], &si) != 0) continue;
+    joined[k] = k > 0 && si.ninputs == 1 && sl_pipeline_stage_info(p, order[k - 1], &prev) == 0 &&
+                strcmp(prev.name, si.inputs[0]) == 0;
+    box_line(b, "%s  (%s)", si.name, si.kind);
+    sl_buf opts;
+    sl_buf_init(&opts);
+    node_label(&opts, &si, "\n");
+    const char *rest = strchr(opts.data ? opts.data : "", '\n');
+    rest = rest ? strchr(rest + 1, '\n') : NULL; /* skip name and kind */
+    while (rest) {
+      const char *end = strchr(rest + 1, '\n');
+      box_line(b, "  %.*s", (int)(end ? end - rest - 1 : (long)strlen(rest + 1)), rest + 1);
+      rest = end;
+    }
+    sl_buf_close(&opts);
+    if (!joined[k] && si.ninputs > 0) {
+      sl_buf from;
+      sl_buf_init(&from);
+      for (int j = 0; j < si.ninputs; j++) sl_buf_printf(&from, "%s%s", j ? ", " : "", si.inputs[j]);
+      box_line(b, "  <- from %s", from.data);
+      sl_buf_close(&from);
+    }
+    sl_buf to;
+    sl_buf_init(&to);
+    size_t only = (size_t)-1;
+    size_t m = readers(p, si.name, &to, &only);
+    bool next_joined = k + 1 < n && m == 1 && only == order[k + 1];
+    if (m > 0 && !next_joined) box_line(b, "  -> to %s", to.data);
+    sl_buf_close(&to);
+    if (dl && strcmp(dl, si.name) == 0) box_line(b, "  (dead letter: receives the failed records)");
+    for (const char *l = b->data; l && *l;) {
+      const char *end = strchr(l, '\n');
+      size_t len = end ? (size_t)(end - l) : strlen(l);
+      if (columns(l, len) > width) width = columns(l, len);
+      l = end ? end + 1 : l + len;
+    }
+  }
+  for (size_t k = 0; k < n; k++) {
+    sl_stage_info si;
+    if (sl_pipeline_stage_info(p, order[k], &si) != 0) continue;
+    if (joined[k]) {
+      char label[64] = "";
+      bool plain = si.queue_cap == 1024 && (!si.on_full || strcmp(si.on_full, "block") == 0);
+      if (!plain) snprintf(label, sizeof label, "  cap %llu%s%s", (unsigned long long)si.queue_cap,
+                           si.on_full && strcmp(si.on_full, "block") != 0 ? ", " : "",
+                           si.on_full && strcmp(si.on_full, "block") != 0 ? si.on_full : "");
+      fprintf(out, "%*s|\n%*sv%s\n", (int)(width / 2 + 2), "", (int)(width / 2 + 2), "", label);
+    } else if (k > 0) {
+      fputc('\n', out);
+    }
+    rule(out, width);
+    for (const char *l = text[k].data; l && *l;) {
+      const char *end = strchr(l, '\n');
+      size_t len = end ? (size_t)(end - l) : strlen(l);
+      fprintf(out, "| %.*s%*s |\n", (int)len, l, (int)(width - columns(l, len)), "");
+      l = end ? end + 1 : l + len;
+    }
+    rule(out, width);
+  }
+done:
+  for (size_t k = 0; text && k < n; k++) sl_buf_close(&text[k]);
+  free(text);
+  free(joined);
+  free(order);
   fflush(out);
 }
 

@@ -15,6 +15,7 @@ static const char usage_top[] =
     "  check FILE     validate a pipeline without running it\n"
     "  graph FILE     print the pipeline's graph (Graphviz dot or Mermaid)\n"
     "  test FILE      run the tests of a YAML pipeline file on the virtual clock\n"
+    "  repl [FILE]    an interactive Lua prompt with sluice loaded (FILE's pipeline as p)\n"
     "  help [STAGE]   list the stage kinds, or the options of one; help VERB for a command\n"
     "  --version      print the version\n"
     "\n"
@@ -61,6 +62,19 @@ static const char usage_test[] =
     "real source or sink touched. Prints \"ok   NAME\" or \"FAIL NAME\" and a diff per test; exits 1\n"
     "when any failed, 2 on configuration errors, 0 otherwise.\n";
 
+static const char usage_repl[] =
+    "usage: sluice repl [FILE] [--workers N] [--virtual-time]\n"
+    "\n"
+    "A Lua 5.4 prompt with sluice loaded: build pipelines line by line, run them with live\n"
+    "progress, draw and inspect them. FILE (YAML or Lua) is loaded first; its pipeline is p.\n"
+    "Commands: :help [STAGE], :graph [P] [--format dot|mermaid [FILE]], :run [P], :stats,\n"
+    ":load FILE, :peek STAGE [N], :quit. Ctrl-C stops a running pipeline (it drains) or clears\n"
+    "the line; Ctrl-D exits. History is kept in ~/.sluice_history. With input from a pipe it\n"
+    "reads without prompts or line editing, and exits 1 if any input failed.\n"
+    "\n"
+    "  --workers N       worker threads of the pipelines it builds (default: one per CPU)\n"
+    "  --virtual-time    run them on the virtual clock: timers fire at once, in order\n";
+
 static const char usage_help[] =
     "usage: sluice help [STAGE|COMMAND] [--markdown]\n"
     "\n"
@@ -74,6 +88,7 @@ const char *help_verb_usage(const char *verb) {
   if (strcmp(verb, "graph") == 0) return usage_graph;
   if (strcmp(verb, "test") == 0) return usage_test;
   if (strcmp(verb, "help") == 0) return usage_help;
+  if (strcmp(verb, "repl") == 0) return usage_repl;
   return NULL;
 }
 
@@ -86,7 +101,7 @@ static const char *type_name(const sl_option *o) {
   case SL_OPT_DOUBLE: return "number";
   case SL_OPT_SIZE: return "size";
   case SL_OPT_DURATION: return "duration";
-  case SL_OPT_STRING: return "string";
+  case SL_OPT_STRING: return o->flags & SL_OPT_LUA ? "Lua function" : "string";
   case SL_OPT_ENUM: return o->choices;
   case SL_OPT_VALUE: return "value";
   case SL_OPT_PTR: return "C API only";
@@ -98,22 +113,21 @@ static const char *role_of(const sl_stage_kind *k) {
   return (k->flags & SL_STAGE_SOURCE) ? "source" : (k->flags & SL_STAGE_SINK) ? "sink" : "transform";
 }
 
-static int help_stage(const sl_stage_kind *k) {
-  printf("%s — %s\n", k->name, k->doc);
-  printf("kind: %s%s\n", role_of(k), (k->flags & SL_STAGE_STATELESS) ? " (stateless: runs on every worker)" : "");
+void help_stage(FILE *out, const sl_stage_kind *k) {
+  fprintf(out, "%s — %s\n", k->name, k->doc);
+  fprintf(out, "kind: %s%s\n", role_of(k), (k->flags & SL_STAGE_STATELESS) ? " (stateless: runs on every worker)" : "");
   if (!k->options || k->options[0].type == SL_OPT_END) {
-    printf("options: none\n");
-    return CLI_OK;
+    fprintf(out, "options: none\n");
+    return;
   }
-  printf("options:\n");
+  fprintf(out, "options:\n");
   for (const sl_option *o = k->options; o->type != SL_OPT_END; o++) {
-    printf("  %-12s %-20s %s", o->key, type_name(o), o->help);
-    if (o->flags & SL_OPT_REQUIRED) printf(" (required)");
-    else if (o->def) printf(" (default: %s)", o->def);
-    if (o->flags & SL_OPT_PRIMARY) printf(" [shorthand: %s: VALUE]", k->name);
-    printf("\n");
+    fprintf(out, "  %-12s %-20s %s", o->key, type_name(o), o->help);
+    if (o->flags & SL_OPT_REQUIRED) fprintf(out, " (required)");
+    else if (o->def) fprintf(out, " (default: %s)", o->def);
+    if (o->flags & SL_OPT_PRIMARY) fprintf(out, " [shorthand: %s: VALUE]", k->name);
+    fprintf(out, "\n");
   }
-  return CLI_OK;
 }
 
 /* Markdown table cells: '|' would end the cell. */
@@ -207,7 +221,7 @@ int help_main(int argc, char **argv) {
   } else if (topic) {
     const sl_stage_kind *k = sl_engine_kind(e, topic);
     if (k) {
-      rc = help_stage(k);
+      help_stage(stdout, k);
     } else {
       fprintf(stderr, "sluice: no stage kind named '%s' (sluice help lists them)\n", topic);
       rc = CLI_USAGE;

@@ -13,6 +13,7 @@ typedef struct verb {
 
 static const verb verbs[] = {
     {"run", run_main}, {"check", check_main}, {"graph", graph_main}, {"test", test_main}, {"help", help_main},
+    {"repl", repl_main},
 };
 
 int main(int argc, char **argv) {

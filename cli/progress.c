@@ -114,7 +114,7 @@ void progress_tick(progress *pr, bool force) {
   int lines = 1;
   for (size_t i = 0; i < pr->n; i++) {
     sl_stage_stats s;
-    if (sl_pipeline_stats(pr->p, i, &s) != 0) continue;
+    if (sl_pipeline_stats(pr->p, i, &s) != 0 || s.name[0] == '_') continue;
     if (i == shown) {
       snprintf(line, sizeof line, "... %zu more stages (the summary lists them all)", pr->n - shown);
       put_line(line, width);
@@ -156,15 +156,15 @@ void progress_tick(progress *pr, bool force) {
   fflush(stderr);
 }
 
-void progress_summary(sl_pipeline *p, const char *outcome) {
-  fprintf(stderr, "sluice: pipeline '%s' %s in %.3f s\n", sl_pipeline_name(p), outcome, sl_pipeline_elapsed(p));
-  fprintf(stderr, "  %-*s %-*s %12s %12s %9s %9s\n", NAME_W, "stage", KIND_W, "kind", "in", "out", "errors", "dropped");
+void progress_summary(FILE *f, sl_pipeline *p, const char *outcome) {
+  fprintf(f, "sluice: pipeline '%s' %s in %.3f s\n", sl_pipeline_name(p), outcome, sl_pipeline_elapsed(p));
+  fprintf(f, "  %-*s %-*s %12s %12s %9s %9s\n", NAME_W, "stage", KIND_W, "kind", "in", "out", "errors", "dropped");
   for (size_t i = 0; i < sl_pipeline_stage_count(p); i++) {
     sl_stage_stats s;
-    if (sl_pipeline_stats(p, i, &s) != 0) continue;
-    fprintf(stderr, "  %-*s %-*s %12llu %12llu %9llu %9llu\n", NAME_W, s.name, KIND_W, s.kind,
+    if (sl_pipeline_stats(p, i, &s) != 0 || s.name[0] == '_') continue;
+    fprintf(f, "  %-*s %-*s %12llu %12llu %9llu %9llu\n", NAME_W, s.name, KIND_W, s.kind,
             (unsigned long long)s.in, (unsigned long long)s.out, (unsigned long long)s.errors,
             (unsigned long long)s.dropped);
   }
-  fflush(stderr);
+  fflush(f);
 }

@@ -25,6 +25,7 @@
 #define WAIT_STEP_NS (100 * (int64_t)1000000)
 
 static volatile sig_atomic_t signals_seen; /* SIGINT/SIGTERM received while a pipeline runs */
+
 static volatile sig_atomic_t owning;       /* the main thread is running a pipeline */
 
 static void on_signal(int sig) {
@@ -51,18 +52,6 @@ static int64_t mono_ns(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-/* What one run needs, for the YAML path and for every p:run() of a Lua script. */
-typedef struct run_ctx {
-  bool progress;        /* draw the live table (stderr is a terminal, or --progress) */
-  bool forced;          /* --progress: draw it even where it would be garbled */
-  bool quiet;           /* no progress, no summary, no log lines */
-  const char *stats;    /* --stats FILE, or NULL */
-  load_log *log;
-  bool interrupted;     /* a signal ended a run */
-  int status;           /* exit status of the last run */
-  bool reported;        /* the last run's failure was printed (the script's error is not) */
-} run_ctx;
 
 /* The pipeline's drain_timeout: a duration string or a number of seconds; 30s by default. */
 static int64_t drain_timeout(const sl_pipeline *p) {
@@ -98,6 +87,14 @@ static void say(run_ctx *c, const char *msg) {
   pthread_mutex_unlock(&c->log->mu);
 }
 
+/* The tick callback, holding the log mutex (it erases the table before it prints). */
+static void tick(run_ctx *c) {
+  if (!c->tick) return;
+  pthread_mutex_lock(&c->log->mu);
+  c->tick(c->tick_ud);
+  pthread_mutex_unlock(&c->log->mu);
+}
+
 /* A stdout stage writing to the terminal the table is drawn on would be garbled by the redraws
  * (and its lines erased by them): the table is left out then, unless --progress. */
 static bool stdout_on_terminal(const sl_pipeline *p) {
@@ -109,15 +106,13 @@ static bool stdout_on_terminal(const sl_pipeline *p) {
   return false;
 }
 
-/* Starts p and waits for its end on this thread. Returns the exit status; err has the failure. */
-static int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
+int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
   bool table = c->progress && (c->forced || !stdout_on_terminal(p));
   progress *pr = table ? progress_new(p) : NULL;
-  signals_seen = 0;
-  owning = 1;
+  *c->signals = 0;
+  c->outcome = "not started";
   int rc = sl_pipeline_start(p, err);
   if (rc) {
-    owning = 0;
     progress_free(pr);
     if (rc == SL_ECONFIG) fprintf(stderr, "%s\n", err->msg);
     else fprintf(stderr, "sluice: cannot start pipeline '%s': %s\n", sl_pipeline_name(p), err->msg);
@@ -132,7 +127,8 @@ static int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
   for (;;) {
     rc = sl_pipeline_wait(p, WAIT_STEP_NS, err);
     if (rc != SL_ETIMEDOUT) break;
-    int seen = signals_seen;
+    tick(c);
+    int seen = *c->signals;
     if (seen >= 1 && !stopping) {
       stopping = true;
       drain_deadline = mono_ns() + drain_timeout(p);
@@ -150,13 +146,14 @@ static int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
       pthread_mutex_unlock(&c->log->mu);
     }
   }
+  tick(c);
   pthread_mutex_lock(&c->log->mu);
   if (pr) progress_erase(pr);
   c->log->progress = NULL;
   pthread_mutex_unlock(&c->log->mu);
   progress_free(pr);
 
-  bool interrupted = stopping || signals_seen > 0;
+  bool interrupted = stopping || *c->signals > 0;
   const char *outcome = "completed";
   int status = CLI_OK;
   if (interrupted) {
@@ -167,11 +164,20 @@ static int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
     status = CLI_FAILED;
     outcome = "failed";
   }
-  if (!c->quiet) progress_summary(p, outcome);
+  c->outcome = outcome;
+  if (!c->quiet) progress_summary(stderr, p, outcome);
   if (rc != SL_OK && !interrupted && (c->quiet || strcmp(c->log->last_error, err->msg) != 0))
     fprintf(stderr, "sluice: pipeline '%s' failed: %s\n", sl_pipeline_name(p), err->msg);
   if (c->stats && write_stats(c->stats, p) != 0 && status == CLI_OK) status = CLI_FAILED;
-  if (!interrupted) owning = 0; /* after an interrupt, further signals change nothing: exit 130 */
+  return status;
+}
+
+/* run_pipeline with the handler owning the signals; after an interrupt, further signals change
+ * nothing: the program exits 130. */
+static int run_owned(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
+  owning = 1;
+  int status = run_pipeline(c, p, err);
+  if (status != CLI_INTERRUPTED) owning = 0;
   return status;
 }
 
@@ -181,7 +187,7 @@ static int lua_hook(void *ud, sl_pipeline *p, sl_error_t *err) {
   run_ctx *c = ud;
   sl_error_t e2;
   sl_error_init(&e2);
-  c->status = run_pipeline(c, p, &e2);
+  c->status = run_owned(c, p, &e2);
   c->reported = c->status != CLI_OK;
   switch (c->status) {
   case CLI_OK: return 0;
@@ -247,6 +253,7 @@ int run_main(int argc, char **argv) {
   c.progress = c.forced || (!quiet && isatty(STDERR_FILENO));
   c.stats = a.values[F_STATS];
   c.log = &log;
+  c.signals = &signals_seen;
   install_handlers();
   if (type == LOAD_YAML) {
     load_yaml y;
@@ -254,7 +261,7 @@ int run_main(int argc, char **argv) {
     if (status == 0) {
       sl_error_t err;
       sl_error_init(&err);
-      status = run_pipeline(&c, y.pipeline, &err);
+      status = run_owned(&c, y.pipeline, &err);
     }
     load_yaml_free(&y);
   } else {

@@ -235,7 +235,11 @@ void sl_pipeline_free(sl_pipeline *p);
  * common keys: name (default "<kind>#<index>"), input (a name or an array of names; default the
  * previous stage; [] for none), on_error ("skip" | "fail" | "dead_letter"), parallelism (integer
  * or "auto"), queue ({capacity: N, on_full: "block"|"drop_newest"|"drop_oldest"}: the policy of
- * this stage's input edges). errors: config (unknown kind or option, wrong type; err->stage set) */
+ * this stage's input edges). Front ends that read files may add `_where` ("file:line:col: " of
+ * the stage, the prefix of its messages) and `_at` ({key: [where of the key, where of its value]},
+ * list items as "input.0", ...: messages about an option point at it). Every problem of the
+ * options is reported, one per line. errors: config (unknown kind or option, wrong type;
+ * err->stage set) */
 int sl_pipeline_add(sl_pipeline *p, const char *kind, sl_value opts, sl_error_t *err);
 /* The same with the options written as JSON text ("" or NULL for none). */
 int sl_pipeline_add_json(sl_pipeline *p, const char *kind, const char *json_opts, sl_error_t *err);
@@ -361,6 +365,27 @@ void sl_script_options_init(sl_script_options *o);
  * failed (the script raised an error at run time, or a pipeline it ran failed) */
 int sl_script_run_file(const char *path, const sl_script_options *o, sl_error_t *err);
 
+/* Lua states for tools that run Lua a piece at a time, such as `sluice repl`: the standard
+ * libraries and `sluice` as a pipeline script sees it (DESIGN section 5), plus sluice.load(path)
+ * (a pipeline object from a YAML file) and sluice.last() (the pipeline object built last). The
+ * pipelines its code builds get engines from o->engine, and p:run() calls o->run (o is copied;
+ * NULL: defaults; args are not used). A pipeline object that has run is built again from the same
+ * steps when it is used again. The state belongs to the caller's thread; run code in it with
+ * lua_pcall. Include <lua.h> to use it. errors: nomem, failed (the front end did not load) */
+struct lua_State;
+int sl_script_new(const sl_script_options *o, struct lua_State **out, sl_error_t *err);
+/* Closes the state; pipelines that were built and not run are freed. */
+void sl_script_close(struct lua_State *L);
+/* Whether the value at idx is a pipeline object (what sluice.pipeline{} and sluice.load return). */
+bool sl_script_is_pipeline(struct lua_State *L, int idx);
+/* The pipeline of the pipeline object at idx, to check, draw, inspect or add stages to (valid until
+ * the object runs or is collected); one that has run is built again first. Runs Lua code: call it
+ * from outside any Lua call of L. errors: notfound (not a pipeline object), config (building it
+ * again failed: err->msg) */
+int sl_script_pipeline(struct lua_State *L, int idx, sl_pipeline **out, sl_error_t *err);
+/* Whether the table at idx carries the sluice.array marker (an empty array, not an empty map). */
+bool sl_script_is_array(struct lua_State *L, int idx);
+
 /* Validates the graph (unknown inputs, cycles, sources with inputs, stages with no path to a
  * sink, a dead-letter stage that is not a sink) without running it. errors: config */
 int sl_pipeline_check(sl_pipeline *p, sl_error_t *err);
@@ -448,7 +473,8 @@ typedef enum sl_opt_type {
 
 enum {
   SL_OPT_REQUIRED = 1, /* must be given */
-  SL_OPT_PRIMARY = 2   /* the option a scalar shorthand sets ("take: 5" sets count) */
+  SL_OPT_PRIMARY = 2,  /* the option a scalar shorthand sets ("take: 5" sets count) */
+  SL_OPT_LUA = 4       /* a Lua function (SL_OPT_STRING in the forms of "Lua function options") */
 };
 
 typedef struct sl_option {
@@ -619,6 +645,18 @@ void sl_stage_log(sl_stage *st, int level, const char *fmt, ...) __attribute__((
 int sl_stage_fail(sl_stage *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The engine's allocator (for stage memory that counts as the engine's). */
 void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize);
+/* How many instances the stage runs as (its parallelism). */
+int sl_stage_parallelism(const sl_stage *st);
+/* The context of instance i (0 .. parallelism-1) of the same stage, or NULL. Instances are
+ * initialised in order, 0 first, on one thread before the pipeline starts, and every context
+ * lives until the pipeline is freed: instance 0 may prepare in init what all instances share.
+ * What they change later they synchronise themselves. */
+void *sl_stage_sibling(const sl_stage *st, int i);
+/* The order of the current input batch (process() or the event() of a parked batch) when the
+ * stage runs as several ordered instances: a batch with a smaller *seq comes earlier in the
+ * stage's input (numbers are unique and increase, but may skip values). false when there is one
+ * instance (batches then come in order) or the output is unordered (no order exists). */
+bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq);
 
 /* The closest of the n names to word (edit distance with transpositions, close enough to be a
  * likely typo), or NULL: for "did you mean" messages. borrows everything */

@@ -9,9 +9,15 @@
 -- state (_sl_ship). Every stage carries the file:line of the call that added it, so errors point
 -- at the script.
 --
--- C primitives (vm/script.c): _sl_pipeline(opts) -> handle, _sl_add(handle, kind, opts, where),
--- _sl_run(handle) -> stats, _sl_check(handle), _sl_ship(fn, where) -> blob, _sl_primary(kind) ->
--- option, known; _sl_config_error(msg) raises a configuration error (exit 2).
+-- A pipeline object keeps the steps that built it (settings and stages, as the engine took them),
+-- so one that has run is built again from them when it is used again (p:run() twice runs it twice;
+-- a tool such as the REPL can draw it again). sluice.load(path) makes one from a YAML file.
+--
+-- C primitives (vm/script.c): _sl.pipeline(name, workers, where) -> handle, _sl.load(path, sets,
+-- where) -> handle, _sl.add(handle, kind, opts, where), _sl.set(handle, key, value, where),
+-- _sl.run(handle) -> stats, _sl.check(handle), _sl.spent(handle), _sl.describe(handle),
+-- _sl.ship(fn, where) -> blob, _sl.primary(kind) -> option, known; _sl.config_error(msg) raises a
+-- configuration error (exit 2).
 
 local sluice = ...
 local _sl = sluice._sl
@@ -29,7 +35,8 @@ local positional = {
   lines = { "path" },
 }
 
-local Pipeline = {}
+local Pipeline = { __name = "sluice pipeline" }
+local last -- the pipeline object made last (sluice.last)
 Pipeline.__index = function(self, kind)
   local m = rawget(Pipeline, kind)
   if m then return m end
@@ -59,6 +66,27 @@ local function is_options(t)
   return type(t) == "table" and getmetatable(t) == nil and (next(t) == nil or type(next(t)) == "string")
 end
 
+-- The handle to build on: a fresh one with the steps replayed when the last one has run.
+function Pipeline:_live()
+  if not _sl.spent(self._h) then return self._h end
+  local h = self._new()
+  for _, step in ipairs(self._steps) do step(h) end
+  self._h = h
+  return h
+end
+
+-- Applies fn(handle, ...) now (it raises on a bad step, which is then not kept) and keeps it.
+function Pipeline:_step(fn, ...)
+  local args = table.pack(...)
+  fn(self:_live(), table.unpack(args, 1, args.n))
+  self._steps[#self._steps + 1] = function(h) fn(h, table.unpack(args, 1, args.n)) end
+end
+
+function Pipeline:__tostring()
+  if _sl.spent(self._h) and self._said then return self._said end
+  return _sl.describe(self._h)
+end
+
 function Pipeline:add(kind, ...)
   local at = where(2)
   local args = table.pack(...)
@@ -68,7 +96,7 @@ function Pipeline:add(kind, ...)
     args.n = args.n - 1
   end
   local primary, known = _sl.primary(kind)
-  if not known then _sl.add(self._h, kind, {}, at) end -- the engine names it, with a suggestion
+  if not known then _sl.add(self:_live(), kind, {}, at) end -- the engine names it, with a suggestion
   local names = positional[kind] or { primary }
   for i = 1, args.n do
     local name = names[i]
@@ -90,7 +118,7 @@ function Pipeline:add(kind, ...)
   for _, k in ipairs { "fn", "key" } do -- a script's global function, named: ship the function
     if type(opts[k]) == "string" and type(_G[opts[k]]) == "function" then opts[k] = _G[opts[k]] end
   end
-  _sl.add(self._h, kind, ship_all(opts, at), at)
+  self:_step(_sl.add, kind, ship_all(opts, at), at)
   return self
 end
 
@@ -102,19 +130,21 @@ function Pipeline:dead_letter(kind, ...)
   if args.n >= 1 and not is_options(args[1]) then opts[_sl.primary(kind)] = args[1] end
   opts.name = opts.name or "dead_letter"
   opts.input = sluice.array {}
-  _sl.add(self._h, kind, ship_all(opts, at), at)
-  _sl.set(self._h, "dead_letter", opts.name, at)
+  self:_step(_sl.add, kind, ship_all(opts, at), at)
+  self:_step(_sl.set, "dead_letter", opts.name, at)
   return self
 end
 
--- Runs the pipeline (once) and returns its stats: { elapsed_s = ..., stages = { name = {...} } }.
+-- Runs the pipeline and returns its stats: { elapsed_s = ..., stages = { name = {...} } }.
 function Pipeline:run()
-  return _sl.run(self._h, where(2))
+  local h = self:_live()
+  self._said = _sl.describe(h) -- what tostring says once it has run
+  return _sl.run(h, where(2))
 end
 
 -- Checks the graph without running it; raises the errors.
 function Pipeline:check()
-  _sl.check(self._h, where(2))
+  _sl.check(self:_live(), where(2))
   return true
 end
 
@@ -129,11 +159,32 @@ function sluice.pipeline(opts)
   for k in pairs(opts) do
     if not known[k] then _sl.config_error(string.format("%sunknown pipeline option '%s'", at, tostring(k))) end
   end
-  local p = setmetatable({ _h = _sl.pipeline(opts.name, opts.workers, at) }, Pipeline)
+  local name, workers = opts.name, opts.workers
+  local p = setmetatable({ _steps = {}, _new = function() return _sl.pipeline(name, workers, at) end }, Pipeline)
+  p._h = p._new()
   for _, k in ipairs(settings) do
-    if opts[k] ~= nil then _sl.set(p._h, k, opts[k], at) end
+    if opts[k] ~= nil then p:_step(_sl.set, k, opts[k], at) end
   end
+  last = p
   return p
+end
+
+-- A pipeline object from a YAML pipeline file; sets: a list of "path=value" overrides (as --set).
+-- Stage methods add stages after the file's.
+function sluice.load(path, sets)
+  local at = where(2)
+  if type(path) ~= "string" then _sl.config_error(at .. "sluice.load takes the path of a YAML pipeline file") end
+  local copy = {}
+  for i, v in ipairs(sets or {}) do copy[i] = v end
+  local p = setmetatable({ _steps = {}, _new = function() return _sl.load(path, copy, at) end }, Pipeline)
+  p._h = p._new()
+  last = p
+  return p
+end
+
+-- The pipeline object made last in this state, or nil.
+function sluice.last()
+  return last
 end
 
 return sluice

@@ -4,17 +4,18 @@
 #include "luafn.h"
 
 static const sl_option options[] = {
-    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua predicate of the record r", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua predicate of the record r", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY | SL_OPT_LUA},
+    SL_LUAFN_POLICY_OPTIONS,
     SL_OPTIONS_END,
 };
 
 /* Truthy keeps the record (moved on as it is); false or nil drops it. */
 static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitter *em) {
-  if (call->nres >= 1 && lua_toboolean(call->co, 1)) return sl_emit(em, i, sl_batch_take(in, i));
+  if (call->nres >= 1 && lua_toboolean(call->co, 1)) return sl_luafn_pass(&((sl_luafn_ctx *)c)->f, in, i, em);
   return 0;
 }
 
-static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result); }
+static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result, SL_LUAFN_CARRY_PASS); }
 
 const sl_stage_kind sl_stage_filter = {
     .abi = SL_STAGE_ABI,
@@ -27,4 +28,5 @@ const sl_stage_kind sl_stage_filter = {
     .process = sl_luafn_process_cb,
     .event = sl_luafn_event_cb,
     .check = sl_luafn_check_cb,
+    .destroy = sl_luafn_destroy_cb,
 };

@@ -4,18 +4,16 @@
 #include "luafn.h"
 
 static const sl_option options[] = {
-    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua function of the record r returning the new record or nil", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua function of the record r returning the new record or nil", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY | SL_OPT_LUA},
+    SL_LUAFN_POLICY_OPTIONS,
     SL_OPTIONS_END,
 };
 
 static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitter *em) {
-  sl_value v;
-  char msg[256];
-  if (sl_lua_result(call, &v, msg, sizeof msg) != 0) return sl_emit_error(em, i, "filter_map returned a value that cannot be a record: %s", msg);
-  return v.type == SL_TNIL ? 0 : sl_emit(em, i, v);
+  return sl_luafn_emit_result(&((sl_luafn_ctx *)c)->f, call, in, i, em, true);
 }
 
-static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result); }
+static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result, SL_LUAFN_CARRY_RESULT); }
 
 const sl_stage_kind sl_stage_filter_map = {
     .abi = SL_STAGE_ABI,
@@ -28,4 +26,5 @@ const sl_stage_kind sl_stage_filter_map = {
     .process = sl_luafn_process_cb,
     .event = sl_luafn_event_cb,
     .check = sl_luafn_check_cb,
+    .destroy = sl_luafn_destroy_cb,
 };

@@ -4,7 +4,8 @@
 #include "luafn.h"
 
 static const sl_option options[] = {
-    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua function of the record r; emits with sluice.emit(v) or returns an array", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafn_ctx, fn), "Lua function of the record r; emits with sluice.emit(v) or returns an array", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY | SL_OPT_LUA},
+    SL_LUAFN_POLICY_OPTIONS,
     SL_OPTIONS_END,
 };
 
@@ -12,10 +13,10 @@ static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitt
   sl_value ret = sl_nil();
   char msg[256];
   if (call->nres >= 1 && !lua_isnil(call->co, 1)) {
-    if (sl_lua_to_value(call->co, 1, &ret, msg, sizeof msg) != 0) return sl_emit_error(em, i, "flat_map returned a value that cannot be records: %s", msg);
+    if (sl_lua_to_value(call->co, 1, &ret, msg, sizeof msg) != 0) return sl_luafn_fail(&((sl_luafn_ctx *)c)->f, in, i, em, "flat_map returned a value that cannot be records: %s", msg);
     if (ret.type != SL_TARRAY && !(ret.type == SL_TMAP && sl_map_len(&ret) == 0)) {
       sl_value_free(ret);
-      return sl_emit_error(em, i, "flat_map must return nil or an array of records (emit single records with sluice.emit)");
+      return sl_luafn_fail(&((sl_luafn_ctx *)c)->f, in, i, em, "flat_map must return nil or an array of records (emit single records with sluice.emit)");
     }
   }
   for (size_t k = 0; k < call->nout; k++) {
@@ -28,7 +29,7 @@ static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitt
   return 0;
 }
 
-static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result); }
+static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result, SL_LUAFN_NO_CARRY); }
 
 const sl_stage_kind sl_stage_flat_map = {
     .abi = SL_STAGE_ABI,
@@ -41,4 +42,5 @@ const sl_stage_kind sl_stage_flat_map = {
     .process = sl_luafn_process_cb,
     .event = sl_luafn_event_cb,
     .check = sl_luafn_check_cb,
+    .destroy = sl_luafn_destroy_cb,
 };

@@ -3,16 +3,12 @@
  * Large files are streamed through a fixed buffer. CRLF line ends lose their CR. A line longer
  * than max_line is an error (long_lines: error) or is cut into max_line pieces (split). A pipe or
  * terminal is read only when it is readable (the event loop watches it), so a quiet stdin holds
- * no worker. */
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
+ * no worker. Bytes come through vm/reader.c: an LZ4-compressed input is decompressed on the fly. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "reader.h"
 #include "sluice.h"
 
 #define READ_SIZE (256 * 1024)
@@ -21,9 +17,7 @@ typedef struct lines {
   char *path;        /* option: file, or "-" for stdin */
   int64_t max_line;  /* option */
   int long_lines;    /* option: 0 error, 1 split */
-  int fd;
-  bool owns_fd;      /* we opened it */
-  bool regular;      /* a regular file: reads never wait */
+  sl_reader *r;
   bool eof;
   char *buf;         /* bytes read, not yet emitted: buf[start, end) */
   size_t start, end, cap;
@@ -42,24 +36,14 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   lines *l = ctx;
   l->st = st;
   if (l->max_line < 1) return sl_error_set(err, SL_ECONFIG, NULL, "max_line must be at least 1 byte");
-  if (strcmp(l->path, "-") == 0) {
-    l->fd = STDIN_FILENO;
-  } else {
-    l->fd = open(l->path, O_RDONLY | O_CLOEXEC);
-    if (l->fd < 0) {
-      int e = errno;
-      return sl_error_set(err, SL_EIO, NULL, "cannot open '%s': %s", l->path, strerror(e));
-    }
-    l->owns_fd = true;
-  }
-  struct stat sb;
-  l->regular = fstat(l->fd, &sb) == 0 && S_ISREG(sb.st_mode);
+  int rc = sl_reader_open(l->path, &l->r, err);
+  if (rc) return rc;
   l->cap = READ_SIZE > (size_t)l->max_line + 1 ? READ_SIZE : (size_t)l->max_line + 1;
   l->buf = malloc(l->cap);
   return l->buf ? 0 : SL_ENOMEM;
 }
 
-static const char *name_of(const lines *l) { return l->owns_fd ? l->path : "standard input"; }
+static const char *name_of(const lines *l) { return sl_reader_name(l->r); }
 
 /* Emits buf[s, s+n) as one line (CR before the newline removed by the caller). */
 static int emit_line(lines *l, sl_emitter *em, const char *s, size_t n) {
@@ -67,38 +51,6 @@ static int emit_line(lines *l, sl_emitter *em, const char *s, size_t n) {
   if (sl_str_try(s, n, &v) != 0) return SL_ENOMEM;
   l->lineno++;
   return sl_emit(em, SL_NO_ORIGIN, v);
-}
-
-/* Reads more bytes. Returns 0 (read something or hit eof), SL_PARKED (wait for readability). */
-static int fill(lines *l) {
-  if (l->start > 0) { /* compact */
-    memmove(l->buf, l->buf + l->start, l->end - l->start);
-    l->end -= l->start;
-    l->start = 0;
-  }
-  if (!l->regular) {
-    struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
-    int ready;
-    while ((ready = poll(&pfd, 1, 0)) < 0 && errno == EINTR) {}
-    if (ready == 0) {
-      if (sl_stage_watch_fd(l->st, l->fd, false, 0) != 0)
-        return sl_stage_fail(l->st, "cannot watch %s for input", name_of(l));
-      return SL_PARKED;
-    }
-  }
-  for (;;) {
-    ssize_t n = read(l->fd, l->buf + l->end, l->cap - l->end);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
-      if (sl_stage_watch_fd(l->st, l->fd, false, 0) != 0)
-        return sl_stage_fail(l->st, "cannot watch %s for input", name_of(l));
-      return SL_PARKED;
-    }
-    if (n < 0) return sl_stage_fail(l->st, "cannot read %s: %s", name_of(l), strerror(errno));
-    if (n == 0) l->eof = true;
-    l->end += (size_t)n;
-    return 0;
-  }
 }
 
 static int produce(void *ctx, sl_emitter *em) {
@@ -133,7 +85,7 @@ static int produce(void *ctx, sl_emitter *em) {
       }
       return SL_DONE;
     }
-    int rc = fill(l);
+    int rc = sl_reader_fill(l->r, l->st, l->buf, &l->start, &l->end, l->cap, &l->eof);
     if (rc) return rc; /* what was emitted is passed on either way */
   }
   return 0;
@@ -141,7 +93,7 @@ static int produce(void *ctx, sl_emitter *em) {
 
 static void destroy(void *ctx) {
   lines *l = ctx;
-  if (l->owns_fd && l->fd >= 0) close(l->fd);
+  sl_reader_free(l->r);
   free(l->buf);
 }
 

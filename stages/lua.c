@@ -20,7 +20,7 @@ typedef struct ctx {
 } ctx;
 
 static const sl_option options[] = {
-    {SL_OPT_STRING, "fn", NULL, offsetof(ctx, fn), "Lua function of i = 1, 2, ... returning the next record, or nil at the end", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    {SL_OPT_STRING, "fn", NULL, offsetof(ctx, fn), "Lua function of i = 1, 2, ... returning the next record, or nil at the end", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY | SL_OPT_LUA},
     SL_OPTIONS_END,
 };
 

@@ -16,7 +16,7 @@ typedef struct ctx {
 } ctx;
 
 static const sl_option options[] = {
-    {SL_OPT_STRING, "fn", NULL, offsetof(ctx, fn), "Lua function called with each record (or each batch: an array)", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    {SL_OPT_STRING, "fn", NULL, offsetof(ctx, fn), "Lua function called with each record (or each batch: an array)", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY | SL_OPT_LUA},
     {SL_OPT_BOOL, "batch", "false", offsetof(ctx, batch), "call the function once per batch with an array of records", NULL, 0},
     SL_OPTIONS_END,
 };

@@ -25,9 +25,9 @@ typedef struct ctx {
 } ctx;
 
 static const sl_option options[] = {
-    {SL_OPT_STRING, "fn", NULL, offsetof(ctx, fn), "Lua function (acc, r) returning the new accumulator", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
+    {SL_OPT_STRING, "fn", NULL, offsetof(ctx, fn), "Lua function (acc, r) returning the new accumulator", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY | SL_OPT_LUA},
     {SL_OPT_VALUE, "init", NULL, offsetof(ctx, init), "the accumulator before the first record (default nil)", NULL, 0},
-    {SL_OPT_STRING, "key", NULL, offsetof(ctx, key), "Lua function or expression of r: one accumulator per key", NULL, 0},
+    {SL_OPT_STRING, "key", NULL, offsetof(ctx, key), "Lua function or expression of r: one accumulator per key", NULL, SL_OPT_LUA},
     SL_OPTIONS_END,
 };
 

@@ -1,4 +1,6 @@
-/* stdout — writes records to standard output, one per line (codec auto, lines or jsonl).
+/* stdout — writes records to standard output with a codec (auto: strings as lines, other values
+ * as JSON lines; also lines, jsonl, csv, raw, frames, json). A record the codec cannot write
+ * fails alone and follows on_error.
  * A closed pipe (EPIPE, as `head` does) ends the pipeline quietly: the sink stops reading and
  * upstream is cancelled. */
 #include <errno.h>
@@ -14,7 +16,9 @@
 #define FLUSH_AT (64 * 1024)
 
 typedef struct out {
-  int codec;   /* option */
+  sl_codec_opts co; /* options: codec, header, columns, delimiter */
+  sl_encoder enc;
+  bool enc_ready;   /* enc was initialised */
   int fd;      /* 1 */
   sl_buf buf;  /* pending bytes */
   bool closed; /* the reader went away */
@@ -22,7 +26,7 @@ typedef struct out {
 } out;
 
 static const sl_option options[] = {
-    {SL_OPT_ENUM, "codec", "auto", offsetof(out, codec), "auto (strings as lines, others as JSON), lines or jsonl", SL_CODEC_CHOICES, SL_OPT_PRIMARY},
+    SL_CODEC_OPTIONS(out, co, "auto", "how records are written: auto (strings as lines, others as JSON), lines, jsonl, csv, raw, frames or json", SL_OPT_PRIMARY),
     SL_OPTIONS_END,
 };
 
@@ -31,7 +35,9 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   o->fd = STDOUT_FILENO;
   o->st = st;
   sl_buf_init(&o->buf);
-  return 0;
+  int rc = sl_encoder_init(&o->enc, &o->co, err);
+  o->enc_ready = rc == 0;
+  return rc;
 }
 
 /* Writes the buffer out. Returns 0, SL_DONE when the reader closed the pipe, or SL_EFAILED. */
@@ -61,12 +67,12 @@ static int drain(out *o) {
 static int process(void *ctx, sl_batch *in, sl_emitter *em) {
   out *o = ctx;
   if (o->closed) return SL_DONE;
+  char msg[200];
   for (uint32_t i = 0; i < in->len; i++) {
-    if (sl_codec_encode(&o->buf, &in->recs[i], o->codec) != 0) return SL_ENOMEM;
-    if (o->buf.len >= FLUSH_AT) {
-      int rc = drain(o);
-      if (rc) return rc;
-    }
+    int rc = sl_encoder_put(&o->enc, &o->buf, &in->recs[i], true, msg, sizeof msg);
+    if (rc == SL_EDATA) sl_emit_error(em, i, "%s", msg);
+    else if (rc) return rc;
+    if (o->buf.len >= FLUSH_AT && (rc = drain(o)) != 0) return rc;
   }
   return drain(o);
 }
@@ -74,12 +80,18 @@ static int process(void *ctx, sl_batch *in, sl_emitter *em) {
 static int flush(void *ctx, sl_emitter *em) {
   out *o = ctx;
   int rc = o->closed ? 0 : drain(o);
+  sl_encoder_report(&o->enc, o->st);
   return rc == SL_DONE ? 0 : rc;
 }
 
 static void destroy(void *ctx) {
   out *o = ctx;
   sl_buf_close(&o->buf);
+  if (o->enc_ready) sl_encoder_close(&o->enc);
+}
+
+static int check(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
+  return sl_codec_check_stage(&((out *)ctx)->co, false, stage, where, err);
 }
 
 const sl_stage_kind sl_stage_stdout = {
@@ -90,6 +102,7 @@ const sl_stage_kind sl_stage_stdout = {
     .ctx_size = sizeof(out),
     .flags = SL_STAGE_SINK,
     .init = init,
+    .check = check,
     .process = process,
     .flush = flush,
     .destroy = destroy,

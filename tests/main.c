@@ -1,10 +1,50 @@
 /* The unit test runner: runs every test of test_list.h, or those whose name contains argv[1]. */
+#include <dirent.h>
 #include <signal.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "test.h"
 
 int sl_test_failed;
+
+/* A fresh temporary folder for one test; removed (with its files) by rmtree. */
+void sl_test_tmpdir(char *out, size_t n) {
+  snprintf(out, n, "/tmp/sluice-test-XXXXXX");
+  if (!mkdtemp(out)) abort();
+}
+
+void sl_test_rmtree(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  char path[512];
+  while (d && (de = readdir(d))) {
+    if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    unlink(path);
+  }
+  if (d) closedir(d);
+  rmdir(dir);
+}
+
+void sl_test_write_file(const char *path, const char *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  fwrite(data, 1, n, f);
+  fclose(f);
+}
+
+char *sl_test_read_file(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)len + 1);
+  *n = fread(buf, 1, (size_t)len, f);
+  buf[*n] = 0;
+  fclose(f);
+  return buf;
+}
 
 sl_engine *sl_test_engine(int workers, bool virtual_time) {
   sl_engine_config cfg;

@@ -20,6 +20,13 @@ extern int sl_test_failed;
 /* A new engine for a test (aborts the run if it cannot be made). */
 sl_engine *sl_test_engine(int workers, bool virtual_time);
 
+/* Files for tests: a fresh folder under /tmp (out gets its name), removed with its files by
+ * sl_test_rmtree; whole files written and read (read: malloc'd, NUL-terminated, NULL if absent). */
+void sl_test_tmpdir(char *out, size_t n);
+void sl_test_rmtree(const char *dir);
+void sl_test_write_file(const char *path, const char *data, size_t n);
+char *sl_test_read_file(const char *path, size_t *n);
+
 /* The message of an error ("" for NULL). */
 static inline const char *sl_test_errmsg(const sl_error_t *e) { return e ? e->msg : ""; }
 

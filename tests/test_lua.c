@@ -547,3 +547,63 @@ TEST(lua_script_library_upvalues) {
   remove(path);
   rmdir(dir);
 }
+
+/* Records handed between fused Lua stages as Lua tables (vm/luafn.c, "Carrying"): a chain of
+ * the carrying kinds gives exact results, also when a stage in it parks; a value that cannot
+ * be a record fails only where it would leave Lua, naming the stage that made it; a record
+ * failing in a later stage reaches the dead letter as a record, not as a placeholder. */
+TEST(lua_carry) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "function mk(i) return {i = i, sq = i * i, tag = 'n' .. i, f = (i % 10 == 0) and print or nil} end\n"
+                    "function slow(r) if r.i % 250 == 0 then sluice.sleep('1s') end return r end\n"
+                    "function thin(r) r.f = nil; r.f2 = (r.i == 500) and print or nil; return r end\n"
+                    "function boom(r) if r.i == 778 then error('boom ' .. r.i) end return true end\n";
+  sl_pipeline *p;
+  ASSERT_OK(sl_pipeline_new(e, "t", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_add_lua(p, lua, strlen(lua), "carry.lua", 1, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 1000}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "map", "{\"fn\": \"mk\", \"name\": \"mk\", \"parallelism\": 2}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "map", "{\"fn\": \"slow\", \"parallelism\": 2}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "filter", "{\"fn\": \"r.i % 2 == 0\", \"parallelism\": 2}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "filter_map", "{\"fn\": \"thin\", \"name\": \"thin\", \"parallelism\": 2}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "inspect", "{\"fn\": \"function(r) end\", \"parallelism\": 2}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "filter", "{\"fn\": \"boom\", \"name\": \"boom\", \"parallelism\": 2}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"dl\", \"input\": []}", &err), &err);
+  ASSERT_OK(sl_pipeline_set_dead_letter(p, "dl", &err), &err);
+  ASSERT_OK(sl_pipeline_start(p, &err), &err);
+  sl_collect *out = sl_pipeline_collect(p, "out"), *dl = sl_pipeline_collect(p, "dl");
+  sl_value v;
+  int64_t want = 2;
+  while (sl_collect_pull(out, &v, -1) == 0) {
+    if (want == 500 || want == 778) want += 2; /* 500 cannot be a record, 778 failed */
+    if (v.type != SL_TMAP || sl_map_len(&v) != 3) SL__FAIL("record %lld is not a 3-field map", (long long)want);
+    ASSERT_EQ(sl_map_getc(&v, "i")->u.i, want);
+    ASSERT_EQ(sl_map_getc(&v, "sq")->u.i, want * want);
+    sl_value_free(v);
+    want += 2;
+  }
+  ASSERT_EQ(want, 1002);
+  int got = 0;
+  while (sl_collect_pull(dl, &v, -1) == 0) {
+    const char *msg = sl_str_data(sl_map_getc(&v, "error"));
+    const char *stage = sl_str_data(sl_map_getc(&v, "stage"));
+    ASSERT_STR(stage, "boom");
+    if (sl_map_getc(&v, "record")->type == SL_TNIL) {
+      /* converted where it leaves Lua (after boom), named after the stage that made it */
+      if (!strstr(msg, "made by stage 'thin'") || !strstr(msg, "function")) SL__FAIL("message: %s", msg);
+    } else {
+      if (!strstr(msg, "carry.lua:4: boom 778")) SL__FAIL("message: %s", msg);
+      const sl_value *r = sl_map_getc(&v, "record");
+      if (r->type != SL_TMAP) SL__FAIL("the failed record is a %s", sl_type_name(sl_typeof(r)));
+    }
+    got++;
+    sl_value_free(v);
+  }
+  ASSERT_EQ(got, 2);
+  ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}

@@ -11,25 +11,6 @@
 #include "test.h"
 
 
-/* A fresh temporary folder for one test; removed (with its files) by rmtree. */
-static void tmpdir(char *out, size_t n) {
-  snprintf(out, n, "/tmp/sluice-test-XXXXXX");
-  if (!mkdtemp(out)) abort();
-}
-
-static void rmtree(const char *dir) {
-  DIR *d = opendir(dir);
-  struct dirent *de;
-  char path[512];
-  while (d && (de = readdir(d))) {
-    if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
-    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-    unlink(path);
-  }
-  if (d) closedir(d);
-  rmdir(dir);
-}
-
 static int count_files(const char *dir) {
   DIR *d = opendir(dir);
   struct dirent *de;
@@ -40,24 +21,6 @@ static int count_files(const char *dir) {
   return n;
 }
 
-static void write_file(const char *path, const char *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  fwrite(data, 1, n, f);
-  fclose(f);
-}
-
-static char *read_file(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)len + 1);
-  *n = fread(buf, 1, (size_t)len, f);
-  buf[*n] = 0;
-  fclose(f);
-  return buf;
-}
 
 /* Runs lines(path, extra options) -> collect and returns the lines as one array value. */
 static int run_lines(const char *path, const char *extra, sl_value *out, sl_error_t *err) {
@@ -82,10 +45,10 @@ static const char *item(const sl_value *a, size_t i) { return sl_str_data(sl_arr
 
 TEST(stage_lines_basic) {
   char dir[64], path[128];
-  tmpdir(dir, sizeof dir);
+  sl_test_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/in.txt", dir);
   const char text[] = "one\r\ntwo\n\nthree\r\nlast without newline";
-  write_file(path, text, sizeof text - 1);
+  sl_test_write_file(path, text, sizeof text - 1);
   sl_value a;
   sl_error_t err;
   ASSERT_OK(run_lines(path, NULL, &a, &err), &err);
@@ -96,23 +59,23 @@ TEST(stage_lines_basic) {
   ASSERT_STR(item(&a, 3), "three");
   ASSERT_STR(item(&a, 4), "last without newline");
   sl_value_free(a);
-  write_file(path, "", 0); /* empty file: no records */
+  sl_test_write_file(path, "", 0); /* empty file: no records */
   ASSERT_OK(run_lines(path, NULL, &a, &err), &err);
   ASSERT_EQ(sl_array_len(&a), 0);
   sl_value_free(a);
-  write_file(path, "a\0b\n", 4); /* binary-safe */
+  sl_test_write_file(path, "a\0b\n", 4); /* binary-safe */
   ASSERT_OK(run_lines(path, NULL, &a, &err), &err);
   ASSERT_EQ(sl_array_len(&a), 1);
   ASSERT_EQ(sl_str_len(sl_array_get(&a, 0)), 3);
   sl_value_free(a);
-  rmtree(dir);
+  sl_test_rmtree(dir);
 }
 
 TEST(stage_lines_long) {
   char dir[64], path[128];
-  tmpdir(dir, sizeof dir);
+  sl_test_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/in.txt", dir);
-  write_file(path, "short\n0123456789abc\nok\n", 23);
+  sl_test_write_file(path, "short\n0123456789abc\nok\n", 23);
   sl_value a;
   sl_error_t err;
   sl_error_init(&err);
@@ -126,13 +89,13 @@ TEST(stage_lines_long) {
   ASSERT_STR(item(&a, 2), "abc");
   ASSERT_STR(item(&a, 3), "ok");
   sl_value_free(a);
-  rmtree(dir);
+  sl_test_rmtree(dir);
 }
 
 /* A file larger than the read buffer, streamed: every line, in order. */
 TEST(stage_lines_large) {
   char dir[64], path[128];
-  tmpdir(dir, sizeof dir);
+  sl_test_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/big.txt", dir);
   FILE *f = fopen(path, "w");
   for (int i = 0; i < 300000; i++) fprintf(f, "line number %d of the big file\n", i);
@@ -147,7 +110,7 @@ TEST(stage_lines_large) {
     ASSERT_STR(item(&a, i), want);
   }
   sl_value_free(a);
-  rmtree(dir);
+  sl_test_rmtree(dir);
 }
 
 static void *write_slowly(void *arg) {
@@ -191,7 +154,7 @@ static int fail_at_500(void *ud, sl_value *rec, char *errbuf, size_t errlen) {
 
 TEST(stage_file_sink) {
   char dir[64], path[128];
-  tmpdir(dir, sizeof dir);
+  sl_test_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/out.jsonl", dir);
   sl_engine *e = sl_test_engine(2, false);
   sl_pipeline *p;
@@ -204,7 +167,7 @@ TEST(stage_file_sink) {
   ASSERT_OK(sl_pipeline_start(p, &err), &err);
   ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
   size_t n;
-  char *data = read_file(path, &n);
+  char *data = sl_test_read_file(path, &n);
   ASSERT(data);
   int lines = 0;
   for (char *s = data; *s; s = strchr(s, '\n') + 1) {
@@ -228,7 +191,7 @@ TEST(stage_file_sink) {
   sl_pipeline_free(p);
   ASSERT_EQ(count_files(dir), 0);
   sl_engine_free(e);
-  rmtree(dir);
+  sl_test_rmtree(dir);
 }
 
 TEST(stage_file_bad_folder) {

@@ -318,18 +318,18 @@ TEST(yaml_error_stages) {
   sl_config *c;
   /* unknown kind (sl_pipeline_add's message, given _where); err->stage is the stage */
   ASSERT_EQ(build_rc("stages:\n  - generate: 3\n  - nul: {}\n", &err), SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:3:5: unknown stage kind 'nul': did you mean 'null'?");
+  ASSERT_MSG(err, "t.yaml:3:5: stage 'nul#2': unknown stage kind 'nul': did you mean 'null'?");
   ASSERT_STR(err.stage, "nul#2");
-  /* unknown option */
+  /* unknown option: the position of the key */
   ASSERT_EQ(build_rc("stages:\n  - generate: 3\n  - take: {cuont: 1}\n  - null: {}\n", &err), SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:3:5: stage 'take#2': unknown option 'cuont' for take; did you mean 'count'?");
+  ASSERT_MSG(err, "t.yaml:3:12: stage 'take#2': unknown option 'cuont' for take; did you mean 'count'?");
   ASSERT_STR(err.stage, "take#2");
   /* wrong type, scalar shorthand: the position of the value */
   ASSERT_EQ(build_rc("stages:\n  - generate: 3\n  - take: many\n  - null: {}\n", &err), SL_ECONFIG);
   ASSERT_MSG(err, "t.yaml:3:11: stage 'take#2': option 'count' expects an integer (got \"many\")");
   /* bad size */
   ASSERT_EQ(build_rc("stages:\n  - lines: {path: x, max_line: lots}\n    name: in\n  - null: {}\n", &err), SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:2:5: stage 'in': option 'max_line' expects a size");
+  ASSERT_MSG(err, "t.yaml:2:32: stage 'in': option 'max_line' expects a size");
   /* a kind without a primary option takes no shorthand */
   ASSERT_EQ(build_rc("stages:\n  - generate: 3\n  - null: 5\n", &err), SL_ECONFIG);
   ASSERT_MSG(err, "t.yaml:3:11: stage 'null#2': a null stage takes a map of options, not a single value");
@@ -353,9 +353,9 @@ TEST(yaml_error_stages) {
   ASSERT_MSG(err, "t.yaml:10:5: stage 'null#6': unknown key '_where'");
   ASSERT_EQ(lines_of(err.msg), 5);
   ASSERT_STR(err.stage, "lonely");
-  /* an option given both inside the kind's map and next to it */
+  /* an option given both inside the kind's map and next to it: at the second one */
   ASSERT_EQ(build_rc("stages:\n  - values: {records: [1], name: a}\n    name: b\n  - null: {}\n", &err), SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:2:5: stage 'b': 'name' is given twice");
+  ASSERT_MSG(err, "t.yaml:2:28: stage 'b': 'name' is given twice");
   /* duplicate keys in any map */
   ASSERT_EQ(load("stages:\n  - generate: 3\n    name: a\n    name: b\n  - null: {a: 1, a: 2}\n", NULL, 0, &c, &err),
             SL_ECONFIG);
@@ -366,9 +366,9 @@ TEST(yaml_error_stages) {
 
 TEST(yaml_error_graph) {
   sl_error_t err;
-  /* input naming no stage: sl_pipeline_check's message with the stage's position */
+  /* input naming no stage: sl_pipeline_check's message with the input's position */
   ASSERT_EQ(build_rc("stages:\n  - generate: {count: 3, name: gen}\n  - null:\n    input: gne\n", &err), SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:3:5: stage 'null#2': input 'gne' names no stage; did you mean 'gen'?");
+  ASSERT_MSG(err, "t.yaml:4:12: stage 'null#2': input 'gne' names no stage; did you mean 'gen'?");
   ASSERT_STR(err.stage, "null#2");
   /* a cycle */
   ASSERT_EQ(build_rc("stages:\n"
@@ -384,15 +384,15 @@ TEST(yaml_error_graph) {
                      "    input: b\n",
                      &err),
             SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:7:11: stage 'b' reads from 'a', which depends on 'b': the graph has a cycle");
+  ASSERT_MSG(err, "t.yaml:9:12: stage 'b' reads from 'a', which depends on 'b': the graph has a cycle");
   /* several graph problems at once */
   ASSERT_EQ(build_rc("stages:\n  - generate: 3\n  - null: {input: x}\n  - null: {input: y}\n", &err), SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:3:5: stage 'null#2': input 'x' names no stage");
-  ASSERT_MSG(err, "t.yaml:4:5: stage 'null#3': input 'y' names no stage");
+  ASSERT_MSG(err, "t.yaml:3:19: stage 'null#2': input 'x' names no stage");
+  ASSERT_MSG(err, "t.yaml:4:19: stage 'null#3': input 'y' names no stage");
   ASSERT_MSG(err, "t.yaml:2:15: stage 'generate#1': its output goes nowhere");
-  /* common keys checked by sl_pipeline_add, at the stage's position */
+  /* common keys checked by sl_pipeline_add, at the value's position */
   ASSERT_EQ(build_rc("stages:\n  - generate: 3\n  - null: {}\n    parallelism: lots\n", &err), SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:3:5: stage of kind 'null': parallelism must be an integer from 1 to 1024, or auto");
+  ASSERT_MSG(err, "t.yaml:4:18: stage 'null#2': parallelism must be an integer from 1 to 1024, or auto");
   ASSERT_STR(err.stage, "null#2");
 }
 
@@ -406,10 +406,10 @@ TEST(yaml_several_errors) {
                      "  - nul: {}\n",
                      &err),
             SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:2:15: unknown stage kind 'generatr': did you mean 'generate'?");
-  ASSERT_MSG(err, "t.yaml:3:5: stage 'take#2': option 'count' expects an integer");
-  ASSERT_MSG(err, "t.yaml:4:5: stage 'skip#3': unknown option 'what' for skip");
-  ASSERT_MSG(err, "t.yaml:5:5: unknown stage kind 'nul'");
+  ASSERT_MSG(err, "t.yaml:2:15: stage 'generatr#1': unknown stage kind 'generatr': did you mean 'generate'?");
+  ASSERT_MSG(err, "t.yaml:3:19: stage 'take#2': option 'count' expects an integer");
+  ASSERT_MSG(err, "t.yaml:4:22: stage 'skip#3': unknown option 'what' for skip");
+  ASSERT_MSG(err, "t.yaml:5:5: stage 'nul#4': unknown stage kind 'nul'");
   ASSERT_EQ(lines_of(err.msg), 4);
   ASSERT_STR(err.stage, "generatr#1");
   /* many problems: the message stays within its 1024 bytes and says how many were left out */
@@ -420,7 +420,7 @@ TEST(yaml_several_errors) {
   ASSERT_EQ(build_rc(b.data, &err), SL_ECONFIG);
   sl_buf_close(&b);
   ASSERT(strlen(err.msg) < sizeof err.msg);
-  ASSERT_MSG(err, "t.yaml:2:5: unknown stage kind 'nosuchkind0'");
+  ASSERT_MSG(err, "t.yaml:2:5: stage 'nosuchkind0#1': unknown stage kind 'nosuchkind0'");
   ASSERT_MSG(err, "more problems");
   /* one problem longer than the message (a long file name) is cut, not dropped */
   char name[1500];
@@ -532,11 +532,11 @@ TEST(yaml_set) {
   ASSERT_EQ(load(text, (const char *const[]){"t.2.name=x", "out.=1"}, 2, &c, &err), SL_ECONFIG);
   ASSERT_MSG(err, "--set 't.2.name=x': --set cannot change a stage's name or input; edit the file");
   ASSERT_MSG(err, "--set 'out.=1': expected path=value");
-  /* a wrong value set on a stage is reported by the stage, naming the option */
+  /* a wrong value set on a stage is reported by the stage, naming the --set argument */
   ASSERT_EQ(load(text, (const char *const[]){"take#2.count=x"}, 1, &c, &err), 0);
   e = sl_test_engine(1, true);
   ASSERT_EQ(sl_config_build(c, e, &p, &err), SL_ECONFIG);
-  ASSERT_MSG(err, "t.yaml:5:11: stage 'take#2': option 'count' expects an integer (got \"x\")");
+  ASSERT_MSG(err, "--set 'take#2.count=x': stage 'take#2': option 'count' expects an integer (got \"x\")");
   sl_engine_free(e);
   sl_config_free(c);
 }

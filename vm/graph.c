@@ -13,6 +13,7 @@
 #include "lock.h"
 #include "lua.h"
 #include "pipeline.h"
+#include "policy.h"
 
 #define DEFAULT_QUEUE 1024
 
@@ -65,13 +66,13 @@ static const char *str_of(const sl_value *v) { return v && v->type == SL_TSTR ? 
 
 /* Splits the common keys off opts into n. Returns the remaining kind options (owned). */
 static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest, sl_error_t *err) {
-  const char *kind = n->kind->name;
   *rest = sl_nil();
   if (opts.type != SL_TMAP) {
     *rest = opts;
     return 0;
   }
   sl_value r = sl_map(sl_map_len(&opts));
+  const sl_value *at = sl_map_getc(&opts, SL__AT);
   int rc = 0;
   for (size_t i = 0; i < sl_map_len(&opts) && rc == 0; i++) {
     const char *k = sl_str_data(sl_map_key(&opts, i));
@@ -83,7 +84,7 @@ static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest
       }
     } else if (strcmp(k, "name") == 0) {
       if (!str_of(v) || !*str_of(v))
-        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': name must be a non-empty string", n->where ? n->where : "", kind);
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': name must be a non-empty string", sl__at(at, k, true, n->where), n->name);
       else {
         sl__free(n->name);
         n->name = sl__xstrdup(str_of(v));
@@ -98,28 +99,28 @@ static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest
         n->input_names = sl__xcalloc(m ? m : 1, sizeof *n->input_names);
         for (size_t j = 0; j < m && rc == 0; j++) {
           const char *s = str_of(sl_array_get(v, j));
-          if (!s) rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': input must be a stage name or a list of names", n->where ? n->where : "", kind);
+          if (!s) rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': input must be a stage name or a list of names", sl__at(at, k, true, n->where), n->name);
           else n->input_names[n->ninput_names++] = sl__xstrdup(s);
         }
       } else {
-        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': input must be a stage name or a list of names", n->where ? n->where : "", kind);
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': input must be a stage name or a list of names", sl__at(at, k, true, n->where), n->name);
       }
     } else if (strcmp(k, "on_error") == 0) {
       n->on_error = str_of(v) ? parse_on_error(str_of(v)) : -2;
       if (n->on_error < -1)
-        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': on_error must be skip, fail or dead_letter", n->where ? n->where : "", kind);
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': on_error must be skip, fail or dead_letter", sl__at(at, k, true, n->where), n->name);
     } else if (strcmp(k, "parallelism") == 0) {
       if (str_of(v) && strcmp(str_of(v), "auto") == 0) n->parallelism = 0;
       else if (v->type == SL_TINT && v->u.i >= 1 && v->u.i <= 1024) n->parallelism = (int)v->u.i;
-      else rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': parallelism must be an integer from 1 to 1024, or auto", n->where ? n->where : "", kind);
+      else rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': parallelism must be an integer from 1 to 1024, or auto", sl__at(at, k, true, n->where), n->name);
     } else if (strcmp(k, "queue") == 0) {
       const sl_value *cap = v->type == SL_TMAP ? sl_map_getc(v, "capacity") : NULL;
       const sl_value *full = v->type == SL_TMAP ? sl_map_getc(v, "on_full") : NULL;
       size_t known = (cap != NULL) + (full != NULL);
       if (v->type != SL_TMAP || known != sl_map_len(v))
-        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': queue takes {capacity: N, on_full: block|drop_newest|drop_oldest}", n->where ? n->where : "", kind);
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': queue takes {capacity: N, on_full: block|drop_newest|drop_oldest}", sl__at(at, k, true, n->where), n->name);
       else if (cap && (cap->type != SL_TINT || cap->u.i < 1))
-        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': queue capacity must be a positive integer", n->where ? n->where : "", kind);
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': queue capacity must be a positive integer", sl__at(at, k, true, n->where), n->name);
       else {
         n->queue_set = true;
         if (cap) n->queue_cap = (uint64_t)cap->u.i;
@@ -128,7 +129,7 @@ static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest
           if (f && strcmp(f, "block") == 0) n->on_full = SL_ON_FULL_BLOCK;
           else if (f && strcmp(f, "drop_newest") == 0) n->on_full = SL_ON_FULL_DROP_NEWEST;
           else if (f && strcmp(f, "drop_oldest") == 0) n->on_full = SL_ON_FULL_DROP_OLDEST;
-          else rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage of kind '%s': on_full must be block, drop_newest or drop_oldest", n->where ? n->where : "", kind);
+          else rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': on_full must be block, drop_newest or drop_oldest", sl__at(at, k, true, n->where), n->name);
         }
       }
     } else {
@@ -167,8 +168,10 @@ static int take_outputs(sl_node *n, const void *scratch, sl_error_t *err) {
 
 static void node_free(sl_node *n) {
   if (!n) return;
+  sl__breaker_free(n->breaker);
   sl__free(n->name);
   sl__free(n->where);
+  sl_value_free(n->at);
   sl_value_free(n->opts);
   for (int i = 0; i < n->ninput_names; i++) sl__free(n->input_names[i]);
   sl__free(n->input_names);
@@ -198,8 +201,10 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
     const char *dym = sl_did_you_mean(kind ? kind : "", names, m < 256 ? m : 256);
     const char *where = "";
     if (opts.type == SL_TMAP && str_of(sl_map_getc(&opts, "_where"))) where = str_of(sl_map_getc(&opts, "_where"));
-    rc = sl_error_set(err, SL_ECONFIG, NULL, "%sunknown stage kind '%s'%s%s%s (sluice help lists them)", where,
-                      kind ? kind : "", dym ? ": did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
+    const char *name = opts.type == SL_TMAP ? str_of(sl_map_getc(&opts, "name")) : NULL;
+    rc = sl_error_set(err, SL_ECONFIG, name, "%s%s%s%sunknown stage kind '%s'%s%s%s (sluice help lists them)", where,
+                      name ? "stage '" : "", name ? name : "", name ? "': " : "", kind ? kind : "",
+                      dym ? ": did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
     sl_value_free(opts);
     goto fail;
   }
@@ -241,6 +246,10 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
   sl__options_free(k->options, scratch);
   sl__free(scratch);
   if (rc) goto fail;
+  if (sl_map_getc(&rest, SL__AT)) { /* positions are for messages, not options */
+    n->at = sl_value_ref(sl_map_getc(&rest, SL__AT));
+    sl_map_del(&rest, SL__AT, strlen(SL__AT));
+  }
   n->opts = rest;
   if (p->nnodes == p->capnodes) {
     p->capnodes = p->capnodes ? p->capnodes * 2 : 8;
@@ -322,8 +331,12 @@ static void resolved_free(resolved *r, int n) {
 
 /* Resolves an input name: a stage, or `<stage>.<output>` of a stage with named outputs (an exact
  * stage name wins). Returns the node (and *port), or NULL with a problem reported. */
-static sl_node *resolve_input(sl_pipeline *p, sl_node *nd, const char *name, int *port, const char **names, int n,
+static sl_node *resolve_input(sl_pipeline *p, sl_node *nd, int k, int *port, const char **names, int n,
                               sl_error_t *err, int *count) {
+  const char *name = nd->input_names[k];
+  char item[32];
+  snprintf(item, sizeof item, "input.%d", k);
+  const char *where = sl__at(&nd->at, item, true, sl__at(&nd->at, "input", true, nd->where));
   sl_node *src = sl__pipeline_node(p, name);
   *port = -1;
   if (src) {
@@ -338,7 +351,7 @@ static sl_node *resolve_input(sl_pipeline *p, sl_node *nd, const char *name, int
     sl__free(stage);
   }
   if (src && !src->kind->outputs) {
-    problem(err, count, nd, "%sstage '%s': input '%s': stage '%s' has no named outputs; read it as '%s'", nd->where, nd->name,
+    problem(err, count, nd, "%sstage '%s': input '%s': stage '%s' has no named outputs; read it as '%s'", where, nd->name,
             name, src->name, src->name);
     return NULL;
   }
@@ -347,19 +360,19 @@ static sl_node *resolve_input(sl_pipeline *p, sl_node *nd, const char *name, int
       *port = 0;
       return src;
     }
-    for (int k = 0; k < src->noutputs; k++)
-      if (strcmp(src->outputs[k], dot + 1) == 0) {
-        *port = k + 1;
+    for (int o = 0; o < src->noutputs; o++)
+      if (strcmp(src->outputs[o], dot + 1) == 0) {
+        *port = o + 1;
         return src;
       }
     const char *dym = sl_did_you_mean(dot + 1, (const char *const *)src->outputs, (size_t)src->noutputs);
-    problem(err, count, nd, "%sstage '%s': input '%s': stage '%s' has no output '%s'%s%s%s (its outputs: default%s%s)", nd->where,
+    problem(err, count, nd, "%sstage '%s': input '%s': stage '%s' has no output '%s'%s%s%s (its outputs: default%s%s)", where,
             nd->name, name, src->name, dot + 1, dym ? "; did you mean '" : "", dym ? dym : "", dym ? "'?" : "",
             src->noutputs ? ", " : "", src->noutputs ? src->outputs[0] : "");
     return NULL;
   }
   const char *dym = sl_did_you_mean(name, names, (size_t)n);
-  problem(err, count, nd, "%sstage '%s': input '%s' names no stage%s%s%s", nd->where, nd->name, name,
+  problem(err, count, nd, "%sstage '%s': input '%s' names no stage%s%s%s", where, nd->name, name,
           dym ? "; did you mean '" : "", dym ? dym : "", dym ? "'?" : "");
   return NULL;
 }
@@ -373,7 +386,7 @@ static bool find_cycle(sl_pipeline *p, resolved *r, int i, int *color, sl_error_
     int j = r->ins[i][k];
     if (color[j] == GREY) {
       problem(err, count, p->nodes[i], "%sstage '%s' reads from '%s', which depends on '%s': the graph has a cycle; pipelines must be acyclic",
-              p->nodes[i]->where, p->nodes[i]->name, p->nodes[j]->name, p->nodes[i]->name);
+              sl__at(&p->nodes[i]->at, "input", true, p->nodes[i]->where), p->nodes[i]->name, p->nodes[j]->name, p->nodes[i]->name);
       return true;
     }
     if (color[j] == WHITE && find_cycle(p, r, j, color, err, count)) return true;
@@ -397,7 +410,7 @@ static int check(sl_pipeline *p, resolved *r, sl_error_t *err) {
     sl_node *nd = p->nodes[i];
     if (is_source(nd)) {
       if (!nd->default_input && nd->ninput_names > 0)
-        problem(err, &count, nd, "%sstage '%s' is a source (%s) and cannot have an input; remove 'input'", nd->where, nd->name, nd->kind->name);
+        problem(err, &count, nd, "%sstage '%s' is a source (%s) and cannot have an input; remove 'input'", sl__at(&nd->at, "input", false, nd->where), nd->name, nd->kind->name);
       continue;
     }
     if (nd->default_input) {
@@ -413,14 +426,14 @@ static int check(sl_pipeline *p, resolved *r, sl_error_t *err) {
     }
     if (nd->ninput_names == 0) {
       if (p->dead_letter_name && strcmp(p->dead_letter_name, nd->name) == 0) continue; /* fed by failures */
-      problem(err, &count, nd, "%sstage '%s' has an empty input list: name at least one stage", nd->where, nd->name);
+      problem(err, &count, nd, "%sstage '%s' has an empty input list: name at least one stage", sl__at(&nd->at, "input", true, nd->where), nd->name);
       continue;
     }
     r->ins[i] = sl__xcalloc((size_t)nd->ninput_names, sizeof(int));
     r->ports[i] = sl__xcalloc((size_t)nd->ninput_names, sizeof(int));
     for (int k = 0; k < nd->ninput_names; k++) {
       int port;
-      sl_node *src = resolve_input(p, nd, nd->input_names[k], &port, names, n, err, &count);
+      sl_node *src = resolve_input(p, nd, k, &port, names, n, err, &count);
       if (!src) continue;
       r->ports[i][r->nins[i]] = port;
       r->ins[i][r->nins[i]++] = src->index;

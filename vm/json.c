@@ -65,11 +65,13 @@ static inline int put(sl_buf *b, char c) {
   return sl_buf_append(b, &c, 1);
 }
 
-/* Runs of bytes that need no escape are copied at once. */
-static int write_string(sl_buf *b, const char *s, size_t n) {
+/* Runs of bytes that need no escape are copied at once. A string with ill-formed UTF-8 adds 1
+ * to *bad (when bad is not NULL). */
+static int write_string(sl_buf *b, const char *s, size_t n, uint64_t *bad_strings) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *p = (const unsigned char *)s;
   size_t i = 0, run = 0;
+  bool counted = false;
   int rc;
   if ((rc = put(b, '"'))) return rc;
   while (i < n) {
@@ -103,6 +105,8 @@ static int write_string(sl_buf *b, const char *s, size_t n) {
       } else { /* ill-formed UTF-8: U+FFFD */
         memcpy(esc, "\xEF\xBF\xBD", 3);
         elen = 3;
+        if (bad_strings && !counted) (*bad_strings)++;
+        counted = true;
       }
     }
     if ((rc = sl_buf_append(b, esc, elen))) return rc;
@@ -196,13 +200,13 @@ typedef struct frame {
 
 /* Writes a scalar, or opens a container (pushing a frame unless it is empty). */
 static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth, size_t *cap,
-                      frame *small) {
+                      frame *small, uint64_t *bad) {
   switch ((sl_type)v->type) {
   case SL_TNIL: return sl_buf_append(b, "null", 4);
   case SL_TBOOL: return v->u.b ? sl_buf_append(b, "true", 4) : sl_buf_append(b, "false", 5);
   case SL_TINT: return write_int(b, v->u.i);
   case SL_TDOUBLE: return write_double(b, v->u.d);
-  case SL_TSTR: return write_string(b, sl_str_data(v), sl_str_len(v));
+  case SL_TSTR: return write_string(b, sl_str_data(v), sl_str_len(v), bad);
   case SL_TARRAY:
   case SL_TMAP: break;
   }
@@ -222,12 +226,12 @@ static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth
 }
 
 /* On error the text appended so far is taken back, so out is as it was. */
-int sl_value_to_json(const sl_value *v, sl_buf *out) {
+int sl__json_write(const sl_value *v, sl_buf *out, uint64_t *bad_utf8) {
   frame small[32], *stack = small;
   size_t depth = 0, cap = sizeof small / sizeof small[0], len0 = out->len;
   int rc;
   for (const sl_value *cur = v; cur;) {
-    if ((rc = write_open(out, cur, &stack, &depth, &cap, small))) goto fail;
+    if ((rc = write_open(out, cur, &stack, &depth, &cap, small, bad_utf8))) goto fail;
     /* the next value: a child of the innermost open container; finished ones are closed */
     cur = NULL;
     while (depth && !cur) {
@@ -239,7 +243,7 @@ int sl_value_to_json(const sl_value *v, sl_buf *out) {
           cur = sl_array_get(f->c, f->i);
         } else {
           const sl_value *k = sl_map_key(f->c, f->i);
-          if ((rc = write_string(out, sl_str_data(k), sl_str_len(k)))) goto fail;
+          if ((rc = write_string(out, sl_str_data(k), sl_str_len(k), bad_utf8))) goto fail;
           if ((rc = put(out, ':'))) goto fail;
           cur = sl_map_val(f->c, f->i);
         }
@@ -260,6 +264,8 @@ fail:
   return rc;
 }
 
+int sl_value_to_json(const sl_value *v, sl_buf *out) { return sl__json_write(v, out, NULL); }
+
 /* ---------------------------------------------------------------------------------------------
  * Parser
  * ------------------------------------------------------------------------------------------- */
@@ -270,13 +276,25 @@ typedef struct parser {
   const unsigned char *end;   /* one past the last byte */
   sl_error_t *err;            /* where errors go (may be NULL) */
   int depth;                  /* open arrays and objects */
+  uint64_t big_ints;          /* integers beyond int64 read as doubles */
 } parser;
 
 static int parse_value(parser *ps, sl_value *out);
 
+/* The message names the byte offset, and the line and column (counted in bytes, from 1) when
+ * the text has a line break before the error. */
 static int syntax_error(parser *ps, const unsigned char *at, const char *what) {
-  return sl_error_set(ps->err, SL_EDATA, NULL, "invalid JSON at byte %zu: %s%s",
-                      (size_t)(at - ps->start), what, at >= ps->end ? " (end of input)" : "");
+  size_t line = 1;
+  const unsigned char *bol = ps->start;
+  for (const unsigned char *q = ps->start; q < at && q < ps->end; q++)
+    if (*q == '\n') {
+      line++;
+      bol = q + 1;
+    }
+  char lc[64] = "";
+  if (line > 1) snprintf(lc, sizeof lc, " (line %zu, column %zu)", line, (size_t)(at - bol) + 1);
+  return sl_error_set(ps->err, SL_EDATA, NULL, "invalid JSON at byte %zu%s: %s%s", (size_t)(at - ps->start), lc,
+                      what, at >= ps->end ? " (end of input)" : "");
 }
 
 static int nomem(parser *ps, size_t n) {
@@ -483,6 +501,7 @@ static int parse_number(parser *ps, sl_value *out) {
       *out = sl_int(neg ? acc : -acc);
       return SL_OK;
     }
+    ps->big_ints++;
   }
   if (dg.sig <= 15 && e >= -22 && e <= 22) {
     double d = e < 0 ? (double)dg.m / p10[-e] : (double)dg.m * p10[e];
@@ -613,6 +632,10 @@ static int parse_value(parser *ps, sl_value *out) {
 }
 
 int sl_value_from_json(const char *text, size_t n, sl_value *out, sl_error_t *err) {
+  return sl__json_parse(text, n, out, err, NULL);
+}
+
+int sl__json_parse(const char *text, size_t n, sl_value *out, sl_error_t *err, uint64_t *big_ints) {
   sl_value v;
   *out = sl_nil();
   if (!text) {
@@ -620,8 +643,9 @@ int sl_value_from_json(const char *text, size_t n, sl_value *out, sl_error_t *er
     text = "";
   }
   parser ps = {(const unsigned char *)text, (const unsigned char *)text,
-               (const unsigned char *)text + n, err, 0};
+               (const unsigned char *)text + n, err, 0, 0};
   int rc = parse_value(&ps, &v);
+  if (big_ints) *big_ints += ps.big_ints;
   if (rc) return rc;
   skip_ws(&ps);
   if (ps.p < ps.end) {

@@ -445,9 +445,9 @@ static int make_fn(sl_lua *l, const char *text, const char *where, char *msg, si
       sl_buf_printf(&b, "return %s\n", text);
     } else if (form == 0) {
       /* on one line, so a syntax error names the text's line (unless a comment needs the break) */
-      sl_buf_printf(&b, strstr(text, "--") ? "return function(r) return %s\nend" : "return function(r) return %s end", text);
+      sl_buf_printf(&b, strstr(text, "--") ? "return function(r, e) return %s\nend" : "return function(r, e) return %s end", text);
     } else {
-      sl_buf_printf(&b, "return function(r) %s\nend", text);
+      sl_buf_printf(&b, "return function(r, e) %s\nend", text);
     }
     if (load_at(L, b.data, b.len, file, line) == LUA_OK) {
       rc = 0;
@@ -528,6 +528,8 @@ sl_lua_call *sl_lua_call_new(sl_lua *l, sl_stage *st, int ref) {
   c->next = NULL;
   c->st = st;
   c->parked = false;
+  c->gen++;
+  c->timer = -1;
   c->nres = 0;
   c->ud = NULL;
   c->tag = 0;
@@ -566,6 +568,8 @@ int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen) {
 }
 
 void sl_lua_call_abandon(sl_lua_call *c) {
+  if (c->timer >= 0 && c->st) sl_stage_timer_cancel(c->st, c->timer);
+  c->timer = -1;
   reset(c);
   sl_lua_call_free(c);
 }
@@ -574,6 +578,7 @@ int sl_lua_resume(sl_lua_call *c, int nargs, char **msg) {
   sl_lua *l = c->lua;
   enter(l);
   c->parked = false;
+  c->timer = -1;
   l->in_user = true;
   l->mem_hit = false;
   int nres = 0;
@@ -640,7 +645,8 @@ static int l_sleep(lua_State *L) {
   int64_t ns = arg_duration(L, 1);
   sl_lua_call *c = sl_lua_current(L);
   if (!c || !c->st) return luaL_error(L, "sluice.sleep can only be called inside a stage function");
-  if (sl_stage_timer(c->st, sl_stage_now(c->st) + ns, sl_lua_token(c)) < 0) return luaL_error(L, "sluice.sleep: no timer");
+  c->timer = sl_stage_timer(c->st, sl_stage_now(c->st) + ns, sl_lua_token(c));
+  if (c->timer < 0) return luaL_error(L, "sluice.sleep: no timer");
   return sl_lua_park(L);
 }
 

@@ -55,6 +55,8 @@ struct sl_lua_call {
   int nres;         /* results on co's stack after it returned */
   int64_t budget;   /* instructions left (count hook) */
   bool parked;      /* yielded to the runtime, waiting for its token */
+  uint16_t gen;     /* bumped by every use of the object (part of its token) */
+  int64_t timer;    /* the sluice.sleep timer it waits on, or -1 */
   void *ud;         /* the stage's own use (e.g. the record it works on) */
   uint64_t tag;     /* the stage's own use */
   sl_lua_call *next;/* pool / stage lists */
@@ -110,9 +112,13 @@ int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen);
 void sl_lua_call_free(sl_lua_call *c);
 /* Drops a parked call for good (its coroutine is reset, then pooled). */
 void sl_lua_call_abandon(sl_lua_call *c);
-/* The token a parked call is resumed with (what its timer or fd event carries). */
-static inline uint64_t sl_lua_token(const sl_lua_call *c) { return (uint64_t)(uintptr_t)c; }
-static inline sl_lua_call *sl_lua_from_token(uint64_t token) { return (sl_lua_call *)(uintptr_t)token; }
+/* The token a parked call is resumed with (what its timer or fd event carries): the call and
+ * its generation. Call objects are pooled, so a timer of an earlier use of the same object (a
+ * sleep whose call timed out) carries a stale token: check with sl_lua_token_live. Tokens have
+ * their low 3 bits clear, so a stage can tell its own tokens apart by setting them. */
+static inline uint64_t sl_lua_token(const sl_lua_call *c) { return (uint64_t)(uintptr_t)c | ((uint64_t)c->gen << 48); }
+static inline sl_lua_call *sl_lua_from_token(uint64_t token) { return (sl_lua_call *)(uintptr_t)(token & ((1ull << 48) - 1)); }
+static inline bool sl_lua_token_live(uint64_t token) { return sl_lua_token(sl_lua_from_token(token)) == token; }
 
 /* The async primitive. A C function running inside a stage call gets its call with
  * sl_lua_current (NULL outside a stage call), arranges for the call's token to come back (a

@@ -28,7 +28,13 @@ struct sl_luafan_item {
   sl_value result;   /* I_DONE: the output (nil: dropped) */
   char *err;         /* I_FAILED: the message */
   int state;
+  sl_lua_call *call; /* I_RUNNING: the parked call */
+  int64_t timer;     /* I_RUNNING: its timeout timer, or -1 */
 };
+
+/* A timeout timer's token: the item's sequence number, tagged (a call's token has its low 3
+ * bits clear, lua.h). */
+enum { TAG_TIMEOUT = 1, TAG_MASK = 7 };
 
 static sl_luafan_item *item(sl_luafan_ctx *x, uint64_t seq) { return &x->ring[(seq) % x->cap]; }
 
@@ -103,6 +109,8 @@ static void start(sl_luafan_ctx *x) {
     int rc = sl_lua_resume(c, 1, &msg);
     if (rc == SL_LUA_PARKED) {
       it->state = I_RUNNING;
+      it->call = c;
+      it->timer = x->timeout > 0 ? sl_stage_timer(x->st, sl_stage_now(x->st) + x->timeout, (seq << 3) | TAG_TIMEOUT) : -1;
       x->inflight++;
     } else {
       settle(x, it, c, rc, msg);
@@ -130,16 +138,35 @@ int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em) {
   return 0;
 }
 
+/* A parked call's token (resume it) or a call's timeout (cancel it: its coroutine is closed and
+ * its record fails with "timeout after <d>"). Stale tokens (of an earlier use of a pooled call,
+ * or of a call that already finished) are ignored. */
 int sl_luafan_event(void *ctx, uint64_t token, sl_emitter *em) {
   sl_luafan_ctx *x = ctx;
-  sl_lua_call *c = sl_lua_from_token(token);
-  uint64_t seq = c->tag;
-  if (seq < x->base || seq >= x->tail || item(x, seq)->state != I_RUNNING) return 0; /* stale */
-  char *msg = NULL;
-  int rc = sl_lua_resume(c, 0, &msg);
-  if (rc != SL_LUA_PARKED) {
+  if ((token & TAG_MASK) == TAG_TIMEOUT) {
+    uint64_t seq = token >> 3;
+    if (seq < x->base || seq >= x->tail || item(x, seq)->state != I_RUNNING) return 0;
+    sl_luafan_item *it = item(x, seq);
+    sl_lua_call_abandon(it->call);
+    it->call = NULL;
+    it->timer = -1;
+    it->err = sl_policy_timeout_msg(x->timeout);
+    it->state = I_FAILED;
     x->inflight--;
-    settle(x, item(x, seq), c, rc, msg);
+  } else {
+    if (!sl_lua_token_live(token)) return 0;
+    sl_lua_call *c = sl_lua_from_token(token);
+    uint64_t seq = c->tag;
+    if (seq < x->base || seq >= x->tail || item(x, seq)->state != I_RUNNING || item(x, seq)->call != c) return 0;
+    char *msg = NULL;
+    int rc = sl_lua_resume(c, 0, &msg);
+    if (rc != SL_LUA_PARKED) {
+      sl_luafan_item *it = item(x, seq);
+      x->inflight--;
+      if (it->timer >= 0) sl_stage_timer_cancel(x->st, it->timer);
+      it->call = NULL;
+      settle(x, it, c, rc, msg);
+    }
   }
   start(x);
   emit_ready(x, em);

@@ -8,8 +8,17 @@
 #define SL_LUAFN_H
 
 #include "lua.h"
+#include "policy.h"
 
 typedef struct sl_luafn sl_luafn;
+
+/* How a stage kind emits, for carrying records as Lua values between fused Lua stages
+ * (luafn.c, "Carrying"). */
+enum {
+  SL_LUAFN_NO_CARRY = 0,   /* other ways (flat_map, reduce, sinks) */
+  SL_LUAFN_CARRY_PASS,     /* passes input records through with sl_luafn_pass */
+  SL_LUAFN_CARRY_RESULT,   /* emits what the function returns with sl_luafn_emit_result */
+};
 
 /* Pushes the arguments of the call for record i of in onto co; returns how many, or < 0 when
  * the record failed (the callback reported it with sl_emit_error). */
@@ -29,18 +38,55 @@ struct sl_luafn {
   sl_lua_call *call;    /* the parked call, or NULL */
   uint32_t at;          /* index of the parked call's record */
   bool whole_batch;     /* one call stands for the whole batch: its error fails every record */
+  /* Lua-to-Lua hand-off (see luafn.c, "Carrying"): */
+  int carries;          /* SL_LUAFN_*: how the kind emits (sl_luafn_emit_result or _pass) */
+  bool carry_out;       /* our output records stay Lua values, in the carry table */
+  int carry_ref;        /* registry ref of the carry table (when carry_out) */
+  sl_luafn *from;       /* the stage whose carry table holds our input records, or NULL */
+  sl_luafn *made_by;    /* the stage whose function made them (from, or where from got them) */
+  /* Timeout, retry and circuit breaker (policy.h): */
+  const sl_policy_opts *popts; /* the stage's policy options, or NULL */
+  sl_policy pol;        /* resolved when the state is loaded */
+  sl_breaker *cb;       /* the stage's breaker, or NULL */
+  int retry_on;         /* registry ref of the retry_on predicate, or LUA_NOREF */
+  int attempt;          /* try number of the record at `at` (1 = first) */
+  int64_t first_start;  /* engine clock: its first try began */
+  int64_t start;        /* its current try began */
+  int64_t prev_wait;    /* the last backoff wait (decorrelated jitter) */
+  int64_t tmo_timer;    /* the current try's timeout timer, or -1 */
+  uint64_t serial;      /* numbers tries: the timers of an earlier try are stale */
+  uint64_t rng;         /* jitter */
+  bool backing_off;     /* waiting to retry the record at `at` */
 };
+
+/* Emits the first result of call c for input i (map, filter_map): nil is dropped when
+ * nil_drops, else it fails the record. Kept as a Lua value when the output is carried,
+ * converted to a record otherwise (a value that cannot be one fails the record). */
+int sl_luafn_emit_result(sl_luafn *f, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em, bool nil_drops);
+/* Emits input record i unchanged (filter, inspect, take_while). */
+int sl_luafn_pass(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em);
+/* Fails input record i with a message (sl_emit_error, once a carried record is a value again). */
+int sl_luafn_fail(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* The context of the simple function stages: the `fn` option and the calls. */
 typedef struct sl_luafn_ctx {
-  char *fn;   /* option: the function */
-  sl_luafn f; /* the calls */
+  char *fn;              /* option: the function */
+  sl_policy_opts policy; /* options: timeout, retry, circuit_breaker */
+  sl_luafn f;            /* the calls */
 } sl_luafn_ctx;
+/* The options every simple function stage has besides `fn`. */
+#define SL_LUAFN_POLICY_OPTIONS SL_POLICY_OPTIONS(sl_luafn_ctx)
 /* Their callbacks: init sets the result handler; the rest are the same for all of them. */
-int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result);
+int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries);
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em);
 int sl_luafn_event_cb(void *ctx, uint64_t token, sl_emitter *em);
 int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
+void sl_luafn_destroy_cb(void *ctx);
+/* Checks policy options (and compiles retry_on) at add time. errors: config */
+int sl_luafn_check_policy(const sl_policy_opts *o, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
+/* Releases what sl_luafn_ready resolved. */
+void sl_luafn_free(sl_luafn *f);
 
 /* Loads the state and the function on first use. Returns 0 or < 0 (the pipeline fails). */
 int sl_luafn_ready(sl_luafn *f);
@@ -66,6 +112,7 @@ typedef struct sl_luafan_ctx {
   uint64_t base, head, tail, next; /* ring seq numbers: first held, first to emit, end, next to start */
   size_t cap;
   int64_t inflight;      /* calls parked */
+  int64_t timeout;       /* option: deadline of each call (ns, 0: none) */
 } sl_luafan_ctx;
 int sl_luafan_init(void *ctx, sl_stage *st, bool ordered);
 int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em);

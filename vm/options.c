@@ -6,6 +6,7 @@
  * same table prints `sluice help STAGE` and the docs, so they cannot disagree.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,66 @@ static int set_one(const sl_option *o, void *ctx, const sl_value *v) {
   }
 }
 
+const char *sl__at(const sl_value *at, const char *key, bool value, const char *where) {
+  const sl_value *pos = at && at->type == SL_TMAP ? sl_map_getc(at, key) : NULL;
+  const sl_value *w = pos && pos->type == SL_TARRAY ? sl_array_get(pos, value ? 1 : 0) : NULL;
+  return w && w->type == SL_TSTR ? sl_str_data(w) : where ? where : "";
+}
+
+/* Problems of one options map: every one is kept (one per line), the first code returned. */
+typedef struct opt_problems {
+  sl_buf text;
+  int count;
+} opt_problems;
+
+static void opt_problem(opt_problems *pr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void opt_problem(opt_problems *pr, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (pr->count++) sl_buf_append(&pr->text, "\n", 1);
+  sl_buf_append(&pr->text, msg, strlen(msg));
+}
+
+/* The problem with key = v against the table (n entries), or none; sets given[i]. */
+static void check_key(const sl_option *table, size_t n, void *ctx, const sl_value *opts, const char *key,
+                      const sl_value *v, const char *where, const char *stage, const char *kind, bool *given,
+                      opt_problems *pr) {
+  size_t i = 0;
+  while (i < n && strcmp(table[i].key, key) != 0) i++;
+  if (i == n) {
+    const char *names[128] = {NULL};
+    char list[512] = "";
+    size_t m = 0, len = 0;
+    for (size_t j = 0; j < n && j < 128; j++) {
+      if (table[j].type == SL_OPT_PTR) continue;
+      names[m++] = table[j].key;
+      len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s", m > 1 ? ", " : "", table[j].key);
+    }
+    const char *dym = sl_did_you_mean(key, names, m);
+    const char *at = sl__at(sl_map_getc(opts, SL__AT), key, false, where);
+    if (dym) opt_problem(pr, "%sstage '%s': unknown option '%s' for %s; did you mean '%s'?", at, stage, key, kind, dym);
+    else opt_problem(pr, "%sstage '%s': unknown option '%s' for %s (%s%s)", at, stage, key, kind,
+                     m ? "its options are: " : "it takes no options", list);
+    return;
+  }
+  if (table[i].type == SL_OPT_PTR) {
+    opt_problem(pr, "%sstage '%s': option '%s' can only be set through the C API", sl__at(sl_map_getc(opts, SL__AT), key, false, where),
+                stage, key);
+    return;
+  }
+  if (set_one(&table[i], ctx, v) != 0) {
+    char shown[80];
+    show(v, shown, sizeof shown);
+    opt_problem(pr, "%sstage '%s': option '%s' expects %s (got %s)", sl__at(sl_map_getc(opts, SL__AT), key, true, where), stage, key,
+                type_hint(&table[i]), shown);
+    return;
+  }
+  if (i < 128) given[i] = true;
+}
+
 int sl__options_apply(const sl_option *table, void *ctx, const sl_value *opts, void **ptrs,
                       const char *where, const char *stage, const char *kind, sl_error_t *err) {
   size_t n = 0;
@@ -176,60 +237,33 @@ int sl__options_apply(const sl_option *table, void *ctx, const sl_value *opts, v
     if (rc) return sl_error_set(err, SL_ECONFIG, stage, "stage kind '%s': bad default for option '%s' (a bug)", kind, o->key);
   }
   bool given[128] = {false};
-  if (opts->type == SL_TNIL) goto required;
-  if (opts->type != SL_TMAP) { /* scalar shorthand: the primary option */
-    for (size_t i = 0; i < n; i++) {
-      if (!(table[i].flags & SL_OPT_PRIMARY)) continue;
-      if (set_one(&table[i], ctx, opts) != 0) {
-        char shown[80];
-        show(opts, shown, sizeof shown);
-        return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': %s expects %s (got %s)", where, stage,
-                            table[i].key, type_hint(&table[i]), shown);
-      }
-      if (i < 128) given[i] = true;
-      goto required;
-    }
-    return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': a %s stage takes a map of options, not a single value",
-                        where, stage, kind);
-  }
-  for (size_t k = 0; k < sl_map_len(opts); k++) {
-    const char *key = sl_str_data(sl_map_key(opts, k));
-    const sl_value *v = sl_map_val(opts, k);
+  opt_problems pr = {0};
+  sl_buf_init(&pr.text);
+  if (opts->type == SL_TNIL) {
+  } else if (opts->type != SL_TMAP) { /* scalar shorthand: the primary option */
     size_t i = 0;
-    while (i < n && strcmp(table[i].key, key) != 0) i++;
-    if (i == n) {
-      const char *names[128] = {NULL};
-      char list[512] = "";
-      size_t m = 0, len = 0;
-      for (size_t j = 0; j < n && j < 128; j++) {
-        if (table[j].type == SL_OPT_PTR) continue;
-        names[m++] = table[j].key;
-        len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s", m > 1 ? ", " : "", table[j].key);
-      }
-      const char *dym = sl_did_you_mean(key, names, m);
-      if (dym)
-        return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': unknown option '%s' for %s; did you mean '%s'?",
-                            where, stage, key, kind, dym);
-      return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': unknown option '%s' for %s (%s%s)", where, stage, key,
-                          kind, m ? "its options are: " : "it takes no options", list);
-    }
-    if (table[i].type == SL_OPT_PTR)
-      return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': option '%s' can only be set through the C API",
-                          where, stage, key);
-    if (set_one(&table[i], ctx, v) != 0) {
+    while (i < n && !(table[i].flags & SL_OPT_PRIMARY)) i++;
+    if (i == n) opt_problem(&pr, "%sstage '%s': a %s stage takes a map of options, not a single value", where, stage, kind);
+    else if (set_one(&table[i], ctx, opts) != 0) {
       char shown[80];
-      show(v, shown, sizeof shown);
-      return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': option '%s' expects %s (got %s)", where, stage, key,
-                          type_hint(&table[i]), shown);
+      show(opts, shown, sizeof shown);
+      opt_problem(&pr, "%sstage '%s': %s expects %s (got %s)", where, stage, table[i].key, type_hint(&table[i]), shown);
+    } else if (i < 128) {
+      given[i] = true;
     }
-    if (i < 128) given[i] = true;
+  } else {
+    for (size_t k = 0; k < sl_map_len(opts); k++) {
+      const char *key = sl_str_data(sl_map_key(opts, k));
+      if (strcmp(key, SL__AT) != 0) check_key(table, n, ctx, opts, key, sl_map_val(opts, k), where, stage, kind, given, &pr);
+    }
   }
-required:
-  for (size_t i = 0; i < n && i < 128; i++)
+  for (size_t i = 0; i < n && i < 128 && pr.count == 0; i++)
     if ((table[i].flags & SL_OPT_REQUIRED) && !given[i])
-      return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': option '%s' is required (%s: %s)", where, stage,
-                          table[i].key, table[i].key, table[i].help);
-  return 0;
+      opt_problem(&pr, "%sstage '%s': option '%s' is required (%s: %s)", where, stage, table[i].key, table[i].key,
+                  table[i].help);
+  int rc = pr.count ? sl_error_set(err, SL_ECONFIG, stage, "%s", pr.text.data) : 0;
+  sl_buf_close(&pr.text);
+  return rc;
 }
 
 void sl__options_free(const sl_option *table, void *ctx) {

@@ -28,6 +28,8 @@ struct sl_emitter {
   const sl_batch *in;  /* input of the current process() call, or NULL */
   uint32_t room;       /* what a source should emit per call */
   uint64_t failed;     /* records failed during this call */
+  bool have_seq;       /* the input batch's sequence number (ordered chains), for sl_emitter_seq */
+  uint64_t seq;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -463,11 +465,18 @@ int sl_emit_error_record_attempts(sl_emitter *em, sl_value rec, sl_ack *ack, int
 }
 
 sl_batch *sl_emitter_batch(sl_emitter *em) { return (sl_batch *)em->in; }
+uint32_t sl__emitter_len(const sl_emitter *em) { return em->out ? em->out->len : 0; }
 
 void sl_emit_dropped(sl_emitter *em, uint32_t origin) {
   atomic_fetch_add_explicit(&em->node->st_dropped, 1, memory_order_relaxed);
   if (origin != SL_NO_ORIGIN && em->in && origin < em->in->len && em->in->acks && em->in->acks[origin])
     atomic_store_explicit(&em->in->acks[origin]->dropped, true, memory_order_relaxed);
+}
+
+bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq) {
+  if (!em->in || !em->have_seq) return false;
+  *seq = em->seq;
+  return true;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -476,6 +485,10 @@ void sl_emit_dropped(sl_emitter *em, uint32_t origin) {
 
 const char *sl_stage_name(const sl_stage *st) { return st->node->name; }
 int sl_stage_instance(const sl_stage *st) { return st->index; }
+int sl_stage_parallelism(const sl_stage *st) { return st->node->parallelism; }
+void *sl_stage_sibling(const sl_stage *st, int i) {
+  return i >= 0 && i < st->node->parallelism && st->node->insts ? st->node->insts[i].ctx : NULL;
+}
 int64_t sl_stage_now(const sl_stage *st) { return sl_loop_now(st->p->e->loop); }
 double sl_stage_wallclock(const sl_stage *st) { return wallclock(st->p->e); }
 /* Before start (an init arming a timer) a wake is dropped: start wakes every instance once. */
@@ -713,6 +726,8 @@ static int chain_run(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq, b
       view = r->susp_view;
       have_seq = r->susp_have_seq;
       seq = r->susp_seq;
+      em.have_seq = have_seq;
+      em.seq = seq;
       em.out = r->susp_out;
       em.failed = r->susp_failed;
       r->susp_at = NULL;
@@ -722,6 +737,8 @@ static int chain_run(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq, b
       view = (sl_batch){qb->recs + qb->off, qb->acks ? qb->acks + qb->off : NULL, qb->len - qb->off};
       if (n->fuse_head != n) atomic_fetch_add_explicit(&n->st_in, view.len, memory_order_relaxed);
       em.in = &view;
+      em.have_seq = have_seq;
+      em.seq = seq;
       rc = n->kind->process(st->ctx, &view, &em);
     }
     em.in = NULL;

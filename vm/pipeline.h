@@ -106,6 +106,7 @@ struct sl_node {
   int index;               /* position in the pipeline */
   sl_value opts;           /* the kind's options as given (for graph/docs), owned */
   char *where;             /* "file:line:col: " of its definition, or "" */
+  sl_value at;             /* SL__AT positions of its keys (options.c), or nil */
   char **input_names;      /* as given; NULL entries never */
   int ninput_names;
   bool default_input;      /* input not given: the previous stage */
@@ -142,6 +143,9 @@ struct sl_node {
   sl_qbatch *cur;          /* collect: batch being pulled from */
   /* stats */
   atomic_uint_least64_t st_in, st_out, st_errors, st_dropped, st_retries, st_dead;
+  struct sl_breaker *breaker; /* the stage's circuit breaker (vm/policy.c), or NULL */
+  atomic_int breaker_state;   /* SL_CB_* + 1 while it has one, else 0 */
+  atomic_uint_least64_t st_breaker_changes;
 };
 
 enum { SL_P_BUILDING = 0, SL_P_RUNNING, SL_P_ENDED };
@@ -181,6 +185,9 @@ static inline const sl__mem *sl__pmem(const sl_pipeline *p) { return &p->e->mem;
 
 /* Internal entry points shared by the vm files. */
 sl_node *sl__pipeline_node(const sl_pipeline *p, const char *name);
+/* Records emitted so far into the current output batch: the index the next sl_emit gets in it
+ * (a fused stage has one output batch per input batch). */
+uint32_t sl__emitter_len(const sl_emitter *em);
 /* Fails the pipeline (first failure wins) and aborts it. */
 void sl__pipeline_fail(sl_pipeline *p, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -193,6 +200,13 @@ void sl__elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) 
 void sl__node_wake(sl_node *n);
 
 /* options.c */
+/* A front end that knows where each option was written passes, in the options map, the key
+ * SL__AT: a map of option key -> [where of the key, where of its value] ("file:line:col: ").
+ * Messages about an option then point at it rather than at the stage. */
+#define SL__AT "_at"
+/* The where of key (value: of its value) in an SL__AT map (may be NULL), else `where` ("" for
+ * NULL). */
+const char *sl__at(const sl_value *at, const char *key, bool value, const char *where);
 int sl__options_apply(const sl_option *table, void *ctx, const sl_value *opts, void **ptrs,
                       const char *where, const char *stage, const char *kind, sl_error_t *err);
 void sl__options_free(const sl_option *table, void *ctx);

@@ -8,6 +8,10 @@
  * stages are shipped with their upvalues (lua_ship.c); when p:run() starts the pipeline, the
  * script's globals are shipped too, so a stage function that calls a global helper finds it in
  * every worker state.
+ *
+ * The same state serves tools that run Lua step by step (sl_script_new: the REPL). A pipeline
+ * object keeps the steps that built it (sluice.lua), so one that has run is built again from them
+ * when it is used again; sluice.load(path) makes one from a YAML file.
  */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -22,7 +26,8 @@
 enum { CLS_NONE = 0, CLS_CONFIG, CLS_FAILED };
 
 typedef struct script {
-  const sl_script_options *o;
+  sl_script_options opts; /* a copy of the host's options (args are not kept) */
+  const sl_script_options *o; /* &opts */
   int cls;         /* what kind of error the script ended with */
 } script;
 
@@ -37,7 +42,7 @@ static const char script_key = 'S';
 static script *script_of(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &script_key);
   script *s = lua_touserdata(L, -1);
-  lua_pop(L, 1);
+  lua_pop(L, 1); /* the registry keeps it alive */
   return s;
 }
 
@@ -179,6 +184,81 @@ static int l_primary(lua_State *L) {
   return 2;
 }
 
+/* _sl.load(path, sets, where) -> handle: a pipeline built from a YAML file (sluice.load). sets is
+ * nil or a list of "path=value" overrides, as --set takes them. */
+static int l_load(lua_State *L) {
+  script *s = script_of(L);
+  const char *path = luaL_checkstring(L, 1);
+  const char *where = luaL_optstring(L, 3, "");
+  size_t nsets = lua_istable(L, 2) ? lua_rawlen(L, 2) : 0;
+  const char **sets = lua_newuserdatauv(L, (nsets ? nsets : 1) * sizeof *sets, 0); /* freed by the GC */
+  for (size_t i = 0; i < nsets; i++) { /* the strings stay in the table, so the pointers hold */
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    sets[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);
+    if (!sets[i]) return config_error(L, lua_pushfstring(L, "%ssluice.load: overrides are strings \"path=value\"", where));
+  }
+  handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  *h = (handle){0};
+  luaL_setmetatable(L, "sluice.pipeline");
+  sl_load_options lo = {sets, nsets};
+  sl_config *c = NULL;
+  sl_error_t err;
+  sl_error_init(&err);
+  int rc = sl_config_load_file(path, &lo, &c, &err);
+  sl_engine_config cfg = s->o->engine;
+  if (rc == 0 && cfg.workers <= 0) cfg.workers = sl_config_workers(c);
+  if (rc == 0) rc = sl_engine_new(&cfg, &h->e, &err);
+  if (rc == 0) rc = sl_config_build(c, h->e, &h->p, &err);
+  sl_config_free(c);
+  if (rc == SL_ECONFIG || rc == SL_EIO) return config_error(L, err.msg);
+  if (rc) {
+    s->cls = CLS_FAILED;
+    return luaL_error(L, "%s", err.msg);
+  }
+  return 1;
+}
+
+/* _sl.spent(handle) -> whether it has run (its pipeline is gone) */
+static int l_spent(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, "sluice.pipeline");
+  lua_pushboolean(L, h->p == NULL);
+  return 1;
+}
+
+/* _sl.describe(handle) -> "pipeline 'name': a (kind) -> b (kind) ..." for tostring(p) */
+static int l_describe(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, "sluice.pipeline");
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  if (!h->p) {
+    luaL_addstring(&b, "pipeline (it has run)");
+    luaL_pushresult(&b);
+    return 1;
+  }
+  size_t n = sl_pipeline_stage_count(h->p);
+  lua_pushfstring(L, "pipeline '%s' (%d stage%s)", sl_pipeline_name(h->p), (int)n, n == 1 ? "" : "s");
+  luaL_addvalue(&b);
+  for (size_t i = 0; i < n; i++) {
+    sl_stage_info si;
+    if (sl_pipeline_stage_info(h->p, i, &si) != 0) continue;
+    bool follows = si.ninputs == 1 && i > 0;
+    if (follows) {
+      sl_stage_info prev;
+      follows = sl_pipeline_stage_info(h->p, i - 1, &prev) == 0 && strcmp(prev.name, si.inputs[0]) == 0;
+    }
+    luaL_addstring(&b, i == 0 ? ": " : follows ? " -> " : ", ");
+    lua_pushfstring(L, "%s", si.name);
+    luaL_addvalue(&b);
+    if (strncmp(si.name, si.kind, strlen(si.kind)) != 0 || si.name[strlen(si.kind)] != '#') {
+      lua_pushfstring(L, " (%s)", si.kind);
+      luaL_addvalue(&b);
+    }
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 /* _sl.config_error(msg) */
 static int l_config_error(lua_State *L) { return config_error(L, luaL_checkstring(L, 1)); }
 
@@ -246,8 +326,9 @@ void sl_script_options_init(sl_script_options *o) {
   sl_engine_config_init(&o->engine);
 }
 
-/* A state for scripts: the libraries, the sluice module with the front end loaded. */
-static lua_State *script_state(script *s, sl_error_t *err) {
+/* A state for scripts: the libraries, the sluice module with the front end loaded, and a copy
+ * of the host's options (in the registry, freed with the state). */
+static lua_State *script_state(const sl_script_options *o, sl_error_t *err) {
   lua_State *L = luaL_newstate();
   if (!L) {
     sl_error_set(err, SL_ENOMEM, NULL, "cannot create a Lua state");
@@ -255,7 +336,12 @@ static lua_State *script_state(script *s, sl_error_t *err) {
   }
   *(void **)lua_getextraspace(L) = NULL; /* not a stage call */
   luaL_openlibs(L);
-  lua_pushlightuserdata(L, s);
+  script *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  s->opts = *o;
+  s->opts.args = NULL;
+  s->opts.nargs = 0;
+  s->o = &s->opts;
   lua_rawsetp(L, LUA_REGISTRYINDEX, &script_key);
   luaL_newmetatable(L, "sluice.pipeline");
   lua_pushcfunction(L, h_gc);
@@ -263,7 +349,8 @@ static lua_State *script_state(script *s, sl_error_t *err) {
   lua_pop(L, 1);
   sl_lua_open_sluice(L); /* pushes the module */
   static const luaL_Reg prims[] = {{"pipeline", l_pipeline}, {"add", l_add}, {"set", l_set}, {"ship", l_ship},
-                                   {"primary", l_primary}, {"config_error", l_config_error}, {"run", l_run}, {"check", l_check}, {NULL, NULL}};
+                                   {"primary", l_primary}, {"config_error", l_config_error}, {"run", l_run}, {"check", l_check},
+                                   {"load", l_load}, {"spent", l_spent}, {"describe", l_describe}, {NULL, NULL}};
   luaL_newlib(L, prims);
   lua_setfield(L, -2, "_sl");
   if (luaL_loadbufferx(L, sl__script_sluice, sl__script_sluice_len, "=sluice.lua", "t") != LUA_OK) {
@@ -286,9 +373,9 @@ int sl_script_run_file(const char *path, const sl_script_options *o, sl_error_t 
     sl_script_options_init(&defaults);
     o = &defaults;
   }
-  script s = {.o = o};
-  lua_State *L = script_state(&s, err);
+  lua_State *L = script_state(o, err);
   if (!L) return err ? err->code : SL_EFAILED;
+  script *s = script_of(L);
   lua_createtable(L, (int)o->nargs, 1); /* arg */
   lua_pushstring(L, path);
   lua_rawseti(L, -2, 0);
@@ -305,9 +392,9 @@ int sl_script_run_file(const char *path, const sl_script_options *o, sl_error_t 
     rc = sl_error_set(err, missing ? SL_EIO : SL_ECONFIG, NULL, "%s", m ? m : "cannot load the script");
   } else if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
     const char *m = lua_tostring(L, -1);
-    int code = s.cls == CLS_CONFIG ? SL_ECONFIG : SL_EFAILED;
+    int code = s->cls == CLS_CONFIG ? SL_ECONFIG : SL_EFAILED;
     /* configuration errors already say where; a script error keeps its traceback */
-    if (s.cls != CLS_NONE && m) {
+    if (s->cls != CLS_NONE && m) {
       const char *tb = strstr(m, "\nstack traceback:");
       char msg[sizeof err->msg];
       snprintf(msg, sizeof msg, "%.*s", tb ? (int)(tb - m) : (int)strlen(m), m);
@@ -319,3 +406,53 @@ int sl_script_run_file(const char *path, const sl_script_options *o, sl_error_t 
   lua_close(L); /* pipelines not run are freed by their __gc */
   return rc;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* States for tools (the REPL)                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+int sl_script_new(const sl_script_options *o, lua_State **out, sl_error_t *err) {
+  sl_script_options defaults;
+  if (!o) {
+    sl_script_options_init(&defaults);
+    o = &defaults;
+  }
+  *out = script_state(o, err);
+  return *out ? 0 : err && err->code ? err->code : SL_EFAILED;
+}
+
+void sl_script_close(lua_State *L) {
+  if (L) lua_close(L);
+}
+
+/* The pipeline object's metatable (sluice.lua's Pipeline) is the one whose __name is
+ * "sluice pipeline". */
+bool sl_script_is_pipeline(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return false;
+  lua_getfield(L, -1, "__name");
+  bool yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sluice pipeline") == 0;
+  lua_pop(L, 2);
+  return yes;
+}
+
+int sl_script_pipeline(lua_State *L, int idx, sl_pipeline **out, sl_error_t *err) {
+  *out = NULL;
+  if (!sl_script_is_pipeline(L, idx)) return sl_error_set(err, SL_ENOTFOUND, NULL, "not a pipeline (sluice.pipeline{} or sluice.load makes one)");
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, traceback);
+  lua_getfield(L, idx, "_live"); /* builds it again if it has run */
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, -3) != LUA_OK) {
+    const char *m = lua_tostring(L, -1);
+    const char *tb = m ? strstr(m, "\nstack traceback:") : NULL;
+    sl_error_set(err, SL_ECONFIG, NULL, "%.*s", tb ? (int)(tb - m) : (int)strlen(m ? m : ""), m ? m : "");
+    lua_pop(L, 2);
+    return SL_ECONFIG;
+  }
+  handle *h = luaL_testudata(L, -1, "sluice.pipeline");
+  *out = h ? h->p : NULL;
+  lua_pop(L, 2);
+  return *out ? 0 : sl_error_set(err, SL_ENOTFOUND, NULL, "the pipeline object has no pipeline");
+}
+
+bool sl_script_is_array(lua_State *L, int idx) { return lua_type(L, idx) == LUA_TTABLE && sl__lua_is_array_mt(L, idx); }

@@ -92,4 +92,11 @@ int sl__str_new_try(size_t n, sl_value *out, char **data);
  * errors: einval (m not a map or key not a string) */
 int sl__map_set_kv(sl_value *m, sl_value key, sl_value v);
 
+/* json.c: sl_value_to_json, adding to *bad_utf8 (if not NULL) one per string written with
+ * U+FFFD for ill-formed UTF-8. errors: nomem */
+int sl__json_write(const sl_value *v, sl_buf *out, uint64_t *bad_utf8);
+/* sl_value_from_json, adding to *big_ints (if not NULL) the integers too big for int64 that
+ * were read as doubles. errors: data, nomem */
+int sl__json_parse(const char *text, size_t n, sl_value *out, sl_error_t *err, uint64_t *big_ints);
+
 #endif

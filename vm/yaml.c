@@ -21,7 +21,9 @@
  *     line of the string's first character) and the column of its indentation;
  *   - otherwise (a map of options, or nothing): the position of the kind key.
  * So a Lua function written as shorthand has exact line numbers; one written inside a map of
- * options (`map: {fn: ...}`) counts from the kind key's line.
+ * options (`map: {fn: ...}`) gets as many blank lines in front as it is below the kind key, so
+ * its line numbers are exact too (option_value). Each option's own position goes to the engine
+ * in the stage's SL__AT map (at_node), for messages that point at the key or the value.
  *
  * Tests (sl_config_run_test) build a rewritten graph (see build()): the records are injected by a
  * `values` source, only stages downstream of the injection point are kept, sinks become `null`,
@@ -120,6 +122,8 @@ struct sl_config {
   sl_yaml_stage *dead_letter;   /* dead_letter:, or NULL */
   sl_yaml_test *tests;
   size_t ntests;
+  const sl_load_options *opts;  /* while loading: --set NAME=VALUE also sets ${NAME} */
+  bool *set_used;               /* while loading: which --set was used as a ${NAME} */
 };
 
 /* Problems collected over a whole load or build. */
@@ -563,7 +567,22 @@ static bool var_name_ok(const char *s, size_t n) {
   return true;
 }
 
-/* Expands ${VAR}, ${VAR:-default} (also when VAR is empty) and $$ in one scalar. A lone $ stays. */
+/* The value a --set NAME=VALUE gives ${NAME} (the last such --set wins), or NULL. Marks it used. */
+static const char *set_var(const sl_config *c, const char *var) {
+  const char *val = NULL;
+  size_t n = strlen(var);
+  for (size_t i = 0; c->opts && i < c->opts->nsets; i++) {
+    const char *a = c->opts->sets[i];
+    if (a && strncmp(a, var, n) == 0 && a[n] == '=') {
+      val = a + n + 1;
+      c->set_used[i] = true;
+    }
+  }
+  return val;
+}
+
+/* Expands ${VAR}, ${VAR:-default} (also when VAR is empty) and $$ in one scalar. A lone $ stays.
+ * A --set VAR=VALUE comes before the environment. */
 static void expand_scalar(const sl_config *c, sl_yaml_node *n, problems *pr) {
   if (!memchr(n->s, '$', n->len)) return;
   char w[1200];
@@ -598,7 +617,8 @@ static void expand_scalar(const sl_config *c, sl_yaml_node *n, problems *pr) {
     }
     char var[256];
     snprintf(var, sizeof var, "%.*s", (int)(name_end - name), name);
-    const char *val = getenv(var);
+    const char *val = set_var(c, var);
+    if (!val) val = getenv(var);
     if (has_default && (!val || !*val)) sl_buf_append(&out, name_end + 2, (size_t)(close - name_end - 2));
     else if (val) sl_buf_append(&out, val, strlen(val));
     else {
@@ -957,7 +977,9 @@ static void apply_top_sets(sl_config *c, const sl_load_options *o, problems *pr)
       problem(pr, NULL, "--set '%s': expected path=value (for example workers=4 or parse.timeout=2s)", arg);
       continue;
     }
-    if (!strchr(path, '.') && c->root && c->root->type == YN_MAP) {
+    if (!strchr(path, '.') && c->set_used[i] && !in_list(path, top_keys, NTOP)) {
+      /* it set a ${VAR} of the file */
+    } else if (!strchr(path, '.') && c->root && c->root->type == YN_MAP) {
       sl_yaml_node *v = set_node(arg, value);
       size_t k = 0;
       while (k < map_len(c->root) && strcmp(map_key(c->root, k), path) != 0) k++;
@@ -1165,9 +1187,14 @@ int sl_config_load_text(const char *text, size_t len, const char *name, const sl
     problem(&pr, NULL, "%sa pipeline file is a map of keys (pipeline, stages, ...), not %s", w, what(c->root));
     goto done;
   }
+  c->opts = o;
+  c->set_used = sl__xcalloc(o && o->nsets ? o->nsets : 1, sizeof *c->set_used);
   expand_tree(c, c->root, &pr);
   apply_top_sets(c, o, &pr);
   read_top(c, o, &pr);
+  sl__free(c->set_used);
+  c->set_used = NULL;
+  c->opts = NULL;
 done:;
   int rc = problems_finish(&pr, err);
   if (rc) sl_config_free(c);
@@ -1204,36 +1231,85 @@ static void stage_where(const sl_config *c, const sl_yaml_stage *st, char *w, si
   where(c, shorthand ? kv : st->kind_key, shorthand, w, n);
 }
 
-/* The options map of a stage as sl_pipeline_add takes it: _where, name, the common keys, the
- * kind's options (a shorthand value becomes the kind's primary option), then --set overrides. */
+/* Records in the SL__AT map *at where key and its value were written (pipeline.h), so the
+ * engine's messages about an option point at it; a list value (input: [a, b]) gets an entry per
+ * item too ("input.0", ...). */
+static void at_node(const sl_config *c, sl_value *at, const char *key, const sl_yaml_node *kn, const sl_yaml_node *vn) {
+  char w[1200];
+  sl_value pos = sl_array(2);
+  where(c, kn, false, w, sizeof w);
+  sl_array_push(&pos, sl_cstr(w));
+  where(c, vn, true, w, sizeof w);
+  sl_array_push(&pos, sl_cstr(w));
+  sl_map_setc(at, key, pos);
+  for (size_t i = 0; vn->type == YN_SEQ && i < vn->n; i++) {
+    char item[160];
+    snprintf(item, sizeof item, "%s.%zu", key, i);
+    at_node(c, at, item, vn->kids[i], vn->kids[i]);
+  }
+}
+
+/* A Lua function written inside a map of options (`map: {fn: ...}`): the engine counts its lines
+ * from the stage's _where (the kind key), so blank lines in front make Lua's messages name the
+ * file's own lines. Other values as they are. */
+static sl_value option_value(const sl_yaml_stage *st, const sl_option *opt, const sl_yaml_node *vn) {
+  int gap = vn->cline - st->kind_key->line;
+  if (!opt || !(opt->flags & SL_OPT_LUA) || !is_str_scalar(vn) || vn->origin || gap <= 0) return to_value(vn);
+  sl_buf b;
+  sl_buf_init(&b);
+  for (int i = 0; i < gap; i++) sl_buf_append(&b, "\n", 1);
+  sl_buf_append(&b, vn->s, vn->len);
+  sl_value v = sl_str(b.data, b.len);
+  sl_buf_close(&b);
+  return v;
+}
+
+/* The option of this key of a kind, or NULL. */
+static const sl_option *kind_option(const sl_stage_kind *kind, const char *key) {
+  for (const sl_option *o = kind ? kind->options : NULL; o && o->type != SL_OPT_END; o++)
+    if (strcmp(o->key, key) == 0) return o;
+  return NULL;
+}
+
+/* The options map of a stage as sl_pipeline_add takes it: _where, the positions of its keys
+ * (SL__AT), name, the common keys, the kind's options (a shorthand value becomes the kind's
+ * primary option), then --set overrides. */
 static bool stage_opts(const sl_config *c, sl_engine *e, const sl_yaml_stage *st, problems *pr, sl_value *out) {
   char w[1200];
   const sl_yaml_node *kv = st->kind_val;
+  const sl_stage_kind *kind = sl_engine_kind(e, st->kind_key->s);
   stage_where(c, st, w, sizeof w);
-  sl_value opts = sl_map(8);
+  sl_value opts = sl_map(8), at = sl_map(8);
   bool ok = true;
   sl_map_setc(&opts, "_where", sl_cstr(w));
+  sl_map_setc(&opts, SL__AT, sl_nil()); /* filled below; first, so the engine reads it first */
   const sl_yaml_node *name = common_key(st, "name");
   sl_map_setc(&opts, "name", name && !(name->type == YN_SCALAR && name->len) ? to_value(name) : sl_cstr(st->name));
   for (size_t i = 0; i < map_len(st->map); i++) {
     const char *k = map_key(st->map, i);
-    if (IN_LIST(k, common_keys) && strcmp(k, "name") != 0) sl_map_setc(&opts, k, to_value(map_val(st->map, i)));
+    if (!IN_LIST(k, common_keys)) continue;
+    at_node(c, &at, k, st->map->kids[2 * i], map_val(st->map, i));
+    if (strcmp(k, "name") != 0) sl_map_setc(&opts, k, to_value(map_val(st->map, i)));
   }
   if (kv->type == YN_MAP) {
     for (size_t i = 0; i < map_len(kv); i++) {
       const char *k = map_key(kv, i);
-      if (strcmp(k, "name") == 0 && !map_get(st->map, "name")) continue; /* already in opts */
+      if (strcmp(k, "name") == 0 && !map_get(st->map, "name")) { /* already in opts */
+        at_node(c, &at, k, kv->kids[2 * i], map_val(kv, i));
+        continue;
+      }
       if (k[0] == '_' || (sl_map_getc(&opts, k) && IN_LIST(k, common_keys))) {
+        where(c, kv->kids[2 * i], false, w, sizeof w);
         problem(pr, st->name, k[0] == '_' ? "%sstage '%s': unknown option '%s'" : "%sstage '%s': '%s' is given twice", w,
                 st->name, k);
         ok = false;
       } else {
-        sl_map_setc(&opts, k, to_value(map_val(kv, i)));
+        at_node(c, &at, k, kv->kids[2 * i], map_val(kv, i));
+        sl_map_setc(&opts, k, option_value(st, kind_option(kind, k), map_val(kv, i)));
       }
     }
   } else {
     sl_value v = to_value(kv);
-    const sl_stage_kind *kind = sl_engine_kind(e, st->kind_key->s);
     const sl_option *primary = NULL;
     for (const sl_option *opt = kind ? kind->options : NULL; opt && opt->type != SL_OPT_END; opt++)
       if (opt->flags & SL_OPT_PRIMARY) primary = opt;
@@ -1244,14 +1320,23 @@ static bool stage_opts(const sl_config *c, sl_engine *e, const sl_yaml_stage *st
       sl_value_free(v);
       ok = false;
     } else {
+      at_node(c, &at, primary->key, kv, kv);
       sl_map_setc(&opts, primary->key, v);
     }
   }
-  for (size_t i = 0; i < st->nsets && ok; i++)
-    if (set_path(&opts, st->sets[i].path, sl_value_ref(&st->sets[i].v)) != 0) {
-      problem(pr, st->name, "--set '%s': a part of the option path is not a map", st->sets[i].arg);
+  for (size_t i = 0; i < st->nsets && ok; i++) {
+    const sl_yaml_set *set = &st->sets[i];
+    if (set_path(&opts, set->path, sl_value_ref(&set->v)) != 0) {
+      problem(pr, st->name, "--set '%s': a part of the option path is not a map", set->arg);
       ok = false;
     }
+    snprintf(w, sizeof w, "--set '%s': ", set->arg);
+    sl_value pos = sl_array(2);
+    sl_array_push(&pos, sl_cstr(w));
+    sl_array_push(&pos, sl_cstr(w));
+    sl_map_set(&at, set->path, strcspn(set->path, "."), pos);
+  }
+  sl_map_setc(&opts, SL__AT, at);
   if (!ok) {
     sl_value_free(opts);
     return false;

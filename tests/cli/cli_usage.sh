@@ -9,9 +9,9 @@ err_has "unknown command 'frobnicate'"
 expect 2 "$S" chek x.yaml
 err_has "did you mean 'check'?"
 expect 0 "$S" --help
-out_has "run FILE" "check FILE" "graph FILE" "test FILE"
+out_has "run FILE" "check FILE" "graph FILE" "test FILE" "repl [FILE]"
 
-for verb in run check graph test help; do
+for verb in run check graph test help repl; do
   expect 0 "$S" "$verb" --help
   out_has "usage: sluice $verb"
   expect 0 "$S" help "$verb"
@@ -27,6 +27,14 @@ for verb in run check graph test; do
   expect 2 "$S" "$verb" pipeline.txt
   err_has "'pipeline.txt' is not a pipeline file" ".yaml, .yml or .lua"
 done
+# repl: FILE is optional; the same flag and file-name errors
+expect 2 "$S" repl --no-such-flag </dev/null
+err_has "sluice repl: unknown flag '--no-such-flag'"
+expect 2 "$S" repl pipeline.txt </dev/null
+err_has "'pipeline.txt' is not a pipeline file"
+expect 2 "$S" repl a.yaml b.yaml </dev/null
+err_has "one FILE at most"
+expect 0 "$S" repl </dev/null
 
 expect 2 "$S" run x.yaml --workers
 err_has "flag '--workers' needs a value"

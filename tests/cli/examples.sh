@@ -22,6 +22,12 @@ bash "$root/examples/demo.sh" "$B" "$d/demo" >"$d/demo.out" 2>&1 || { cat "$d/de
 want=$(awk '$4 >= 500' "$d/demo/access.log" | wc -l)
 [ "$want" -gt 0 ] && [ "$(wc -l <"$d/demo/errors.jsonl")" -eq "$want" ] || fail "demo wrote $(wc -l <"$d/demo/errors.jsonl") records, want $want"
 head -1 "$d/demo/errors.jsonl" | grep -q '"status":50[03]' || fail "demo records: $(head -1 "$d/demo/errors.jsonl")"
+# parse_logs: the same log, lz4-compressed, parsed natively; client and server errors as JSON lines
+lz4 -q -c "$d/demo/access.log" >"$d/access.lz4"
+INPUT="$d/access.lz4" OUTPUT="$d/parsed.jsonl" "$B/sluice" run --quiet "$root/examples/parse_logs.yaml"
+want=$(awk '$4 >= 400' "$d/demo/access.log" | wc -l)
+[ "$(wc -l <"$d/parsed.jsonl")" -eq "$want" ] || fail "parse_logs wrote $(wc -l <"$d/parsed.jsonl") records, want $want"
+head -1 "$d/parsed.jsonl" | grep -q '"status":[45][0-9][0-9],"bytes":[0-9]*,"ms":[0-9.]*}$' || fail "parse_logs records: $(head -1 "$d/parsed.jsonl")"
 # the other examples run
 (cd "$d" && OUTPUT="$d/squares.jsonl" "$B/sluice" run --quiet "$root/examples/fanout.yaml" >"$d/fan.out")
 [ "$(wc -l <"$d/squares.jsonl")" -eq 1000 ] && [ "$(wc -l <"$d/fan.out")" -eq 142 ] || fail "fanout"
@@ -38,6 +44,11 @@ awk 'BEGIN { for (i = 1; i <= 120; i++) { l = i % 4 == 0 ? "ERROR" : (i % 4 == 1
 [ "$(wc -l <"$d/warnings.jsonl")" -eq 30 ] && grep -q '"key":"INFO","value":60' "$d/counts.out" || fail "triage warnings/counts"
 grep -q '"record":"not an event","error":".*not an event: not an event' "$d/failed.jsonl" || fail "triage dead letter: $(cat "$d/failed.jsonl")"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["elapsed_s"] == 0.29, d["elapsed_s"]' "$d/triage.json" || fail "triage pace"
+# protect and restore, the whole user story with the default (strong) Argon2id cost
+head -c 300000 /dev/urandom >"$d/big.bin"
+(cd "$d" && SLUICE_PASSPHRASE=pw "$B/sluice" run --quiet "$root/examples/protect.yaml" --set in=big.bin --set out=big.slc &&
+  SLUICE_PASSPHRASE=pw "$B/sluice" run --quiet "$root/examples/restore.yaml" --set in=big.slc --set out=back.bin) || fail "protect/restore"
+cmp -s "$d/big.bin" "$d/back.bin" || fail "protect/restore: the restored file differs"
 # a broken copy: the expected record is wrong, so the test fails with a diff, exit 1
 sed 's/status: 503, bytes: 20/status: 503, bytes: 21/' "$root/examples/access_errors.yaml" >"$d/broken.yaml"
 set +e

@@ -1,0 +1,240 @@
+/*
+ * protect.c — protect and restore throughput (issue 6): a file of access-log text is read in
+ * 1 MiB chunks → compress → encrypt → frames, and back (frames → decrypt → decompress → raw),
+ * at workers 1 and 2, against what the libraries reach alone on the same chunks (LZ4F + mbedtls
+ * AES-256-GCM on one core, no engine) and against `lz4 -1 -c | openssl enc -aes-256-ctr -pbkdf2`
+ * (and back) in the same run.
+ *
+ *   bench_protect [MiB] [--runs R] [--dir D]     (default 256 MiB, 1 run; 1024 for the real run)
+ *
+ * Prints MB/s of input (plaintext) bytes per second; medians of R runs. The key comes from
+ * key_env (no KDF: the passphrase's Argon2id is a one-time ~0.3 s, not throughput).
+ */
+#include <fcntl.h>
+#include <lz4frame.h>
+#include <mbedtls/gcm.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice.h"
+
+#define CHUNK (1 << 20)
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Access-log lines (~100 bytes, the mix of a busy web server) into path, mib MiB. */
+static void make_log(const char *path, size_t mib) {
+  static const char *const paths[] = {"/index.html", "/api/v1/users", "/api/v1/orders?page=2", "/static/app.js",
+                                      "/static/style.css", "/login", "/images/logo.png", "/api/v1/search?q=boots"};
+  static const char *const agents[] = {"Mozilla/5.0 (X11; Linux x86_64)", "curl/7.88.1", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)",
+                                       "python-requests/2.31"};
+  static const int status[] = {200, 200, 200, 200, 304, 404, 500, 503};
+  FILE *f = fopen(path, "wb");
+  if (!f) abort();
+  uint64_t x = 88172645463325252ull, bytes = 0, want = (uint64_t)mib << 20;
+  char line[512];
+  for (uint64_t i = 0; bytes < want; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int n = snprintf(line, sizeof line, "10.%u.%u.%u - - [21/Nov/2026:%02u:%02u:%02u +0000] \"GET %s HTTP/1.1\" %d %u \"%s\"\n",
+                     (unsigned)(x >> 8 & 255), (unsigned)(x >> 16 & 255), (unsigned)(x >> 24 & 255), (unsigned)(i / 3600000 % 24),
+                     (unsigned)(i / 60000 % 60), (unsigned)(i / 1000 % 60), paths[x >> 32 & 7], status[x >> 40 & 7],
+                     (unsigned)(x >> 44 & 0xffff), agents[x >> 60 & 3]);
+    if (bytes + (uint64_t)n > want) n = (int)(want - bytes);
+    fwrite(line, 1, (size_t)n, f);
+    bytes += (uint64_t)n;
+  }
+  fclose(f);
+}
+
+static char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc(*n ? *n : 1);
+  if (fread(b, 1, *n, f) != *n) abort();
+  fclose(f);
+  return b;
+}
+
+/* The libraries alone, one core, the same chunks and settings as the stages. Returns seconds
+ * for compress+seal (*seal_s) and open+decompress (*open_s). */
+static void libs_alone(const char *data, size_t n, double *seal_s, double *open_s) {
+  LZ4F_cctx *cctx;
+  LZ4F_dctx *dctx;
+  LZ4F_createCompressionContext(&cctx, LZ4F_VERSION);
+  LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION);
+  LZ4F_preferences_t prefs = {0};
+  prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+  prefs.frameInfo.blockSizeID = LZ4F_max1MB;
+  size_t cap = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(CHUNK, &prefs);
+  size_t nchunks = (n + CHUNK - 1) / CHUNK;
+  char **z = calloc(nchunks, sizeof *z);
+  size_t *zl = calloc(nchunks, sizeof *zl);
+  char *tmp = malloc(cap), *plain = malloc(CHUNK);
+  unsigned char key[32] = {1}, iv[12] = {2}, tag[16];
+  mbedtls_gcm_context gcm;
+  mbedtls_gcm_init(&gcm);
+  mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key, 256);
+  double t0 = now();
+  for (size_t i = 0; i < nchunks; i++) {
+    size_t len = n - i * CHUNK < CHUNK ? n - i * CHUNK : CHUNK;
+    prefs.frameInfo.contentSize = len;
+    size_t h = LZ4F_compressBegin(cctx, tmp, cap, &prefs);
+    h += LZ4F_compressUpdate(cctx, tmp + h, cap - h, data + i * CHUNK, len, NULL);
+    h += LZ4F_compressEnd(cctx, tmp + h, cap - h, NULL);
+    z[i] = malloc(h + 16);
+    iv[11] = (unsigned char)i;
+    mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, h, iv, 12, NULL, 0, (unsigned char *)tmp, (unsigned char *)z[i], 16, tag);
+    memcpy(z[i] + h, tag, 16);
+    zl[i] = h;
+  }
+  *seal_s = now() - t0;
+  t0 = now();
+  for (size_t i = 0; i < nchunks; i++) {
+    iv[11] = (unsigned char)i;
+    if (mbedtls_gcm_auth_decrypt(&gcm, zl[i], iv, 12, NULL, 0, (unsigned char *)z[i] + zl[i], 16, (unsigned char *)z[i],
+                                 (unsigned char *)tmp) != 0)
+      abort();
+    size_t out = CHUNK, in = zl[i];
+    LZ4F_decompress(dctx, plain, &out, tmp, &in, NULL);
+  }
+  *open_s = now() - t0;
+  for (size_t i = 0; i < nchunks; i++) free(z[i]);
+  free(z), free(zl), free(tmp), free(plain);
+  mbedtls_gcm_free(&gcm);
+  LZ4F_freeCompressionContext(cctx);
+  LZ4F_freeDecompressionContext(dctx);
+}
+
+/* One sluice run of a pipeline (stages as kind/json pairs) on `workers`; returns seconds. */
+static double run(int workers, const char *const *kinds, const char *const *jsons, int n) {
+  sl_engine_config cfg;
+  sl_engine_config_init(&cfg);
+  cfg.workers = workers;
+  sl_engine *e;
+  sl_pipeline *p;
+  sl_error_t err;
+  if (sl_engine_new(&cfg, &e, &err) || sl_pipeline_new(e, "bench", &p, &err)) abort();
+  for (int i = 0; i < n; i++)
+    if (sl_pipeline_add_json(p, kinds[i], jsons[i], &err)) {
+      fprintf(stderr, "%s: %s\n", kinds[i], err.msg);
+      exit(1);
+    }
+  double t0 = now();
+  if (sl_pipeline_run(p, &err)) {
+    fprintf(stderr, "run: %s\n", err.msg);
+    exit(1);
+  }
+  double t = now() - t0;
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+  return t;
+}
+
+static double shell(const char *cmd) {
+  double t0 = now();
+  if (system(cmd) != 0) {
+    fprintf(stderr, "failed: %s\n", cmd);
+    exit(1);
+  }
+  return now() - t0;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_d);
+  return v[n / 2];
+}
+
+static bool same_file(const char *a, const char *b) {
+  size_t na, nb;
+  char *x = slurp(a, &na), *y = slurp(b, &nb);
+  bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+  free(x), free(y);
+  return same;
+}
+
+int main(int argc, char **argv) {
+  size_t mib = 256;
+  int runs = 1;
+  const char *dir = "/tmp";
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
+    else mib = (size_t)atol(argv[i]);
+  }
+  if (runs < 1 || runs > 15) runs = 1;
+  setenv("SL_BENCH_KEY", "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", 1);
+  char in[400], slc[512], back[512], sh[512], shb[512], cmd[4096];
+  snprintf(in, sizeof in, "%s/sluice-bench-log-%d.txt", dir, (int)getpid());
+  snprintf(slc, sizeof slc, "%s.slc", in);
+  snprintf(back, sizeof back, "%s.back", in);
+  snprintf(sh, sizeof sh, "%s.shell", in);
+  snprintf(shb, sizeof shb, "%s.shell.back", in);
+  make_log(in, mib);
+  size_t n;
+  char *data = slurp(in, &n);
+  double mb = (double)n / 1e6;
+  FILE *la = fopen("/proc/loadavg", "r");
+  char load[64] = "?";
+  if (la && fgets(load, sizeof load, la)) load[strcspn(load, "\n")] = 0;
+  if (la) fclose(la);
+  printf("bench_protect: %.0f MB of access-log text in 1 MiB chunks, %d run(s), load average %s\n", mb, runs, load);
+
+  double ls[15], lo[15], p1[15], p2[15], r1[15], r2[15], s1[15], s2[15];
+  char jin[600], jslc[600], jback[600], jslcin[600];
+  snprintf(jin, sizeof jin, "{\"path\": \"%s\", \"size\": \"1MiB\"}", in);
+  snprintf(jslc, sizeof jslc, "{\"path\": \"%s\", \"codec\": \"frames\"}", slc);
+  snprintf(jslcin, sizeof jslcin, "{\"path\": \"%s\", \"codec\": \"frames\", \"max_record\": \"2MiB\"}", slc);
+  snprintf(jback, sizeof jback, "{\"path\": \"%s\", \"codec\": \"raw\"}", back);
+  const char *pk[] = {"read", "compress", "encrypt", "file"};
+  const char *pj[] = {jin, "{}", "{\"key_env\": \"SL_BENCH_KEY\"}", jslc};
+  const char *rk[] = {"file_in", "decrypt", "decompress", "file"}; /* decrypt with queue capacity 4, as restore.yaml */
+  const char *rj[] = {jslcin, "{\"key_env\": \"SL_BENCH_KEY\", \"on_error\": \"fail\", \"queue\": {\"capacity\": 4}}", "{\"on_error\": \"fail\"}", jback};
+  for (int r = 0; r < runs; r++) {
+    libs_alone(data, n, &ls[r], &lo[r]);
+    p1[r] = run(1, pk, pj, 4);
+    r1[r] = run(1, rk, rj, 4);
+    if (r == 0 && !same_file(in, back)) { fprintf(stderr, "restored file differs (w=1)\n"); return 1; }
+    p2[r] = run(2, pk, pj, 4);
+    r2[r] = run(2, rk, rj, 4);
+    if (r == 0 && !same_file(in, back)) { fprintf(stderr, "restored file differs (w=2)\n"); return 1; }
+    snprintf(cmd, sizeof cmd, "lz4 -1 -q -c '%s' | openssl enc -aes-256-ctr -pbkdf2 -pass pass:bench -out '%s'", in, sh);
+    s1[r] = shell(cmd);
+    snprintf(cmd, sizeof cmd, "openssl enc -d -aes-256-ctr -pbkdf2 -pass pass:bench -in '%s' | lz4 -d -q -c > '%s'", sh, shb);
+    s2[r] = shell(cmd);
+  }
+  free(data);
+  struct stat st;
+  stat(slc, &st);
+  double ratio = (double)n / (double)st.st_size;
+  double L = mb / median(ls, runs), LO = mb / median(lo, runs);
+  double P1 = mb / median(p1, runs), P2 = mb / median(p2, runs), R1 = mb / median(r1, runs), R2 = mb / median(r2, runs);
+  double S1 = mb / median(s1, runs), S2 = mb / median(s2, runs);
+  printf("  protected size: %.1f%% of the input (ratio %.2f)\n", 100.0 / ratio, ratio);
+  printf("  %-44s %9s %9s\n", "", "protect", "restore");
+  printf("  %-44s %7.0f MB/s %7.0f MB/s\n", "libraries alone, 1 core (LZ4F + mbedtls GCM)", L, LO);
+  printf("  %-44s %7.0f MB/s %7.0f MB/s\n", "sluice workers=1", P1, R1);
+  printf("  %-44s %7.0f MB/s %7.0f MB/s\n", "sluice workers=2", P2, R2);
+  printf("  %-44s %7.0f MB/s %7.0f MB/s\n", "lz4 -1 | openssl enc -aes-256-ctr -pbkdf2", S1, S2);
+  printf("  workers=1 / libraries: %.0f%% / %.0f%%;  workers=2 / workers=1: %.2fx / %.2fx;  workers=2 / 2 x libraries: %.0f%% / %.0f%%\n",
+         100 * P1 / L, 100 * R1 / LO, P2 / P1, R2 / R1, 100 * P2 / (2 * L), 100 * R2 / (2 * LO));
+  printf("  workers=2 / shell pipeline: %.2fx / %.2fx\n", P2 / S1, R2 / S2);
+  unlink(in), unlink(slc), unlink(back), unlink(sh), unlink(shb);
+  return 0;
+}

@@ -1,0 +1,177 @@
+/* read — a file (or standard input) as fixed-size byte chunks, the input of binary pipelines.
+ *
+ * Each record is a map {data, index, offset, last}: `size` bytes of the file (the final chunk
+ * may be shorter), the chunk's number from 0, its byte offset, and `last: true` on the final
+ * chunk only. An empty file gives one empty chunk with `last: true`, so a stream always has a
+ * final chunk (encrypt relies on it to seal the end of the stream). To know that a chunk is
+ * the last one, the source reads one chunk ahead. Pipes are read when they are readable (the
+ * event loop watches them), so a quiet pipe holds no worker. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypt.h"
+#include "sluice.h"
+
+typedef struct readf {
+  char *path;       /* option: the file, or "-" for standard input */
+  int64_t size;     /* option: bytes per chunk */
+  int fd;
+  bool owns_fd;     /* we opened it */
+  bool regular;     /* a regular file: reads never wait */
+  bool eof;         /* the file is exhausted */
+  bool done;        /* the last chunk was emitted */
+  sl_value next;    /* the chunk being filled (a string of `size` bytes) */
+  char *next_data;  /* its bytes */
+  size_t fill;      /* bytes of it read so far */
+  bool have_next;
+  sl_value ready;   /* a complete chunk waiting to learn whether it is the last one */
+  bool have_ready;
+  int64_t index;    /* index of `ready` */
+  int64_t offset;   /* offset of `ready` */
+  sl_stage *st;
+} readf;
+
+static const sl_option options[] = {
+    {SL_OPT_STRING, "path", "-", offsetof(readf, path), "the file to read; - for standard input", NULL, SL_OPT_PRIMARY},
+    {SL_OPT_SIZE, "size", "1MiB", offsetof(readf, size), "bytes per chunk (the last chunk may be shorter)", NULL, 0},
+    SL_OPTIONS_END,
+};
+
+#define MAX_SIZE (1LL << 30)
+
+static int init(void *ctx, sl_stage *st, sl_error_t *err) {
+  readf *r = ctx;
+  r->st = st;
+  r->fd = -1;
+  if (r->size < 1 || r->size > MAX_SIZE)
+    return sl_error_set(err, SL_ECONFIG, NULL, "size must be from 1 byte to 1GiB (got %lld)", (long long)r->size);
+  if (strcmp(r->path, "-") == 0) {
+    r->fd = STDIN_FILENO;
+  } else {
+    r->fd = open(r->path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0) {
+      int e = errno;
+      return sl_error_set(err, SL_EIO, NULL, "cannot open '%s': %s", r->path, strerror(e));
+    }
+    r->owns_fd = true;
+  }
+  struct stat sb;
+  r->regular = fstat(r->fd, &sb) == 0 && S_ISREG(sb.st_mode);
+  return 0;
+}
+
+static const char *name_of(const readf *r) { return r->owns_fd ? r->path : "standard input"; }
+
+/* The record of chunk `ready`. */
+static int emit_ready(readf *r, sl_emitter *em, bool last) {
+  sl_value m = sl_map(4);
+  sl_map_setc(&m, "data", r->ready);
+  sl_map_setc(&m, "index", sl_int(r->index));
+  sl_map_setc(&m, "offset", sl_int(r->offset));
+  sl_map_setc(&m, "last", sl_bool(last));
+  r->have_ready = false;
+  r->ready = sl_nil();
+  return sl_emit(em, SL_NO_ORIGIN, m);
+}
+
+/* Fills `next` up to `size` bytes or the end of the file. Returns 0 (full, or eof), SL_PARKED
+ * (a pipe has nothing yet) or < 0. */
+static int fill(readf *r) {
+  if (!r->have_next) {
+    if (sl_bytes_new((size_t)r->size, &r->next, &r->next_data) != 0) return SL_ENOMEM;
+    r->have_next = true;
+    r->fill = 0;
+  }
+  while (r->fill < (size_t)r->size && !r->eof) {
+    if (!r->regular) {
+      struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+      int ready;
+      while ((ready = poll(&pfd, 1, 0)) < 0 && errno == EINTR) {}
+      if (ready == 0) {
+        if (sl_stage_watch_fd(r->st, r->fd, false, 0) != 0) return sl_stage_fail(r->st, "cannot watch %s for input", name_of(r));
+        return SL_PARKED;
+      }
+    }
+    ssize_t n = read(r->fd, r->next_data + r->fill, (size_t)r->size - r->fill);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (sl_stage_watch_fd(r->st, r->fd, false, 0) != 0) return sl_stage_fail(r->st, "cannot watch %s for input", name_of(r));
+      return SL_PARKED;
+    }
+    if (n < 0) return sl_stage_fail(r->st, "cannot read %s: %s", name_of(r), strerror(errno));
+    if (n == 0) r->eof = true;
+    r->fill += (size_t)n;
+  }
+  return 0;
+}
+
+/* Bytes of chunks per batch at most: batches are the unit parallel stages share out, so big
+ * chunks go a few at a time (1 MiB chunks: 4 a batch) and every worker gets some. */
+#define BATCH_BYTES (4 << 20)
+
+static int produce(void *ctx, sl_emitter *em) {
+  readf *r = ctx;
+  uint32_t room = sl_emitter_room(em);
+  if ((int64_t)room * r->size > BATCH_BYTES) room = r->size >= BATCH_BYTES ? 1 : (uint32_t)(BATCH_BYTES / r->size);
+  for (uint32_t emitted = 0; emitted < room && !r->done;) {
+    int rc = fill(r);
+    if (rc) return rc;
+    if (r->fill == 0 && r->eof) { /* nothing more: `ready` (or an empty chunk) is the last */
+      sl_value_free(r->next);
+      r->next = sl_nil();
+      r->have_next = false;
+      if (!r->have_ready) {
+        sl_str_try("", 0, &r->ready);
+        r->have_ready = true;
+      }
+      r->done = true;
+      return emit_ready(r, em, true) ? SL_ENOMEM : SL_DONE;
+    }
+    if (r->have_ready) { /* `next` has bytes, so `ready` is not the last */
+      if (emit_ready(r, em, false) != 0) return SL_ENOMEM;
+      emitted++;
+      r->index++;
+      r->offset += r->size;
+    }
+    if (r->fill < (size_t)r->size) { /* a short final chunk: shrink it */
+      sl_value v;
+      if (sl_str_try(r->next_data, r->fill, &v) != 0) return SL_ENOMEM;
+      sl_value_free(r->next);
+      r->next = v;
+    }
+    r->ready = r->next;
+    r->have_ready = true;
+    r->have_next = false;
+    r->next = sl_nil();
+    if (r->fill < (size_t)r->size) { /* eof came inside this chunk: it is the last */
+      r->done = true;
+      return emit_ready(r, em, true) ? SL_ENOMEM : SL_DONE;
+    }
+  }
+  return r->done ? SL_DONE : 0;
+}
+
+static void destroy(void *ctx) {
+  readf *r = ctx;
+  if (r->owns_fd && r->fd >= 0) close(r->fd);
+  sl_value_free(r->next);
+  sl_value_free(r->ready);
+}
+
+const sl_stage_kind sl_stage_read = {
+    .abi = SL_STAGE_ABI,
+    .name = "read",
+    .doc = "reads a file in fixed-size byte chunks: {data, index, offset, last} records",
+    .options = options,
+    .ctx_size = sizeof(readf),
+    .flags = SL_STAGE_SOURCE,
+    .init = init,
+    .produce = produce,
+    .destroy = destroy,
+};
