@@ -135,7 +135,7 @@ static void deliver(sl_node *n, sl_qbatch *b) {
     return;
   }
   if (n->p->mem_limit) { /* counted once, before broadcast copies it */
-    b->bytes = batch_bytes(b);
+    if (!b->bytes) b->bytes = batch_bytes(b);
     if (is_source(n)) atomic_store_explicit(&n->mem_avg, b->bytes / (b->len - b->off) + 1, memory_order_relaxed);
   }
   if (b->ports) {
@@ -159,6 +159,11 @@ static void deliver(sl_node *n, sl_qbatch *b) {
 
 /* Releases batch `seq` of an ordered node and every later one already waiting, in order. */
 static void reorder_push(sl_node *n, sl_qbatch *b) {
+  sl_pipeline *p = n->p;
+  if (p->mem_limit) { /* what waits here counts against memory_limit too */
+    b->bytes = batch_bytes(b);
+    atomic_fetch_add_explicit(&p->mem_used, b->bytes, memory_order_relaxed);
+  }
   pthread_mutex_lock(&n->out_mu);
   sl_qbatch **pp = &n->pending;
   while (*pp && (*pp)->seq < b->seq) pp = &(*pp)->next;
@@ -170,6 +175,7 @@ static void reorder_push(sl_node *n, sl_qbatch *b) {
     n->pending = h->next;
     h->next = NULL;
     atomic_fetch_sub_explicit(&n->pending_len, h->len - h->off, memory_order_relaxed);
+    if (p->mem_limit) atomic_fetch_sub_explicit(&p->mem_used, h->bytes, memory_order_relaxed);
     n->next_seq++;
     deliver(n, h);
   }

@@ -8,7 +8,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$S" --version | grep -Eq '^sluice [0-9]+\.[0-9]+\.[0-9]+$' || fail "--version"
 out=$("$S" help)
 for k in generate lines port take skip c_map c_filter stdout file null collect; do
-  echo "$out" | grep -q "^  $k " || fail "help does not list $k"
+  grep -q "^  $k " <<<"$out" || fail "help does not list $k" # no pipe: grep -q would SIGPIPE a long echo
 done
 "$S" help lines | grep -q "max_line .*size.*default: 1MiB" || fail "help lines shows max_line"
 "$S" help take | grep -q "count .*integer.*(required)" || fail "help take shows count as required"
