@@ -57,6 +57,7 @@ struct sl_luafn {
   uint64_t serial;      /* numbers tries: the timers of an earlier try are stale */
   uint64_t rng;         /* jitter */
   bool backing_off;     /* waiting to retry the record at `at` */
+  bool timed;           /* a timeout, retry or breaker needs each try's start time */
 };
 
 /* Emits the first result of call c for input i (map, filter_map): nil is dropped when
