@@ -161,6 +161,10 @@ struct sl_breaker {
 static const char *const state_names[] = {"closed", "open", "half_open"};
 const char *sl_breaker_state_name(int s) { return s >= 0 && s <= 2 ? state_names[s] : "?"; }
 
+sl_breaker *sl_breaker_of(sl_stage *st, const sl_breaker_opts *o) { return sl_breaker_get(st->p, st->node->name, o); }
+
+void sl_policy_count_retry(sl_stage *st) { atomic_fetch_add_explicit(&st->node->st_retries, 1, memory_order_relaxed); }
+
 sl_breaker *sl_breaker_get(sl_pipeline *p, const char *stage, const sl_breaker_opts *o) {
   sl_node *n = sl__pipeline_node(p, stage);
   if (!n) return NULL;

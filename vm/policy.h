@@ -93,6 +93,10 @@ int64_t sl_policy_uniform(uint64_t *rng, int64_t lo, int64_t hi);
 /* The breaker of stage `stage` of pipeline p (created on first use; shared by its instances;
  * freed with the pipeline). */
 sl_breaker *sl_breaker_get(sl_pipeline *p, const char *stage, const sl_breaker_opts *o);
+/* The same for a stage instance's own stage (for stage kinds outside vm/). */
+sl_breaker *sl_breaker_of(sl_stage *st, const sl_breaker_opts *o);
+/* Counts one retry in the stage's `retries` stat. */
+void sl_policy_count_retry(sl_stage *st);
 /* Before a call at time now: true when it may run (closed, or a half-open trial slot). */
 bool sl_breaker_allow(sl_breaker *b, int64_t now, sl_stage *st);
 /* After a call that began at `start`: its outcome. */
