@@ -15,6 +15,10 @@
  * XACK) belongs to the thread: entries read again — this consumer's pending history re-read
  * after a reconnect, or its own entries returned by XAUTOCLAIM — are skipped when known.
  *
+ * While it holds entries (they wait in a slow stage), the thread resets their idle time every
+ * claim_idle / 3 (XCLAIM ... JUSTID to itself), so only the entries of a consumer that died or
+ * lost its server for longer than claim_idle are taken over.
+ *
  * After a lost connection the thread reconnects with backoff, sends the XACKs not yet
  * confirmed, and re-reads this consumer's pending entries (entries whose XREADGROUP reply was
  * lost are delivered then): nothing is lost, and entries still in the pipeline are not read
@@ -78,7 +82,7 @@ static const sl_option options[] = {
     {SL_OPT_STRING, "consumer", NULL, offsetof(src, consumer), "this process's name in the group (default hostname-pid); a fixed name re-reads its own pending entries when restarted", NULL, 0},
     {SL_OPT_INT, "batch", "256", offsetof(src, batch), "entries per XREADGROUP (COUNT)", NULL, 0},
     {SL_OPT_DURATION, "block", "200ms", offsetof(src, block), "how long one XREADGROUP waits for new entries (BLOCK); acknowledgements wait for it too", NULL, 0},
-    {SL_OPT_DURATION, "claim_idle", "1m", offsetof(src, claim_idle), "take over entries another consumer left pending longer than this (XAUTOCLAIM); 0: never. Keep it above the longest time an entry takes through the pipeline", NULL, 0},
+    {SL_OPT_DURATION, "claim_idle", "1m", offsetof(src, claim_idle), "take over entries another consumer left pending longer than this (XAUTOCLAIM); 0: never. A live consumer keeps the entries it holds from looking idle", NULL, 0},
     {SL_OPT_STRING, "fields", "map", offsetof(src, fields), "map: the record is a map of the entry's fields (strings); otherwise the name of the one field whose value is the record", NULL, 0},
     {SL_OPT_STRING, "id_field", NULL, offsetof(src, id_field), "with fields: map, also put the entry ID under this key (for idempotent sinks)", NULL, 0},
     SL_OPTIONS_END,
@@ -350,6 +354,38 @@ static long read_cmd(src *s, bool claim, const char *id, bool block, char *next,
   return got;
 }
 
+/* Resets the idle time of every entry this consumer holds (XCLAIM ... 0 ... JUSTID), so that
+ * other consumers do not claim entries of a live consumer that is only slow. Returns false when
+ * the connection broke. */
+static bool heartbeat(src *s) {
+  enum { PER_CMD = 1000 };
+  const char *argv[6 + PER_CMD];
+  char ids[PER_CMD][48];
+  size_t b = 0;
+  rent *e = NULL;
+  for (;;) {
+    int n = 0;
+    while (n < PER_CMD) {
+      while (!e && b < s->kcap) e = s->known[b++];
+      if (!e) break;
+      snprintf(ids[n], sizeof ids[n], "%llu-%llu", (unsigned long long)e->ms, (unsigned long long)e->seq);
+      argv[5 + n] = ids[n];
+      n++;
+      e = e->hnext;
+    }
+    if (!n) return true;
+    argv[0] = "XCLAIM";
+    argv[1] = s->stream;
+    argv[2] = s->group;
+    argv[3] = s->name;
+    argv[4] = "0";
+    argv[5 + n] = "JUSTID";
+    redisReply *r = redisCommandArgv(s->c, 6 + n, argv, NULL);
+    if (!r) return false;
+    freeReplyObject(r);
+  }
+}
+
 static int64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -366,6 +402,9 @@ static void *io_main(void *arg) {
   if (period < 50000000) period = 50000000;
   if (period > 10000000000LL) period = 10000000000LL;
   int64_t next_claim = mono_ns() + period;
+  int64_t beat = s->claim_idle / 3; /* a held entry never looks idle for claim_idle */
+  int64_t next_beat = mono_ns() + beat;
+  if (s->claim_idle > 0 && s->block > beat) s->block = beat > 1000000 ? beat : 1000000;
   for (;;) {
     pthread_mutex_lock(&s->io.mu);
     bool stop = s->io.stop || s->fatal[0];
@@ -386,9 +425,16 @@ static void *io_main(void *arg) {
       drop_conn(s, s->c->errstr[0] ? s->c->errstr : "connection lost");
       continue;
     }
+    if (s->claim_idle > 0 && mono_ns() >= next_beat) {
+      next_beat = mono_ns() + beat;
+      if (!heartbeat(s)) {
+        drop_conn(s, s->c->errstr[0] ? s->c->errstr : "connection lost");
+        continue;
+      }
+    }
     pthread_mutex_lock(&s->io.mu);
     bool room = s->nready < (size_t)s->batch;
-    if (!room && !s->done && !s->io.stop) sl_redis_io_wait(&s->io, 100000000);
+    if (!room && !s->done && !s->io.stop) sl_redis_io_wait(&s->io, s->block);
     pthread_mutex_unlock(&s->io.mu);
     if (!room) continue;
     long got;
