@@ -262,6 +262,25 @@ static bool all_out_cancelled(sl_node *n) {
   return true;
 }
 
+/* n stopped reading before the end of its input, perhaps holding records with ack tokens:
+ * every edge above it is marked, so that a source that ended and waits for its tokens does not
+ * wait for these (run_source). */
+static void taint_up(sl_node *n) {
+  n = n->fuse_head;
+  for (int i = 0; i < n->nin; i++) {
+    sl_edge *e = n->in[i];
+    if (atomic_exchange(&e->tainted, true) || !e->from) continue;
+    sl__node_wake(e->from);
+    taint_up(e->from);
+  }
+}
+
+static bool any_out_tainted(sl_node *n) {
+  for (int i = 0; i < n->nout; i++)
+    if (atomic_load(&n->out[i]->tainted)) return true;
+  return false;
+}
+
 static void cancel_inputs(sl_node *n) {
   for (int i = 0; i < n->nin; i++) {
     bool wake = false;
@@ -685,9 +704,19 @@ static int deliver_events(sl_stage *head, sl_emitter *em) {
 static int run_source(sl_stage *st, sl_emitter *em) {
   sl_node *n = st->node;
   for (int budget = BUDGET; budget > 0; budget--) {
-    if (st->source_eos) /* ended; waits until every token it made came back, unless nobody is
-                           left downstream (a stage holding a token was cancelled) */
-      return atomic_load(&st->outstanding) > 0 && !all_out_cancelled(n) ? SL_TASK_IDLE : end_inst(st);
+    if (st->source_eos) { /* ended; waits until every token it made came back, unless a stage
+                             holding tokens stopped reading (they come back only at the free) */
+      if (atomic_load(&st->outstanding) == 0) return end_inst(st);
+      if (all_out_cancelled(n) && (!st->eos_sent || any_out_tainted(n))) return end_inst(st);
+      if (!st->eos_sent && n->parallelism == 1) { /* the end of stream goes on meanwhile: stages */
+        st->eos_sent = true;                       /* that hold records until then (reduce, a */
+        for (int i = 0; i < n->nout; i++) {        /* partial chunk) flush them, and their */
+          sl_queue_close(n->out[i]);               /* tokens come back */
+          sl__node_wake(n->out[i]->to);
+        }
+      }
+      return SL_TASK_IDLE;
+    }
     if (atomic_load(&st->p->stopping) || all_out_cancelled(n)) {
       st->source_eos = true;
       continue;
@@ -807,6 +836,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
   sl_node *n = st->node, *tail = n->fuse_tail;
   for (int budget = BUDGET; budget > 0; budget--) {
     if (!st->input_done && all_out_cancelled(tail)) { /* nobody wants our output */
+      taint_up(n);
       cancel_inputs(n);
       return end_inst(st);
     }

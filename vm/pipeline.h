@@ -80,6 +80,7 @@ struct sl_stage {
   bool finished;           /* this instance ended its part */
   bool input_done;         /* stopped taking input (eof, SL_DONE, or all outputs cancelled) */
   bool source_eos;         /* source: produce returned SL_DONE (waits for acks before ending) */
+  bool eos_sent;           /* source: its outputs were closed while it waits for acks */
   bool input_paused;       /* sl_stage_pause_input */
   sl_stage *runner;        /* the instance whose task runs this one (itself unless fused) */
   struct sl_lua *lua;      /* the Lua state of this task (runner instances only; vm/lua.h) */
