@@ -8,7 +8,7 @@
  * they are written here.
  *
  * A lost connection fails the try of the batch: with `retry` the stage waits (an engine timer)
- * and tries again from the first command without a reply, and `circuit_breaker` stops trying a
+ * and sends again the commands without a reply, and `circuit_breaker` stops trying a
  * failing server, both as on Lua function stages (policy.h). Without `retry` it retries forever
  * (100 ms doubling to 5 s), so a restarted server loses nothing; a command the server rejects
  * (wrong type, ...) fails its record alone (on_error). A reply lost with the connection makes
@@ -40,7 +40,7 @@ typedef struct job {
   uint32_t *idx;      /* per command: its record's index in the batch */
   int n, cap;         /* commands */
   /* results, written by the I/O thread */
-  int confirmed;      /* leading commands whose reply came */
+  bool *done;         /* per command: its reply came (not a passing error): not sent again */
   char **errs;        /* per command: the server's error, or NULL */
   char io_err[768];   /* why the try failed ("" when it did not) */
 } job;
@@ -108,7 +108,6 @@ static void job_reset(job *j) {
   j->data.len = 0;
   j->nargs = 0;
   j->n = 0;
-  j->confirmed = 0;
   j->io_err[0] = 0;
 }
 
@@ -121,6 +120,7 @@ static void job_free(job *j) {
   sl__free(j->argc);
   sl__free(j->idx);
   sl__free(j->errs);
+  sl__free(j->done);
 }
 
 /* Adds the XADD of record i; false when the record cannot be an entry (it failed). */
@@ -136,6 +136,7 @@ static bool job_add(sink *s, const sl_value *rec, uint32_t i, sl_emitter *em) {
     j->argc = sl__xrealloc(j->argc, (size_t)j->cap * sizeof *j->argc);
     j->idx = sl__xrealloc(j->idx, (size_t)j->cap * sizeof *j->idx);
     j->errs = sl__xrealloc(j->errs, (size_t)j->cap * sizeof *j->errs);
+    j->done = sl__xrealloc(j->done, (size_t)j->cap * sizeof *j->done);
   }
   size_t first = j->nargs;
   job_arg(j, "XADD", 4);
@@ -162,13 +163,15 @@ static bool job_add(sink *s, const sl_value *rec, uint32_t i, sl_emitter *em) {
   j->argc[j->n] = (int)(j->nargs - first);
   j->idx[j->n] = i;
   j->errs[j->n] = NULL;
+  j->done[j->n] = false;
   j->n++;
   return true;
 }
 
 /* ---- the I/O thread ---- */
 
-/* Sends the job's commands from the first unconfirmed one, pipelined, and reads their replies. */
+/* Sends the job's commands that are not done, pipelined, and reads their replies. A passing
+ * error (the server is loading, ...) fails the try like a lost connection. */
 static void run_job(sink *s, job *j) {
   char msg[400];
   if (!s->c) {
@@ -179,14 +182,16 @@ static void run_job(sink *s, job *j) {
     }
   }
   const char *argv[512];
-  for (int k = j->confirmed; k < j->n; k++) {
+  for (int k = 0; k < j->n; k++) {
+    if (j->done[k]) continue;
     int argc = j->argc[k];
     const char **av = argc <= 512 ? argv : sl__xmalloc((size_t)argc * sizeof *av);
     for (int a = 0; a < argc; a++) av[a] = j->data.data + j->off[j->first[k] + a];
     redisAppendCommandArgv(s->c, argc, av, j->len + j->first[k]);
     if (av != argv) sl__free((void *)av);
   }
-  for (int k = j->confirmed; k < j->n; k++) {
+  for (int k = 0; k < j->n; k++) {
+    if (j->done[k]) continue;
     redisReply *r;
     int rc = sl_redis_reply(s->c, &r, msg, sizeof msg);
     if (rc == SL_EIO) {
@@ -195,9 +200,13 @@ static void run_job(sink *s, job *j) {
       s->c = NULL;
       return;
     }
+    if (rc == SL_EFAILED && sl_redis_transient(msg)) {
+      snprintf(j->io_err, sizeof j->io_err, "redis %s:%d: %s", s->addr.host, s->addr.port, msg);
+      continue;
+    }
     if (rc == SL_EFAILED) j->errs[k] = sl__xstrdup(msg);
     else freeReplyObject(r);
-    j->confirmed = k + 1;
+    j->done[k] = true;
   }
 }
 
@@ -276,10 +285,11 @@ static int event(void *ctx, uint64_t token, sl_emitter *em) {
         return SL_PARKED;
       }
     }
-    for (int k = j->confirmed; k < j->n; k++) sl_emit_error_attempts(em, j->idx[k], s->attempt, "%s", j->io_err);
+    for (int k = 0; k < j->n; k++)
+      if (!j->done[k]) sl_emit_error_attempts(em, j->idx[k], s->attempt, "%s", j->io_err);
   }
-  for (int k = 0; k < j->confirmed; k++)
-    if (j->errs[k]) sl_emit_error(em, j->idx[k], "XADD %s: %s", s->stream, j->errs[k]);
+  for (int k = 0; k < j->n; k++)
+    if (j->done[k] && j->errs[k]) sl_emit_error(em, j->idx[k], "XADD %s: %s", s->stream, j->errs[k]);
   return 0;
 }
 

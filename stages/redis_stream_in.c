@@ -171,6 +171,10 @@ static bool send_acks(src *s) {
       for (int k = 0; k < 3; k++) lens[k] = strlen(argv[k]);
       redisReply *rep = redisCommandArgv(s->c, 3 + n, argv, lens);
       if (!rep) return false;
+      if (rep->type == REDIS_REPLY_ERROR && sl_redis_transient(rep->str)) {
+        freeReplyObject(rep);
+        return false;
+      }
       if (rep->type == REDIS_REPLY_ERROR)
         sl_stage_log(s->st, SL_LOG_ERROR, "XACK %s %s: %s (the entries stay pending)", s->stream, s->group, rep->str);
       freeReplyObject(rep);
@@ -288,6 +292,11 @@ static bool connect_group(src *s) {
     drop_conn(s, s->c->errstr);
     return false;
   }
+  if (r->type == REDIS_REPLY_ERROR && sl_redis_transient(r->str)) {
+    drop_conn(s, r->str);
+    freeReplyObject(r);
+    return false;
+  }
   if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
     snprintf(msg, sizeof msg, "XGROUP CREATE %s %s: %s", s->stream, s->group, r->str);
     set_fatal(s, msg);
@@ -327,9 +336,10 @@ static long read_cmd(src *s, bool claim, const char *id, bool block, char *next,
   }
   long got = 0;
   if (r->type == REDIS_REPLY_ERROR) {
-    if (strncmp(r->str, "NOGROUP", 7) == 0) { /* the server lost the group (restarted without persistence) */
+    if (strncmp(r->str, "NOGROUP", 7) == 0 || sl_redis_transient(r->str)) { /* NOGROUP: the server lost
+                                                   the group (restarted without persistence) */
+      drop_conn(s, r->str);
       freeReplyObject(r);
-      drop_conn(s, "the group is gone");
       return -1;
     }
     char msg[600];

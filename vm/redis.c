@@ -122,6 +122,13 @@ int sl_redis_reply(redisContext *c, redisReply **out, char *msg, size_t n) {
   return 0;
 }
 
+bool sl_redis_transient(const char *err) {
+  static const char *const passing[] = {"LOADING", "BUSY ", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "NOREPLICAS"};
+  for (size_t i = 0; i < sizeof passing / sizeof *passing; i++)
+    if (strncmp(err, passing[i], strlen(passing[i])) == 0) return true;
+  return false;
+}
+
 void sl_redis_io_init(sl_redis_io *io) {
   memset(io, 0, sizeof *io);
   pthread_mutex_init(&io->mu, NULL);

@@ -48,6 +48,10 @@ redisContext *sl_redis_connect(const sl_redis_addr *a, int64_t timeout_ns, char 
  * SL_EFAILED (the server answered with an error). */
 int sl_redis_reply(redisContext *c, redisReply **out, char *msg, size_t n);
 
+/* Whether a server error reply is one that passes (the server is loading its data, busy with a
+ * script, failing over): the command is tried again later, like after a lost connection. */
+bool sl_redis_transient(const char *err);
+
 /* The I/O thread of a redis stage. */
 typedef struct sl_redis_io {
   pthread_t th;
