@@ -76,6 +76,24 @@ expect 0 "$S" run id.yaml --quiet
 first=$(rraw XRANGE src - + COUNT 1 | head -1)
 grep -qF "\"id\": \"$first\"" ids.jsonl || grep -qF "\"id\":\"$first\"" ids.jsonl || fail "id_field: $(cat ids.jsonl), want $first"
 
+# ---- the pipeline docs/scaling.md shows, as it is written there
+awk '/<!-- scaling.yaml:/ {on = 1; next} on && /^```yaml/ {inb = 1; next} inb && /^```/ {exit} inb' "$ROOT/docs/scaling.md" >scaling.yaml
+grep -q redis_stream_in scaling.yaml || fail "no pipeline found in docs/scaling.md"
+# entries added before the group exists are not read (start: $): only the second ten count
+for i in 1 2 3 4 5 6 7 8 9 10; do rcli XADD events '*' body "hello$i" >/dev/null; done
+REDIS_URL=$RURL "$S" run scaling.yaml --quiet >sc.out 2>sc.err &
+pid=$!
+cleanup_pids+=("$pid")
+enriched() { [ "$(rraw XLEN enriched)" = 10 ] && [ "$(rraw XPENDING events enrich | head -1)" = 0 ]; }
+registered() { rraw XINFO GROUPS events 2>/dev/null | grep -qx enrich; }
+wait_for 30 registered
+for i in 1 2 3 4 5 6 7 8 9 10; do rcli XADD events '*' body "hello$i" >/dev/null; done # the group starts at $
+wait_for 30 enriched
+kill -INT $pid
+rc=0; wait $pid || rc=$?
+[ $rc -eq 130 ] || { cat sc.err; fail "scaling.yaml: exit $rc after SIGINT"; }
+rraw XRANGE enriched - + COUNT 1 | grep -qx 6 || fail "scaling.yaml: no size field: $(rraw XRANGE enriched - + COUNT 1)"
+
 # ---- a drained SIGINT: chunks of 1000 over 2500 entries. Two chunks are written and their
 # entries acknowledged; the last 500 wait in the partial chunk until the drain writes it.
 for i in $(seq 2500); do echo "XADD ch * n $i"; done | rcli >/dev/null
