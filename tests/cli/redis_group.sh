@@ -4,7 +4,8 @@
 # 1. No failure: every entry is processed exactly once, and each of the three did part of it.
 # 2. One of the three is killed (kill -9) while it holds unacknowledged entries: the survivors
 #    claim them (XAUTOCLAIM after claim_idle), nothing is lost, and the only entries processed
-#    twice are among the dead one's unacknowledged entries.
+#    twice are among the dead one's unacknowledged entries. Once with the victim stalled on
+#    purpose (it holds thousands), once killed at a random point of a running stream (3).
 . "$(dirname "$0")/lib.bash"
 . "$ROOT/tests/cli/redis.bash"
 
@@ -99,4 +100,32 @@ cut -d' ' -f1 v2.txt | sort | uniq -d >dups.txt
 grep -E ' d[13]$' v2.txt | cut -d' ' -f1 | sort >survivors.txt
 [ -z "$(comm -23 held.txt survivors.txt)" ] || fail "entries d2 held were not claimed by the survivors"
 echo "duplicates: $(wc -l <dups.txt)"
+
+# ---- 3. kill -9 one consumer at a random point while the writer still writes (100,000/s)
+rcli DEL in out >/dev/null
+consumer e1; consumer e2; consumer e3
+wait_for 60 registered e1 e2 e3
+sed -i 's|  - map: "{n = r}"|  - throttle: { rate: 100000, burst: 1000 }\n  - map: "{n = r}"|' writer.yaml
+"$S" run writer.yaml --quiet >w.out 2>w.err &
+wpid=$!
+cleanup_pids+=("$wpid")
+under_way() { [ "$(outlen)" -ge 20000 ]; }
+wait_for 60 under_way
+kill -9 "${cpid[e2]}"
+# what e2 held: nobody claims it before it is idle for claim_idle (1 s), and e2 kept it fresh
+rraw XPENDING in g - + 1000000 e2 | awk 'NR % 4 == 1' | sort >held3.txt
+wait "${cpid[e2]}" 2>/dev/null || true
+rc=0; wait "$wpid" || rc=$?
+[ $rc -eq 0 ] || { cat w.err; fail "the writer exited $rc"; }
+echo "e2 killed at $(grep -c ' e2$' <(values) || true) entries written, holding $(wc -l <held3.txt)"
+done3() { [ "$(pending)" = 0 ] && [ "$(values | cut -d' ' -f1 | sort -u | wc -l)" -ge $N ]; }
+wait_for 120 done3
+stop_consumer e1; stop_consumer e3
+values >v3.txt
+[ "$(cut -d' ' -f2 v3.txt | sort -n | uniq | wc -l)" = $N ] || fail "entries were lost"
+cut -d' ' -f1 v3.txt | sort | uniq -d >dups3.txt
+[ -z "$(comm -23 dups3.txt held3.txt)" ] || fail "entries processed twice that e2 did not hold: $(comm -23 dups3.txt held3.txt | head -3)"
+grep -E ' e[13]$' v3.txt | cut -d' ' -f1 | sort >survivors3.txt
+[ -z "$(comm -23 held3.txt survivors3.txt)" ] || fail "entries e2 held were not claimed by the survivors"
+echo "duplicates: $(wc -l <dups3.txt)"
 echo ok
