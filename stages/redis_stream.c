@@ -262,7 +262,12 @@ static const sl_retry forever = {.attempts = INT64_MAX, .backoff = SL_BACKOFF_EX
 
 static int event(void *ctx, uint64_t token, sl_emitter *em) {
   sink *s = ctx;
-  if (token == TOK_RETRY) return submit(s);
+  if (token == TOK_RETRY) {
+    if (!s->cb || sl_breaker_allow(s->cb, sl_stage_now(s->st), s->st)) return submit(s);
+    for (int k = 0; k < s->j.n; k++) /* the breaker opened meanwhile: fail fast, no more tries */
+      if (!s->j.done[k]) sl_emit_error_attempts(em, s->j.idx[k], s->attempt - 1, "circuit open");
+    return 0;
+  }
   uint64_t v;
   if (read(s->efd, &v, sizeof v) < 0) /* not done yet: watch again */
     return sl_stage_watch_fd(s->st, s->efd, false, TOK_DONE) == 0 ? SL_PARKED : sl_stage_fail(s->st, "cannot watch the I/O thread");

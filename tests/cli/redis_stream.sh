@@ -127,6 +127,25 @@ expect 0 "$S" run down.yaml --quiet --virtual-time
 grep -q '"attempts": *2' down.jsonl || fail "attempts: $(cat down.jsonl)"
 grep -q 'cannot connect' down.jsonl || fail "error: $(cat down.jsonl)"
 
+# ---- the circuit breaker: two failed batches open it; the next ones fail fast (and a retry
+# forever, without `retry`, ends when it opens)
+cat >cb.yaml <<EOF
+dead_letter: { file: { path: cb.jsonl } }
+stages:
+  - generate: { count: 1024 }
+  - redis_stream:
+      url: "$RURL"
+      stream: x
+      retry: { attempts: 1 }
+      circuit_breaker: { window: 2, min_calls: 2, failure_rate: 50, open_for: 1h }
+EOF
+expect 0 "$S" run cb.yaml --quiet --virtual-time
+[ "$(wc -l <cb.jsonl)" = 1024 ] || fail "dead letters: $(wc -l <cb.jsonl)"
+[ "$(grep -c 'circuit open' cb.jsonl)" = 512 ] || fail "circuit open: $(grep -c 'circuit open' cb.jsonl) of 1024"
+sed -i '/retry: { attempts: 1 }/d' cb.yaml
+expect 0 "$S" run cb.yaml --quiet --virtual-time
+[ "$(grep -c 'circuit open' cb.jsonl)" = 1024 ] || fail "circuit open without retry: $(grep -c 'circuit open' cb.jsonl) of 1024"
+
 # ---- a password: from password_env; without it the server refuses and the run fails (exit 1)
 redis_restart
 rcli CONFIG SET requirepass s3cret >/dev/null
