@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 
 # Debian packages the build, the tests and the benchmarks need (jq, miller, mawk, jansson and
 # json-c only for bench/: the tools and libraries our codecs are measured against; redis-server
-# and redis-tools for the redis_stream tests and bench/redis_stream.sh).
+# and redis-tools for the redis_stream tests and bench_redis_stream).
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
        clang libclang-rt-14-dev graphviz lz4 libpcre2-dev libedit-dev tmux \
        jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl \
