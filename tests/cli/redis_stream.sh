@@ -94,6 +94,16 @@ rc=0; wait $pid || rc=$?
 [ $rc -eq 130 ] || { cat sc.err; fail "scaling.yaml: exit $rc after SIGINT"; }
 rraw XRANGE enriched - + COUNT 1 | grep -qx 6 || fail "scaling.yaml: no size field: $(rraw XRANGE enriched - + COUNT 1)"
 
+# ---- a key that is not a stream: the run fails (exit 1) with the server's reason
+rcli SET notastream x >/dev/null
+cat >wrong.yaml <<EOF
+stages:
+  - redis_stream_in: { url: "$RURL", stream: notastream, group: g }
+  - null: {}
+EOF
+expect 1 "$S" run wrong.yaml --quiet
+err_has "wrong.yaml:2:5" "WRONGTYPE"
+
 # ---- a drained SIGINT: chunks of 1000 over 2500 entries. Two chunks are written and their
 # entries acknowledged; the last 500 wait in the partial chunk until the drain writes it.
 for i in $(seq 2500); do echo "XADD ch * n $i"; done | rcli >/dev/null
