@@ -86,6 +86,8 @@ X(throttle_issue_exact)
 X(throttle_drop_mode)
 /* Lua in the engine (tests/test_lua.c) */
 X(lua_map_filter)
+X(expr_matches_lua)
+X(expr_filter_pipeline)
 X(lua_function_forms)
 X(lua_values_roundtrip)
 X(lua_values_errors)
