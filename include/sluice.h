@@ -441,6 +441,8 @@ typedef struct sl_stage_stats {
   uint64_t queue_hwm; /* highest queue_len seen */
   int parallelism;    /* instances */
   bool done;          /* this stage has finished */
+  const char *breaker; /* its circuit breaker's state: "closed", "open", "half_open"; NULL without one */
+  uint64_t breaker_changes; /* state changes of its circuit breaker */
 } sl_stage_stats;
 size_t sl_pipeline_stage_count(const sl_pipeline *p);
 int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *out);
@@ -449,7 +451,8 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *out);
 void sl_pipeline_memory(const sl_pipeline *p, uint64_t *used, uint64_t *peak);
 /* Seconds on the engine clock since start (until the end, once ended). */
 double sl_pipeline_elapsed(const sl_pipeline *p);
-/* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out. errors: nomem */
+/* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out; a stage with a
+ * circuit breaker also has "breaker" (its state) and "breaker_changes". errors: nomem */
 int sl_pipeline_stats_json(const sl_pipeline *p, sl_buf *out);
 
 /* ---------------------------------------------------------------------------------------------
