@@ -557,6 +557,10 @@ void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize) {
   return c->alloc(c->alloc_ud, ptr, osize, nsize);
 }
 
+bool sl_stage_stopping(const sl_stage *st) {
+  return atomic_load(&st->p->stopping) || atomic_load(&st->p->aborted);
+}
+
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id) {
   sl_ack *a = sl__mem_calloc(sl__pmem(st->p), sizeof *a);
   a->mem = sl__pmem(st->p);
