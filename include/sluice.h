@@ -449,6 +449,8 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *out);
 /* memory_limit: the estimated bytes of records queued now, and the most seen (both 0 without a
  * memory_limit, when nothing is counted). Readable while running. */
 void sl_pipeline_memory(const sl_pipeline *p, uint64_t *used, uint64_t *peak);
+/* Bytes held by the pipeline's Lua states (one per worker task running Lua), now. Thread-safe. */
+uint64_t sl_pipeline_lua_memory(const sl_pipeline *p);
 /* Seconds on the engine clock since start (until the end, once ended). */
 double sl_pipeline_elapsed(const sl_pipeline *p);
 /* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out; a stage with a
