@@ -396,7 +396,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   free(r);
 }
 
-static void on_log(void *cls, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void on_log(void *cls, const char *fmt, va_list ap) {
   http_in *h = cls;
   char msg[512];
   vsnprintf(msg, sizeof msg, fmt, ap);
