@@ -68,7 +68,8 @@ struct sl_lua_prog {
 struct sl_lua {
   lua_State *L;
   sl_pipeline *p;
-  size_t used;          /* bytes the state holds */
+  atomic_size_t used;   /* bytes the state holds (written by its owner only; read by stats) */
+  struct sl_lua *next;  /* in the pipeline's list of states (p->luas, under p->mu) */
   size_t limit;         /* lua_memory_limit (0: none) */
   bool in_user;         /* user code is running: the limit applies */
   bool mem_hit;         /* an allocation was refused */
@@ -132,10 +133,11 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (!ptr) osize = 0;
   if (nsize == 0) {
     pool_put(l, ptr, osize);
-    l->used -= osize;
+    atomic_store_explicit(&l->used, atomic_load_explicit(&l->used, memory_order_relaxed) - osize, memory_order_relaxed);
     return NULL;
   }
-  if (nsize > osize && l->limit && l->in_user && l->used + (nsize - osize) > l->limit) {
+  size_t used = atomic_load_explicit(&l->used, memory_order_relaxed);
+  if (nsize > osize && l->limit && l->in_user && used + (nsize - osize) > l->limit) {
     l->mem_hit = true;
     return NULL;
   }
@@ -153,7 +155,7 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     q = realloc(ptr, nsize);
     if (!q) return NULL;
   }
-  l->used += nsize - osize;
+  atomic_store_explicit(&l->used, used + nsize - osize, memory_order_relaxed);
   return q;
 }
 
@@ -397,6 +399,10 @@ static sl_lua *state_new(sl_pipeline *p, char *msg, size_t msglen) {
   if (p->lua)
     for (size_t i = 0; i < p->lua->nchunks && rc == 0; i++) rc = run_chunk(l, &p->lua->chunks[i], msg, msglen);
   leave(l);
+  pthread_mutex_lock(&p->mu);
+  l->next = p->luas;
+  p->luas = l;
+  pthread_mutex_unlock(&p->mu);
   if (rc) {
     sl__lua_close(l);
     return NULL;
@@ -404,8 +410,23 @@ static sl_lua *state_new(sl_pipeline *p, char *msg, size_t msglen) {
   return l;
 }
 
+uint64_t sl_pipeline_lua_memory(const sl_pipeline *p) {
+  uint64_t sum = 0;
+  pthread_mutex_lock((pthread_mutex_t *)&p->mu);
+  for (const sl_lua *l = p->luas; l; l = l->next) sum += atomic_load_explicit(&l->used, memory_order_relaxed);
+  pthread_mutex_unlock((pthread_mutex_t *)&p->mu);
+  return sum;
+}
+
 void sl__lua_close(sl_lua *l) {
   if (!l) return;
+  pthread_mutex_lock(&l->p->mu);
+  for (sl_lua **pp = &l->p->luas; *pp; pp = &(*pp)->next)
+    if (*pp == l) {
+      *pp = l->next;
+      break;
+    }
+  pthread_mutex_unlock(&l->p->mu);
   enter(l);
   lua_close(l->L); /* the calls' coroutines go with it */
   pool_drain(l);
