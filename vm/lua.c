@@ -846,6 +846,8 @@ void sl_lua_open_sluice(lua_State *L) {
   static const luaL_Reg fns[] = {{"sleep", l_sleep}, {"now", l_now}, {"log", l_log}, {"emit", l_emit},
                                  {"array", l_array}, {"counter", l_counter}, {NULL, NULL}};
   luaL_newlib(L, fns);
+  lua_pushlightuserdata(L, SL_LUA_NULL);
+  lua_setfield(L, -2, "null");
   lua_pushvalue(L, -1);
   lua_setglobal(L, "sluice");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

@@ -133,6 +133,10 @@ void sl_lua_push(lua_State *L, const sl_value *v);
 /* Converts the Lua value at idx into *out (owned). errors: data (functions, userdata, cycles,
  * tables that are neither arrays nor string-keyed maps; *msg says which) */
 int sl_lua_to_value(lua_State *L, int idx, sl_value *out, char *msg, size_t msglen);
+/* sluice.null: a null item of an array (a Lua table cannot hold nil) or a null map value a
+ * function sets. A light userdata of this address, the same in every state. */
+extern const char sl_lua_null;
+#define SL_LUA_NULL ((void *)&sl_lua_null)
 /* Sets the `sluice.array` marker metatable on the table at idx; tells whether idx carries it. */
 void sl_lua_mark_array(lua_State *L, int idx);
 bool sl__lua_is_array_mt(lua_State *L, int idx);
