@@ -193,10 +193,15 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
     sl_value_free(opts);
     return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' already started: stages can no longer be added", p->name);
   }
-  /* `file` first in a pipeline, with no input named, is the file source (file_in) */
-  if (kind && strcmp(kind, "file") == 0 && p->nnodes == 0 && !(opts.type == SL_TMAP && sl_map_getc(&opts, "input")))
-    kind = "file_in";
   const sl_stage_kind *k = sl_engine_kind(p->e, kind ? kind : "");
+  /* A sink kind first in a pipeline, with no input named, is its source twin `<kind>_in` when
+   * there is one: `file` reads there (file_in), as DESIGN.md writes it. */
+  if (k && !(k->flags & SL_STAGE_SOURCE) && p->nnodes == 0 && !(opts.type == SL_TMAP && sl_map_getc(&opts, "input"))) {
+    char twin[128];
+    snprintf(twin, sizeof twin, "%s_in", k->name);
+    const sl_stage_kind *src = sl_engine_kind(p->e, twin);
+    if (src && (src->flags & SL_STAGE_SOURCE)) k = src;
+  }
   if (!k) {
     const char *names[256];
     size_t m = sl_engine_kind_count(p->e);
