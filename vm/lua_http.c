@@ -68,7 +68,10 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
   const char *why;
   int kind = sl_httpc_result(r, &code, &why);
   /* the request stays in c->pending until the end: an error raised meanwhile frees it (reset) */
-  if (kind != SL_HTTPC_OK) return raise_error(L, sl_httpc_kind_name(kind), sl_httpc_method(r), sl_httpc_url(r), 0, why);
+  if (kind != SL_HTTPC_OK) {
+    lua_pushfstring(L, "%s error: %s", sl_httpc_kind_name(kind), why);
+    return raise_error(L, sl_httpc_kind_name(kind), sl_httpc_method(r), sl_httpc_url(r), 0, lua_tostring(L, -1));
+  }
   if (raise_status && code >= 400) {
     lua_pushfstring(L, "status %d", (int)code);
     return raise_error(L, "status", sl_httpc_method(r), sl_httpc_url(r), code, lua_tostring(L, -1));
