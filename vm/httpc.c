@@ -16,11 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
 
 #define MAX_BODY (256u << 20) /* a response body larger than this fails the request */
+#define POOL_MAX 1024         /* easy handles kept for reuse (an init+cleanup per request was the client's main cost) */
 
 enum { R_NEW, R_RUNNING, R_DONE, R_CANCELLED };
 
@@ -52,7 +54,11 @@ struct sl_httpc {
   pthread_mutex_t mu;
   int tfd;                 /* curl's timer (real clock) */
   int64_t tfd_watch;
+  int64_t due;             /* when the timerfd fires (ns, monotonic), or -1: disarmed */
+  bool starting;           /* in sl_httpc_start, which runs curl's due work itself */
   sl_httpc_req *running;   /* list of requests in flight */
+  CURL *pool[POOL_MAX];    /* easy handles to reuse (curl_easy_reset) */
+  int npool;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -134,6 +140,10 @@ static void timer_fired(void *arg, int fd, int ready) {
   (void)ready;
   ssize_t rd = read(fd, &n, sizeof n);
   (void)rd;
+  sl_httpc *h = arg;
+  pthread_mutex_lock(&h->mu);
+  h->due = -1; /* fired: the next timer_cb re-arms it */
+  pthread_mutex_unlock(&h->mu);
   act(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
@@ -155,17 +165,29 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
   return 0;
 }
 
-/* curl: call socket_action(TIMEOUT) in ms milliseconds (-1: never). */
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* curl: call socket_action(TIMEOUT) in ms milliseconds (-1: never). curl asks after nearly
+ * every action, mostly for the deadline it already has: the timerfd is only re-armed when the
+ * deadline moves by a millisecond or more (a syscall each time was a quarter of the client's
+ * time). mu held. */
 static int timer_cb(CURLM *multi, long ms, void *userp) {
   sl_httpc *h = userp;
   (void)multi;
+  if (ms == 0 && h->starting) return 0; /* sl_httpc_start acts right away */
+  int64_t due = ms < 0 ? -1 : mono_ns() + (int64_t)ms * 1000000;
+  if (due < 0 ? h->due < 0 : h->due >= 0 && llabs(due - h->due) < 1000000) return 0;
+  h->due = due;
   struct itimerspec its = {0};
-  if (ms >= 0) {
-    its.it_value.tv_sec = ms / 1000;
-    its.it_value.tv_nsec = (ms % 1000) * 1000000L;
-    if (ms == 0) its.it_value.tv_nsec = 1; /* zero would disarm it */
+  if (due >= 0) {
+    its.it_value.tv_sec = due / 1000000000;
+    its.it_value.tv_nsec = due % 1000000000;
   }
-  return timerfd_settime(h->tfd, 0, &its, NULL) == 0 ? 0 : -1;
+  return timerfd_settime(h->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0 ? 0 : -1;
 }
 
 /* ---- the client ------------------------------------------------------------------------ */
@@ -175,6 +197,7 @@ int sl_httpc_new(sl_loop *loop, int max_per_host, sl_httpc **out) {
   if (global_rc != CURLE_OK) return SL_EIO;
   sl_httpc *h = sl__xcalloc(1, sizeof *h);
   h->loop = loop;
+  h->due = -1;
   pthread_mutex_init(&h->mu, NULL);
   h->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   h->multi = curl_multi_init();
@@ -199,6 +222,7 @@ fail:
 void sl_httpc_free(sl_httpc *h) {
   if (!h) return;
   pthread_mutex_lock(&h->mu);
+  while (h->npool > 0) curl_easy_cleanup(h->pool[--h->npool]);
   curl_multi_cleanup(h->multi); /* closes the pooled connections (their watches stop) */
   pthread_mutex_unlock(&h->mu);
   sl_loop_io_stop(h->loop, h->tfd_watch);
@@ -261,7 +285,11 @@ sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, s
   sl_httpc_req *r = sl__xcalloc(1, sizeof *r);
   r->h = h;
   sl_buf_init(&r->resp);
-  r->easy = curl_easy_init();
+  pthread_mutex_lock(&h->mu);
+  r->easy = h->npool > 0 ? h->pool[--h->npool] : NULL;
+  pthread_mutex_unlock(&h->mu);
+  if (r->easy) curl_easy_reset(r->easy);
+  else r->easy = curl_easy_init();
   if (!r->easy) {
     snprintf(msg, msglen, "cannot make a request (libcurl)");
     sl__free(r);
@@ -318,12 +346,18 @@ int sl_httpc_start(sl_httpc_req *r, void *owner, sl_httpc_cb cb, void *arg, uint
   if (h->running) h->running->prev = r;
   h->running = r;
   sl_loop_hold(h->loop, 1);
+  h->starting = true;
   CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
+  h->starting = false;
   if (mc != CURLM_OK) {
     h->running = r->next;
     if (r->next) r->next->prev = NULL;
     r->state = R_NEW;
     sl_loop_hold(h->loop, -1);
+  } else { /* start it here (a pooled connection: the request is written now) */
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    done(h); /* it may have failed at once: its callback runs here, on this thread */
   }
   pthread_mutex_unlock(&h->mu);
   return mc == CURLM_OK ? 0 : SL_EIO;
@@ -354,7 +388,8 @@ void sl_httpc_req_free(sl_httpc_req *r) {
   sl_httpc *h = r->h;
   pthread_mutex_lock(&h->mu);
   if (r->state == R_RUNNING) cancel_locked(h, r);
-  curl_easy_cleanup(r->easy);
+  if (h->npool < POOL_MAX) h->pool[h->npool++] = r->easy;
+  else curl_easy_cleanup(r->easy);
   pthread_mutex_unlock(&h->mu);
   curl_slist_free_all(r->hdrs);
   drop_headers(r);

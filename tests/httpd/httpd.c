@@ -64,7 +64,8 @@ typedef struct path_count {
 
 static conn conns[MAXFD];
 static pend *phead, *ptail;
-static path_count *paths;
+#define NBUCKETS 65536
+static path_count *paths[NBUCKETS]; /* hash table of request counts by path */
 static long nrequests, nconns, max_conns;
 static int epfd;
 static int default_delay;
@@ -90,13 +91,16 @@ static void close_conn(int fd, bool reset) {
 }
 
 static long count_path(const char *path, size_t n) {
-  for (path_count *p = paths; p; p = p->next)
+  uint32_t hash = 2166136261u;
+  for (size_t i = 0; i < n; i++) hash = (hash ^ (unsigned char)path[i]) * 16777619u;
+  path_count **bucket = &paths[hash % NBUCKETS];
+  for (path_count *p = *bucket; p; p = p->next)
     if (strlen(p->path) == n && memcmp(p->path, path, n) == 0) return ++p->n;
   path_count *p = calloc(1, sizeof *p);
   p->path = strndup(path, n);
   p->n = 1;
-  p->next = paths;
-  paths = p;
+  p->next = *bucket;
+  *bucket = p;
   return 1;
 }
 
