@@ -13,7 +13,10 @@
  * target; header X-Count is how many requests this path has seen. GET /_stats answers
  * {"requests":N,"conns":C,"max_conns":M} (connections open now and at most at once).
  *
- * Usage: sluice_test_httpd --port-file FILE [--delay MS]
+ * With --log FILE every request is logged as one line: METHOD TARGET BODY (newlines in the
+ * body written as |).
+ *
+ * Usage: sluice_test_httpd --port-file FILE [--delay MS] [--log FILE]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -69,6 +72,7 @@ static path_count *paths[NBUCKETS]; /* hash table of request counts by path */
 static long nrequests, nconns, max_conns;
 static int epfd;
 static int default_delay;
+static FILE *logf_;
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -205,6 +209,12 @@ static void process(int fd) {
     p->status = 200;
     p->due = now_ms();
   } else {
+    if (logf_) {
+      fprintf(logf_, "%.*s %.*s ", (int)(sp1 - c->in), c->in, (int)tn, target);
+      for (size_t k = 0; k < clen; k++) fputc(c->in[hlen + k] == '\n' ? '|' : c->in[hlen + k], logf_);
+      fputc('\n', logf_);
+      fflush(logf_);
+    }
     long count = count_path(target, pn);
     long delay = qm ? param(qm, tn - pn, "delay") : -1;
     long status = qm ? param(qm, tn - pn, "status") : -1;
@@ -250,8 +260,9 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) port_file = argv[++i];
     else if (strcmp(argv[i], "--delay") == 0 && i + 1 < argc) default_delay = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc) logf_ = fopen(argv[++i], "a");
     else {
-      fprintf(stderr, "usage: %s --port-file FILE [--delay MS]\n", argv[0]);
+      fprintf(stderr, "usage: %s --port-file FILE [--delay MS] [--log FILE]\n", argv[0]);
       return 2;
     }
   }
