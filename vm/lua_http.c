@@ -58,6 +58,25 @@ static int raise_error(lua_State *L, const char *kind, const char *method, const
 /* Drops the request of a call that will not be resumed (c->cancel). */
 static void cancel_req(void *pending) { sl_httpc_req_free(pending); }
 
+/* Frees the request of call c (done with). */
+static void drop_req(sl_lua_call *c) {
+  sl_httpc_req *r = c->pending;
+  c->cancel = NULL;
+  c->pending = NULL;
+  sl_httpc_req_free(r);
+}
+
+/* Raises the error value of request r after freeing it (the error may be caught by pcall, and
+ * then nothing else would free it): its strings are copied onto the stack first. */
+static int fail_req(lua_State *L, sl_lua_call *c, const char *kind, long code, const char *why) {
+  sl_httpc_req *r = c->pending;
+  const char *method = lua_pushstring(L, sl_httpc_method(r));
+  const char *url = lua_pushstring(L, sl_httpc_url(r));
+  why = lua_pushstring(L, why);
+  drop_req(c);
+  return raise_error(L, kind, method, url, code, why);
+}
+
 /* The call was resumed: the request is done. Returns {status, headers, body} or raises. */
 static int finish(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
@@ -70,11 +89,11 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
   /* the request stays in c->pending until the end: an error raised meanwhile frees it (reset) */
   if (kind != SL_HTTPC_OK) {
     lua_pushfstring(L, "%s error: %s", sl_httpc_kind_name(kind), why);
-    return raise_error(L, sl_httpc_kind_name(kind), sl_httpc_method(r), sl_httpc_url(r), 0, lua_tostring(L, -1));
+    return fail_req(L, c, sl_httpc_kind_name(kind), 0, lua_tostring(L, -1));
   }
   if (raise_status && code >= 400) {
     lua_pushfstring(L, "status %d", (int)code);
-    return raise_error(L, "status", sl_httpc_method(r), sl_httpc_url(r), code, lua_tostring(L, -1));
+    return fail_req(L, c, "status", code, lua_tostring(L, -1));
   }
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, code);
@@ -96,15 +115,13 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
     sl_error_init(&err);
     if (sl_value_from_json(body, len, &v, &err) != 0) {
       lua_pushfstring(L, "the response body is not JSON: %s", err.msg);
-      return raise_error(L, "json", sl_httpc_method(r), sl_httpc_url(r), code, lua_tostring(L, -1));
+      return fail_req(L, c, "json", code, lua_tostring(L, -1));
     }
     sl_lua_push(L, &v);
     sl_value_free(v);
     lua_setfield(L, -2, "json");
   }
-  c->cancel = NULL;
-  c->pending = NULL;
-  sl_httpc_req_free(r);
+  drop_req(c);
   return 1;
 }
 
@@ -180,6 +197,7 @@ static int l_request(lua_State *L) {
   }
   if (json_body && !has_ctype) lines[o.nheaders++] = "Content-Type: application/json";
   o.headers = lines;
+  if (c->pending) drop_req(c); /* a memory error while reading the last response, caught by pcall */
   sl_httpc *h = sl__engine_httpc(c->st->p->e);
   if (!h) return luaL_error(L, "sluice.http: the HTTP client could not start");
   char msg[256];
