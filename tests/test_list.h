@@ -164,3 +164,6 @@ X(flow_memory_limit)
 X(policy_timeout_fanout)
 X(policy_retry_original_record)
 X(pipeline_lua_memory)
+/* event loop: persistent fd watches, the virtual clock hold (tests/test_loop.c) */
+X(loop_io_level_and_modify)
+X(loop_hold_stops_virtual_clock)

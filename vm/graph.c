@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "httpc.h"
 #include "lock.h"
 #include "lua.h"
 #include "pipeline.h"
@@ -547,6 +548,7 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
 
 /* Ends an instance's life: no more timer or fd callbacks, then destroy (once). */
 static void destroy_instance(sl_pipeline *p, sl_stage *st) {
+  sl_httpc_cancel_owner(p->e->httpc, st);
   sl_loop_cancel_owner(p->e->loop, st);
   if (st->inited && st->node->kind->destroy) st->node->kind->destroy(st->ctx);
   st->inited = false;
@@ -585,7 +587,10 @@ static void free_instances(sl_node *n) {
 static void teardown(sl_pipeline *p) {
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *n = p->nodes[i];
-    for (int k = 0; n->insts && k < n->parallelism; k++) sl_loop_cancel_owner(p->e->loop, &n->insts[k]);
+    for (int k = 0; n->insts && k < n->parallelism; k++) {
+      sl_httpc_cancel_owner(p->e->httpc, &n->insts[k]); /* its requests post to the instance */
+      sl_loop_cancel_owner(p->e->loop, &n->insts[k]);
+    }
   }
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *n = p->nodes[i];

@@ -87,6 +87,7 @@ struct sl_lua {
 
 static const char array_key = 'A'; /* registry key of the array marker metatable */
 static const char lua_key = 'L';   /* registry key of the sl_lua of a state */
+static const char errval_key = 'E'; /* registry key of the table a failed call raised */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Allocation with a limit                                                                    */
@@ -428,6 +429,8 @@ void sl__lua_close(sl_lua *l) {
     }
   pthread_mutex_unlock(&l->p->mu);
   enter(l);
+  for (sl_lua_call *c = l->calls; c; c = c->all) /* requests of parked calls */
+    if (c->cancel) c->cancel(c->pending), c->cancel = NULL;
   lua_close(l->L); /* the calls' coroutines go with it */
   pool_drain(l);
   leave(l);
@@ -618,6 +621,8 @@ sl_lua_call *sl_lua_call_new(sl_lua *l, sl_stage *st, int ref) {
   c->parked = false;
   c->gen++;
   c->timer = -1;
+  c->cancel = NULL;
+  c->pending = NULL;
   c->nres = 0;
   c->ud = NULL;
   c->tag = 0;
@@ -645,6 +650,9 @@ void sl_lua_call_free(sl_lua_call *c) {
 
 /* An errored coroutine cannot run again until it is reset; a parked one being abandoned too. */
 static void reset(sl_lua_call *c) {
+  if (c->cancel) c->cancel(c->pending);
+  c->cancel = NULL;
+  c->pending = NULL;
   lua_resetthread(c->co);
   *extra(c->co) = c;
 }
@@ -681,7 +689,15 @@ int sl_lua_resume(sl_lua_call *c, int nargs, char **msg) {
     c->parked = true;
     out = SL_LUA_PARKED;
   } else {
+    bool table = lua_type(c->co, -1) == LUA_TTABLE;
+    if (table) lua_pushvalue(c->co, -1);
+    else lua_pushnil(c->co);
+    lua_rawsetp(c->co, LUA_REGISTRYINDEX, &errval_key); /* for retry_on (sl_lua_push_error) */
     const char *m = lua_tostring(c->co, -1);
+    if (!m && table && luaL_getmetafield(c->co, -1, "__tostring") != LUA_TNIL) {
+      lua_pop(c->co, 1);
+      m = luaL_tolstring(c->co, -1, NULL); /* an error object that says what it is */
+    }
     if (rc == LUA_ERRMEM || l->mem_hit) {
       char buf[256];
       snprintf(buf, sizeof buf, "Lua memory limit reached (%zu bytes): the function holds too much memory; raise lua_memory_limit if it is legitimate", l->limit);
@@ -700,6 +716,23 @@ int sl_lua_resume(sl_lua_call *c, int nargs, char **msg) {
   return out;
 }
 
+int sl_lua_park_k(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  sl_lua_call *c = *extra(L);
+  if (!c || !lua_isyieldable(L)) return luaL_error(L, "this function waits, and can only be called inside a stage function");
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+void sl_lua_push_error(sl_lua *l, lua_State *to, const char *msg) {
+  lua_rawgetp(to, LUA_REGISTRYINDEX, &errval_key);
+  if (lua_isnil(to, -1)) {
+    lua_pop(to, 1);
+    lua_pushstring(to, msg);
+  }
+  lua_pushnil(to);
+  lua_rawsetp(to, LUA_REGISTRYINDEX, &errval_key);
+  (void)l;
+}
+
 int sl_lua_park(lua_State *L) {
   sl_lua_call *c = *extra(L);
   if (!c || !lua_isyieldable(L)) return luaL_error(L, "this function waits, and can only be called inside a stage function");
@@ -715,6 +748,18 @@ static sl_lua *state_of(lua_State *L) {
   sl_lua *l = lua_touserdata(L, -1);
   lua_pop(L, 1);
   return l;
+}
+
+int64_t sl__lua_duration(lua_State *L, int i, const char *what) {
+  int t = lua_type(L, i);
+  if (t == LUA_TNUMBER) {
+    double s = lua_tonumber(L, i);
+    if (s >= 0 && s < 9e9) return (int64_t)(s * 1e9);
+  } else if (t == LUA_TSTRING) {
+    int64_t ns;
+    if (sl_parse_duration(lua_tostring(L, i), &ns) == 0) return ns;
+  }
+  return luaL_error(L, "%s must be a duration: a number of seconds >= 0 or a string like 250ms, 2s, 1m", what);
 }
 
 static int64_t arg_duration(lua_State *L, int i) {
@@ -848,6 +893,7 @@ void sl_lua_open_sluice(lua_State *L) {
   luaL_newlib(L, fns);
   lua_pushlightuserdata(L, SL_LUA_NULL);
   lua_setfield(L, -2, "null");
+  sl__lua_open_http(L);
   lua_pushvalue(L, -1);
   lua_setglobal(L, "sluice");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

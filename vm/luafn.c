@@ -176,13 +176,15 @@ static void record_done(sl_luafn *f) {
   f->prev_wait = 0;
 }
 
-/* Should a try that failed with msg be retried? Runs retry_on(r, e) when given. */
-static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg) {
+/* Should a try that failed with msg be retried? Runs retry_on(r, e) when given; e is the value
+ * the function raised when it was a table (an HTTP error: e.status, e.kind), else msg. */
+static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg, bool lua_err) {
   if (f->retry_on == LUA_NOREF) return true;
   sl_lua_call *c = sl_lua_call_new(f->lua, f->st, f->retry_on);
   if (f->from) push_carried(c->co, f->from, i);
   else sl_lua_push(c->co, &in->recs[i]);
-  lua_pushstring(c->co, msg);
+  if (lua_err) sl_lua_push_error(f->lua, c->co, msg);
+  else lua_pushstring(c->co, msg);
   char *err = NULL;
   int rc = sl_lua_resume(c, 2, &err);
   bool yes = false;
@@ -201,13 +203,13 @@ static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg) 
 
 /* Try number f->attempt of record i failed with msg (owned): wait and retry (SL_PARKED), or
  * fail the record (0). */
-static int try_failed(sl_luafn *f, char *msg, bool retryable, sl_batch *in, uint32_t i, sl_emitter *em) {
+static int try_failed(sl_luafn *f, char *msg, bool retryable, bool lua_err, sl_batch *in, uint32_t i, sl_emitter *em) {
   int64_t now = sl_stage_now(f->st);
   const sl_retry *r = &f->pol.retry;
   if (retryable && f->pol.has_retry && f->attempt < r->attempts) {
     int64_t wait = sl_retry_delay(r, f->attempt, f->prev_wait, &f->rng);
     bool in_time = r->max_elapsed <= 0 || now + wait - f->first_start <= r->max_elapsed;
-    if (in_time && wants_retry(f, in, i, msg)) {
+    if (in_time && wants_retry(f, in, i, msg, lua_err)) {
       sl__free(msg);
       f->prev_wait = wait;
       f->attempt++;
@@ -241,7 +243,7 @@ static int settle(sl_luafn *f, sl_lua_call *c, int rc, char *msg, sl_batch *in, 
   if (f->tmo_timer >= 0) sl_stage_timer_cancel(f->st, f->tmo_timer);
   f->tmo_timer = -1;
   if (f->cb) sl_breaker_record(f->cb, f->start, sl_stage_now(f->st), rc == SL_LUA_ERROR, f->st);
-  if (rc == SL_LUA_ERROR) return try_failed(f, msg, true, in, i, em);
+  if (rc == SL_LUA_ERROR) return try_failed(f, msg, true, true, in, i, em);
   int r = f->result(f->ctx, c, in, i, em);
   sl_lua_call_free(c);
   record_done(f);
@@ -255,7 +257,7 @@ static int try_record(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em) {
     int64_t now = sl_stage_now(f->st);
     if (f->attempt == 1) f->first_start = now;
     f->start = now;
-    if (f->cb && !sl_breaker_allow(f->cb, now, f->st)) return try_failed(f, sl__xstrdup("circuit open"), false, in, i, em);
+    if (f->cb && !sl_breaker_allow(f->cb, now, f->st)) return try_failed(f, sl__xstrdup("circuit open"), false, false, in, i, em);
   }
   sl_lua_call *c = sl_lua_call_new(f->lua, f->st, f->ref);
   int nargs = 1;
@@ -313,7 +315,7 @@ int sl_luafn_event(sl_luafn *f, uint64_t token, sl_emitter *em) {
     f->tmo_timer = -1;
     char *msg = sl_policy_timeout_msg(f->pol.timeout);
     if (f->cb) sl_breaker_record(f->cb, f->start, sl_stage_now(f->st), true, f->st);
-    r = try_failed(f, msg, true, in, f->at, em);
+    r = try_failed(f, msg, true, false, in, f->at, em);
   } else {
     if (token >> 3 != f->serial || !f->backing_off) return SL_PARKED;
     f->backing_off = false;

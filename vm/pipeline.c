@@ -516,6 +516,8 @@ static void mailbox_cb(void *arg, uint64_t token) {
   sl_stage_wake(st);
 }
 
+void sl__stage_post(void *st, uint64_t token) { mailbox_cb(st, token); }
+
 int64_t sl_stage_timer(sl_stage *st, int64_t deadline_ns, uint64_t token) {
   return sl_loop_timer(st->p->e->loop, deadline_ns, st, mailbox_cb, st, token);
 }

@@ -64,6 +64,7 @@ struct sl_engine {
   size_t nkinds, nbuiltin;
   pthread_mutex_t mu;          /* kinds, pipelines count */
   int pipelines;               /* live pipelines (every one must be freed before the engine) */
+  struct sl_httpc *httpc;      /* the HTTP client (vm/httpc.h), made on first use under mu */
 };
 
 typedef struct sl_node sl_node;
@@ -199,6 +200,8 @@ void sl__inst_dead(sl_task *t);
 void sl__elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Wakes every instance of n (or the embedding thread waiting on a passive node). */
 void sl__node_wake(sl_node *n);
+/* Delivers token to instance st's event callback now (an sl_loop_cb / sl_httpc_cb: arg is st). */
+void sl__stage_post(void *st, uint64_t token);
 
 /* options.c */
 /* A front end that knows where each option was written passes, in the options map, the key
