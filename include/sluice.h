@@ -659,6 +659,10 @@ void *sl_stage_sibling(const sl_stage *st, int i);
  * instance (batches then come in order) or the output is unordered (no order exists). */
 bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq);
 
+/* The partition_by key of this instance (borrowed), or NULL when the stage is not partitioned:
+ * a partitioned stage runs one instance per key (a window names its key in its output). */
+const sl_value *sl_stage_key(const sl_stage *st);
+
 /* The closest of the n names to word (edit distance with transpositions, close enough to be a
  * likely typo), or NULL: for "did you mean" messages. borrows everything */
 const char *sl_did_you_mean(const char *word, const char *const *names, size_t n);

@@ -37,6 +37,7 @@ X(decompress)
 X(encrypt)
 X(decrypt)
 X(hash)
+X(window)
 /* sinks */
 X(stdout)
 X(file)

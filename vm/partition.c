@@ -329,6 +329,8 @@ int sl__part_events(sl_stage *st, sl_emitter *em) {
   return result;
 }
 
+const sl_value *sl_stage_key(const sl_stage *st) { return st->is_part ? &((const sl_part *)st)->key : NULL; }
+
 void sl__part_cancel(sl_stage *st) {
   for (sl_part *k = st->parts ? st->parts->first : NULL; k; k = k->next) sl_loop_cancel_owner(st->p->e->loop, &k->st);
 }
