@@ -64,7 +64,7 @@ static void link_carry(sl_luafn *f) {
   sl_stage *ns = &nx->insts[st->index];
   if ((ns->runner ? ns->runner : ns) != (st->runner ? st->runner : st)) return;
   sl_luafn *g = &((sl_luafn_ctx *)ns->ctx)->f;
-  if (g->popts && g->popts->retry.type != SL_TNIL) return; /* each try needs the record as it came */
+  if (g->popts && (g->popts->retry.type != SL_TNIL || g->popts->retry_set)) return; /* each try needs the record as it came */
   lua_State *L = sl_lua_L(f->lua);
   lua_createtable(L, 256, 0);
   f->carry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -322,6 +322,10 @@ int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries) 
   sl_luafn_ctx *x = ctx;
   x->f = (sl_luafn){.fn = x->fn, .st = st, .result = result, .ctx = x, .carries = carries, .popts = &x->policy};
   return 0;
+}
+
+int sl_luafn_map_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em) {
+  return sl_luafn_emit_result(&((sl_luafn_ctx *)ctx)->f, c, in, i, em, false);
 }
 
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em) { return sl_luafn_process(&((sl_luafn_ctx *)ctx)->f, in, em); }

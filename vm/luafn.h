@@ -78,6 +78,9 @@ typedef struct sl_luafn_ctx {
 } sl_luafn_ctx;
 /* The options every simple function stage has besides `fn`. */
 #define SL_LUAFN_POLICY_OPTIONS SL_POLICY_OPTIONS(sl_luafn_ctx)
+/* The result handler of map and of the policy stage kinds (timeout, retry, circuit_breaker): the
+ * first result replaces the record; nil fails it. */
+int sl_luafn_map_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em);
 /* Their callbacks: init sets the result handler; the rest are the same for all of them. */
 int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries);
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em);
