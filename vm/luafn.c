@@ -336,6 +336,23 @@ int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *
   return rc ? rc : sl_luafn_check_policy(&x->policy, p, stage, where, err);
 }
 
+/* The flat policy options the kind's table filled (its defaults are not 0) become the stage's
+ * policy; values the user gives are checked by sl_policy_parse. */
+static void policy_set(sl_luafn_policy_ctx *k) {
+  if (k->retry.attempts || k->retry.multiplier != 0) k->x.policy.retry_set = &k->retry;
+  if (k->breaker.window || k->breaker.open_for || k->breaker.min_calls) k->x.policy.breaker_set = &k->breaker;
+}
+
+int sl_luafn_policy_init_cb(void *ctx, sl_stage *st, sl_error_t *err) {
+  policy_set(ctx);
+  return sl_luafn_init(ctx, st, sl_luafn_map_result, SL_LUAFN_CARRY_RESULT);
+}
+
+int sl_luafn_policy_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
+  policy_set(ctx);
+  return sl_luafn_check_cb(ctx, p, stage, where, err);
+}
+
 void sl_luafn_destroy_cb(void *ctx) { sl_luafn_free(&((sl_luafn_ctx *)ctx)->f); }
 
 int sl_luafn_check_policy(const sl_policy_opts *o, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
