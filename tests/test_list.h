@@ -160,3 +160,6 @@ X(flow_merge_fair)
 X(flow_memory_limit)
 X(policy_timeout_fanout)
 X(policy_retry_original_record)
+/* partition_by (tests/test_partition.c) */
+X(partition_custom_kind)
+X(partition_errors)
