@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # partition_by (issue 5): a stateful stage runs one instance per key. Per-key order is kept under
 # parallelism 2 through route and partitioned take, from YAML and from Lua: 1,000,000 records over
-# 100 keys in the normal build, 100,000 under the sanitizers (each record a Lua call or three, and
+# 100 keys in the normal build, 50,000 under the sanitizers (each record a Lua call or three, and
 # TSan is ~10x slower); a Lua checker fails the run on the first record out of order. Per-key
 # timers (throttle) on the virtual clock; configuration errors.
 . "$(dirname "$0")/lib.bash"
 
 N=1000000 TAKE=5000
-if grep -qE '^SL_(A|T)SAN:BOOL=ON' "$B/CMakeCache.txt" 2>/dev/null; then N=100000 TAKE=500; fi
+if grep -qE '^SL_(A|T)SAN:BOOL=ON' "$B/CMakeCache.txt" 2>/dev/null; then N=50000 TAKE=250; fi
 
 cat >order.yaml <<'YAML'
 # route and partition_by keep per-key order under parallelism 2
