@@ -10,6 +10,7 @@ X(lua)
 X(values)
 X(file_in)
 X(read)
+X(http_in)
 /* transforms */
 X(take)
 X(skip)

@@ -234,6 +234,10 @@ TEST(policy_circuit_breaker) {
     if (!fast && !strstr(msg, "down at")) SL__FAIL("record %lld: %s, want a call that failed", (long long)rec, msg);
   }
   ASSERT_EQ(r.stats[2].errors, 66);
+  /* its state and changes in the stats: open, half-open, open, half-open, closed */
+  ASSERT(r.stats[2].breaker && strcmp(r.stats[2].breaker, "closed") == 0);
+  ASSERT_EQ(r.stats[2].breaker_changes, 5);
+  ASSERT(r.stats[0].breaker == NULL && r.stats[0].breaker_changes == 0);
   run_free(&r);
   sl_engine_free(e);
 }

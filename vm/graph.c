@@ -204,6 +204,9 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
     sl_value_free(opts);
     return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' already started: stages can no longer be added", p->name);
   }
+  /* `file` first in a pipeline, with no input named, is the file source (file_in) */
+  if (kind && strcmp(kind, "file") == 0 && p->nnodes == 0 && !(opts.type == SL_TMAP && sl_map_getc(&opts, "input")))
+    kind = "file_in";
   const sl_stage_kind *k = sl_engine_kind(p->e, kind ? kind : "");
   if (!k) {
     const char *names[256];

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #include "alloc.h"
+#include "expr.h"
 #include "pipeline.h"
 
 /* ---- carrying -------------------------------------------------------------------------- */
@@ -157,10 +158,17 @@ int sl_luafn_ready(sl_luafn *f) {
   f->timed = f->pol.timeout > 0 || f->pol.has_retry || f->cb;
   f->lua = l;
   link_carry(f);
+  /* A predicate in the C subset skips Lua, unless its input is carried (it is in Lua already)
+   * or a policy must time and count each call. */
+  if (f->decide && !f->from && !f->timed) f->expr = sl_expr_compile(f->fn);
   return 0;
 }
 
-void sl_luafn_free(sl_luafn *f) { sl_policy_free(&f->pol); }
+void sl_luafn_free(sl_luafn *f) {
+  sl_policy_free(&f->pol);
+  sl_expr_free(f->expr);
+  f->expr = NULL;
+}
 
 /* The record at i is done with: back to its first try. */
 static void record_done(sl_luafn *f) {
@@ -271,7 +279,8 @@ static int try_record(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em) {
 /* Runs the calls of records from..len-1. */
 static int run_from(sl_luafn *f, sl_batch *in, uint32_t from, sl_emitter *em) {
   for (uint32_t i = from; i < in->len; i++) {
-    int r = try_record(f, in, i, em);
+    int t = f->expr ? sl_expr_test(f->expr, &in->recs[i]) : SL_EXPR_ASK_LUA;
+    int r = t == SL_EXPR_ASK_LUA ? try_record(f, in, i, em) : f->decide(f->ctx, t == SL_EXPR_TRUE, in, i, em);
     if (r) return r; /* SL_PARKED, SL_DONE (the rest of the batch is dropped) or a failure */
   }
   return 0;

@@ -27,6 +27,10 @@ typedef int (*sl_luafn_args)(void *ctx, lua_State *co, sl_batch *in, uint32_t i,
  * input), or < 0. */
 typedef int (*sl_luafn_result)(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em);
 
+/* A predicate stage's handling of record i once its predicate is known true or false (filter,
+ * take_while): what its result callback does with a truthy or a falsy Lua result. */
+typedef int (*sl_luafn_decide)(void *ctx, bool yes, sl_batch *in, uint32_t i, sl_emitter *em);
+
 struct sl_luafn {
   const char *fn;       /* the function option (owned by the stage's options) */
   sl_stage *st;
@@ -58,6 +62,9 @@ struct sl_luafn {
   uint64_t rng;         /* jitter */
   bool backing_off;     /* waiting to retry the record at `at` */
   bool timed;           /* a timeout, retry or breaker needs each try's start time */
+  /* Predicates evaluated in C (expr.h), for stages that set `decide`: */
+  sl_luafn_decide decide; /* what a predicate's truth does with record i, or NULL */
+  struct sl_expr *expr;   /* the compiled predicate (no policy, input not carried), or NULL */
 };
 
 /* Emits the first result of call c for input i (map, filter_map): nil is dropped when

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "policy.h"
 
 #define BATCH 256 /* records per batch a source makes, and the default output batch size */
 #define BUDGET 64 /* batches an instance handles before it yields its worker */
@@ -546,6 +547,10 @@ int sl_stage_fail(sl_stage *st, const char *fmt, ...) {
 void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize) {
   const sl_engine_config *c = &st->p->e->cfg;
   return c->alloc(c->alloc_ud, ptr, osize, nsize);
+}
+
+bool sl_stage_stopping(const sl_stage *st) {
+  return atomic_load(&st->p->stopping) || atomic_load(&st->p->aborted);
 }
 
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id) {
@@ -1101,6 +1106,11 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
   }
   o->parallelism = n->parallelism;
   o->done = atomic_load(&n->done);
+  int cb = atomic_load(&n->breaker_state);
+  if (cb) o->breaker = sl_breaker_state_name(cb - 1);
+  const sl_value *cbo = n->opts.type == SL_TMAP ? sl_map_getc(&n->opts, "circuit_breaker") : NULL;
+  if (!cb && cbo && cbo->type != SL_TNIL) o->breaker = "closed"; /* made on its first call */
+  o->breaker_changes = atomic_load(&n->st_breaker_changes);
   return 0;
 }
 
@@ -1136,11 +1146,15 @@ int sl_pipeline_stats_json(const sl_pipeline *p, sl_buf *b) {
       rc = sl_buf_printf(b,
                          ": {\"kind\": \"%s\", \"in\": %llu, \"out\": %llu, \"errors\": %llu, "
                          "\"dropped\": %llu, \"retries\": %llu, \"dead_letter\": %llu, "
-                         "\"queue_hwm\": %llu}",
+                         "\"queue_hwm\": %llu",
                          s.kind, (unsigned long long)s.in, (unsigned long long)s.out,
                          (unsigned long long)s.errors, (unsigned long long)s.dropped,
                          (unsigned long long)s.retries, (unsigned long long)s.dead_letter,
                          (unsigned long long)s.queue_hwm);
+    if (rc == 0 && s.breaker)
+      rc = sl_buf_printf(b, ", \"breaker\": \"%s\", \"breaker_changes\": %llu", s.breaker,
+                         (unsigned long long)s.breaker_changes);
+    if (rc == 0) rc = sl_buf_printf(b, "}");
   }
   return rc ? rc : sl_buf_printf(b, "}}");
 }

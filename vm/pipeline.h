@@ -171,8 +171,9 @@ struct sl_pipeline {
   sl_node *dead_letter;    /* resolved at start */
   sl_edge *dl_edge;        /* into dead_letter */
   int state;               /* SL_P_* (guarded by mu) */
-  pthread_mutex_t mu;      /* state, result, done_cv */
+  pthread_mutex_t mu;      /* state, result, done_cv, luas */
   pthread_cond_t done_cv;
+  struct sl_lua *luas;     /* every Lua state of the pipeline (vm/lua.c), for sl_pipeline_lua_memory */
   atomic_int alive;        /* tasks and open ports not yet ended */
   atomic_int producers_alive; /* non-dead-letter nodes running (closes the dead-letter edge) */
   atomic_bool started;     /* tasks may run (set by start after `alive` is counted) */
