@@ -675,6 +675,10 @@ bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq);
  * taking records. Thread-safe. */
 bool sl_stage_stopping(const sl_stage *st);
 
+/* The partition_by key of this instance (borrowed), or NULL when the stage is not partitioned:
+ * a partitioned stage runs one instance per key (a window names its key in its output). */
+const sl_value *sl_stage_key(const sl_stage *st);
+
 /* The closest of the n names to word (edit distance with transpositions, close enough to be a
  * likely typo), or NULL: for "did you mean" messages. borrows everything */
 const char *sl_did_you_mean(const char *word, const char *const *names, size_t n);

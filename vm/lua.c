@@ -663,6 +663,24 @@ int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen) {
   return sl_lua_to_value(c->co, 1, out, msg, msglen);
 }
 
+int sl_lua_apply(sl_lua *l, sl_stage *st, int ref, const sl_value *rec, sl_value *out, char **msg) {
+  *out = sl_nil();
+  sl_lua_call *c = sl_lua_call_new(l, st, ref);
+  sl_lua_push(c->co, rec);
+  int rc = sl_lua_resume(c, 1, msg);
+  if (rc == SL_LUA_ERROR) return -1;
+  if (rc == SL_LUA_PARKED) {
+    sl_lua_call_abandon(c);
+    *msg = sl__xstrdup("the function must not wait (sluice.sleep)");
+    return -1;
+  }
+  char buf[256];
+  rc = sl_lua_result(c, out, buf, sizeof buf);
+  sl_lua_call_free(c);
+  if (rc) *msg = sl__xstrdup(buf);
+  return rc ? -1 : 0;
+}
+
 void sl_lua_call_abandon(sl_lua_call *c) {
   if (c->timer >= 0 && c->st) sl_stage_timer_cancel(c->st, c->timer);
   c->timer = -1;

@@ -110,6 +110,10 @@ int sl_lua_resume(sl_lua_call *c, int nargs, char **msg);
 /* The first result of a finished call as a record in *out (nil when it returned nothing or
  * nil). errors: data (msg says why it cannot be a record) */
 int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen);
+/* Calls function `ref` on rec (borrowed) and returns its first result as a record in *out (nil
+ * when none): for decisions that must not wait (keys, predicates). Returns 0, or -1 with *msg
+ * (owned, sl__free) when it raised, waited (sluice.sleep) or returned what cannot be a record. */
+int sl_lua_apply(sl_lua *l, sl_stage *st, int ref, const sl_value *rec, sl_value *out, char **msg);
 /* Gives a finished call back to its state's pool (drops its results and emitted records). */
 void sl_lua_call_free(sl_lua_call *c);
 /* Drops a parked call for good (its coroutine is reset, then pooled). */

@@ -65,7 +65,7 @@ static void link_carry(sl_luafn *f) {
   sl_stage *ns = &nx->insts[st->index];
   if ((ns->runner ? ns->runner : ns) != (st->runner ? st->runner : st)) return;
   sl_luafn *g = &((sl_luafn_ctx *)ns->ctx)->f;
-  if (g->popts && g->popts->retry.type != SL_TNIL) return; /* each try needs the record as it came */
+  if (g->popts && (g->popts->retry.type != SL_TNIL || g->popts->retry_set)) return; /* each try needs the record as it came */
   lua_State *L = sl_lua_L(f->lua);
   lua_createtable(L, 256, 0);
   f->carry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -335,12 +335,33 @@ int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries) 
   return 0;
 }
 
+int sl_luafn_map_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em) {
+  return sl_luafn_emit_result(&((sl_luafn_ctx *)ctx)->f, c, in, i, em, false);
+}
+
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em) { return sl_luafn_process(&((sl_luafn_ctx *)ctx)->f, in, em); }
 int sl_luafn_event_cb(void *ctx, uint64_t token, sl_emitter *em) { return sl_luafn_event(&((sl_luafn_ctx *)ctx)->f, token, em); }
 int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
   sl_luafn_ctx *x = ctx;
   int rc = sl_luafn_check(x->fn, p, stage, where, err);
   return rc ? rc : sl_luafn_check_policy(&x->policy, p, stage, where, err);
+}
+
+/* The flat policy options the kind's table filled (its defaults are not 0) become the stage's
+ * policy; values the user gives are checked by sl_policy_parse. */
+static void policy_set(sl_luafn_policy_ctx *k) {
+  if (k->retry.attempts || k->retry.multiplier != 0) k->x.policy.retry_set = &k->retry;
+  if (k->breaker.window || k->breaker.open_for || k->breaker.min_calls) k->x.policy.breaker_set = &k->breaker;
+}
+
+int sl_luafn_policy_init_cb(void *ctx, sl_stage *st, sl_error_t *err) {
+  policy_set(ctx);
+  return sl_luafn_init(ctx, st, sl_luafn_map_result, SL_LUAFN_CARRY_RESULT);
+}
+
+int sl_luafn_policy_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
+  policy_set(ctx);
+  return sl_luafn_check_cb(ctx, p, stage, where, err);
 }
 
 void sl_luafn_destroy_cb(void *ctx) { sl_luafn_free(&((sl_luafn_ctx *)ctx)->f); }

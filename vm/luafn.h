@@ -85,12 +85,26 @@ typedef struct sl_luafn_ctx {
 } sl_luafn_ctx;
 /* The options every simple function stage has besides `fn`. */
 #define SL_LUAFN_POLICY_OPTIONS SL_POLICY_OPTIONS(sl_luafn_ctx)
+/* The result handler of map and of the policy stage kinds (timeout, retry, circuit_breaker): the
+ * first result replaces the record; nil fails it. */
+int sl_luafn_map_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em);
 /* Their callbacks: init sets the result handler; the rest are the same for all of them. */
 int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries);
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em);
 int sl_luafn_event_cb(void *ctx, uint64_t token, sl_emitter *em);
 int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
 void sl_luafn_destroy_cb(void *ctx);
+/* The context of the `retry` and `circuit_breaker` stage kinds: a function stage whose policy
+ * options are flat in its own table (SL_RETRY_OPTION_LIST / SL_BREAKER_OPTION_LIST at the offsets
+ * of `retry` / `breaker`). Its init and check use what the kind's table filled (the other
+ * struct stays zero). */
+typedef struct sl_luafn_policy_ctx {
+  sl_luafn_ctx x;          /* first: the callbacks above take it as an sl_luafn_ctx */
+  sl_retry retry;          /* options of the retry kind */
+  sl_breaker_opts breaker; /* options of the circuit_breaker kind */
+} sl_luafn_policy_ctx;
+int sl_luafn_policy_init_cb(void *ctx, sl_stage *st, sl_error_t *err);
+int sl_luafn_policy_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
 /* Checks policy options (and compiles retry_on) at add time. errors: config */
 int sl_luafn_check_policy(const sl_policy_opts *o, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
 /* Releases what sl_luafn_ready resolved. */
