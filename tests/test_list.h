@@ -163,6 +163,7 @@ X(flow_merge_fair)
 X(flow_memory_limit)
 X(policy_timeout_fanout)
 X(policy_retry_original_record)
+X(policy_fanout_retry_breaker)
 X(pipeline_lua_memory)
 /* event loop: persistent fd watches, the virtual clock hold (tests/test_loop.c) */
 X(loop_io_level_and_modify)

@@ -178,12 +178,8 @@ static void record_done(sl_luafn *f) {
 
 /* Should a try that failed with msg be retried? Runs retry_on(r, e) when given; e is the value
  * the function raised when it was a table (an HTTP error: e.status, e.kind), else msg. */
-static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg, bool lua_err) {
-  if (f->retry_on == LUA_NOREF) return true;
-  sl_lua_call *c = sl_lua_call_new(f->lua, f->st, f->retry_on);
-  if (f->from) push_carried(c->co, f->from, i);
-  else sl_lua_push(c->co, &in->recs[i]);
-  if (lua_err) sl_lua_push_error(f->lua, c->co, msg);
+bool sl_luafn_ask_retry(sl_lua *lua, sl_stage *st, sl_lua_call *c, const char *msg, bool lua_err) {
+  if (lua_err) sl_lua_push_error(lua, c->co, msg);
   else lua_pushstring(c->co, msg);
   char *err = NULL;
   int rc = sl_lua_resume(c, 2, &err);
@@ -193,12 +189,20 @@ static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg, 
     sl_lua_call_free(c);
   } else if (rc == SL_LUA_PARKED) {
     sl_lua_call_abandon(c);
-    sl_stage_log(f->st, SL_LOG_WARN, "retry_on must not wait: not retrying");
+    sl_stage_log(st, SL_LOG_WARN, "retry_on must not wait: not retrying");
   } else {
-    sl_stage_log(f->st, SL_LOG_WARN, "retry_on failed (not retrying): %s", err);
+    sl_stage_log(st, SL_LOG_WARN, "retry_on failed (not retrying): %s", err);
     sl__free(err);
   }
   return yes;
+}
+
+static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg, bool lua_err) {
+  if (f->retry_on == LUA_NOREF) return true;
+  sl_lua_call *c = sl_lua_call_new(f->lua, f->st, f->retry_on);
+  if (f->from) push_carried(c->co, f->from, i);
+  else sl_lua_push(c->co, &in->recs[i]);
+  return sl_luafn_ask_retry(f->lua, f->st, c, msg, lua_err);
 }
 
 /* Try number f->attempt of record i failed with msg (owned): wait and retry (SL_PARKED), or

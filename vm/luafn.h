@@ -110,6 +110,10 @@ int sl_luafn_check_policy(const sl_policy_opts *o, sl_pipeline *p, const char *s
 /* Releases what sl_luafn_ready resolved. */
 void sl_luafn_free(sl_luafn *f);
 
+/* retry_on(r, e) of call c, made with sl_lua_call_new(lua, st, retry_on ref) and holding the
+ * record r: pushes e (msg, or the error value a Lua error raised) and runs it. True: retry. */
+bool sl_luafn_ask_retry(sl_lua *lua, sl_stage *st, sl_lua_call *c, const char *msg, bool lua_err);
+
 /* Loads the state and the function on first use. Returns 0 or < 0 (the pipeline fails). */
 int sl_luafn_ready(sl_luafn *f);
 /* process(): calls for each record from 0. */
@@ -133,8 +137,12 @@ typedef struct sl_luafan_ctx {
   sl_luafan_item *ring;  /* records in input order, from `base` */
   uint64_t base, head, tail, next; /* ring seq numbers: first held, first to emit, end, next to start */
   size_t cap;
-  int64_t inflight;      /* calls parked */
-  int64_t timeout;       /* option: deadline of each call (ns, 0: none) */
+  int64_t inflight;      /* slots taken: calls parked, and records waiting to be retried */
+  sl_policy_opts policy; /* options: timeout, retry, circuit_breaker */
+  sl_policy pol;         /* resolved when the state is loaded */
+  sl_breaker *cb;        /* the stage's breaker, or NULL */
+  int retry_on;          /* registry ref of retry_on, or LUA_NOREF */
+  uint64_t rng;          /* jitter */
 } sl_luafan_ctx;
 int sl_luafan_init(void *ctx, sl_stage *st, bool ordered);
 int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em);
