@@ -170,6 +170,7 @@ static bool same_file(const char *a, const char *b) {
 }
 
 int main(int argc, char **argv) {
+  sl_tune_malloc(); /* as the sluice program does */
   size_t mib = 256;
   int runs = 1;
   const char *dir = "/tmp";

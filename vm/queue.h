@@ -59,6 +59,7 @@ typedef struct sl_edge {
   bool producer_waiting;     /* a producer found no room: wake it on pop */
   atomic_uint_least64_t *mem_used; /* the pipeline's queued bytes (memory_limit), or NULL: not counted */
   int port;                  /* output of `from` it carries: -1 every record, else an output number */
+  int inst;                  /* the one instance of `to` that pops it (partition_by), or -1: any */
   struct sl_node *from;      /* producer (NULL for the dead-letter edge) */
   struct sl_node *to;        /* consumer */
 } sl_edge;
