@@ -78,10 +78,10 @@ grep -qF "\"id\": \"$first\"" ids.jsonl || grep -qF "\"id\":\"$first\"" ids.json
 
 # ---- the pipeline docs/scaling.md shows, as it is written there
 awk '/<!-- scaling.yaml:/ {on = 1; next} on && /^```yaml/ {inb = 1; next} inb && /^```/ {exit} inb' "$ROOT/docs/scaling.md" >scaling.yaml
-grep -q redis_stream_in scaling.yaml || fail "no pipeline found in docs/scaling.md"
+grep -q "group: enrich" scaling.yaml || fail "no pipeline found in docs/scaling.md"
 # entries added before the group exists are not read (start: $): only the second ten count
 for i in 1 2 3 4 5 6 7 8 9 10; do rcli XADD events '*' body "hello$i" >/dev/null; done
-REDIS_URL=$RURL "$S" run scaling.yaml --quiet >sc.out 2>sc.err &
+REDIS_URL=$RURL "$S" run scaling.yaml >sc.out 2>sc.err &
 pid=$!
 cleanup_pids+=("$pid")
 enriched() { [ "$(rraw XLEN enriched)" = 10 ] && [ "$(rraw XPENDING events enrich | head -1)" = 0 ]; }
@@ -92,6 +92,7 @@ wait_for 30 enriched
 kill -INT $pid
 rc=0; wait $pid || rc=$?
 [ $rc -eq 130 ] || { cat sc.err; fail "scaling.yaml: exit $rc after SIGINT"; }
+grep -q "redis_stream_in" sc.err || fail "the first redis_stream did not read: $(cat sc.err)"
 rraw XRANGE enriched - + COUNT 1 | grep -qx 6 || fail "scaling.yaml: no size field: $(rraw XRANGE enriched - + COUNT 1)"
 
 # ---- a key that is not a stream: the run fails (exit 1) with the server's reason
