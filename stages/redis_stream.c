@@ -7,6 +7,8 @@
  * server confirmed every XADD, so an upstream redis_stream_in acknowledges its entries only once
  * they are written here.
  *
+ * `timeout` bounds each read and write of a try (the socket timeout): a server that does not
+ * answer in time fails the try with "timeout after <d>", like a lost connection.
  * A lost connection fails the try of the batch: with `retry` the stage waits (an engine timer)
  * and sends again the commands without a reply, and `circuit_breaker` stops trying a
  * failing server, both as on Lua function stages (policy.h). Without `retry` it retries forever
@@ -195,6 +197,11 @@ static void run_job(sink *s, job *j) {
     redisReply *r;
     int rc = sl_redis_reply(s->c, &r, msg, sizeof msg);
     if (rc == SL_EIO) {
+      if (s->pol.timeout > 0 && strstr(msg, "temporarily unavailable")) { /* the socket timeout: `timeout` */
+        char *t = sl_policy_timeout_msg(s->pol.timeout);
+        snprintf(msg, sizeof msg, "%s", t);
+        sl__free(t);
+      }
       snprintf(j->io_err, sizeof j->io_err, "redis %s:%d: %s", s->addr.host, s->addr.port, msg);
       redisFree(s->c);
       s->c = NULL;

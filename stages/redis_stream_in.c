@@ -396,6 +396,18 @@ static bool heartbeat(src *s) {
   }
 }
 
+/* A default-named consumer (hostname-pid) that holds no pending entry removes itself from the
+ * group when it stops, so restarts do not pile up dead names. One with pending entries stays:
+ * removing it would drop them (another consumer claims them after claim_idle). */
+static void forget_me(src *s) {
+  redisReply *r = redisCommandArgv(s->c, 7, (const char *[]){"XPENDING", s->stream, s->group, "-", "+", "1", s->name}, NULL);
+  bool none = r && r->type == REDIS_REPLY_ARRAY && r->elements == 0;
+  if (r) freeReplyObject(r);
+  if (!none) return;
+  r = redisCommandArgv(s->c, 5, (const char *[]){"XGROUP", "DELCONSUMER", s->stream, s->group, s->name}, NULL);
+  if (r) freeReplyObject(r);
+}
+
 static int64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -472,6 +484,7 @@ static void *io_main(void *arg) {
   }
   if (s->xack && s->c && !send_acks(s))
     sl_stage_log(s->st, SL_LOG_WARN, "redis: the last acknowledgements were not sent; their entries stay pending");
+  if (s->c && !s->xack && !(s->consumer && *s->consumer)) forget_me(s);
   return NULL;
 }
 

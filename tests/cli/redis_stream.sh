@@ -53,6 +53,18 @@ expect 0 "$S" run w.yaml --quiet
 n=$(redis-cli -p "$RPORT" -n 3 XLEN trimmed)
 [ "$n" -ge 100 ] && [ "$n" -lt 1000 ] || fail "maxlen 100 left $n entries"
 
+# ---- timeout: a server that does not answer (writes paused) fails the try after it
+rcli CLIENT PAUSE 10000 WRITE >/dev/null
+cat >slow.yaml <<EOF
+dead_letter: { file: { path: slow.jsonl } }
+stages:
+  - generate: { count: 3 }
+  - redis_stream: { url: "$RURL", stream: paused, timeout: 100ms, retry: { attempts: 1 } }
+EOF
+expect 0 "$S" run slow.yaml --quiet
+rcli CLIENT UNPAUSE >/dev/null
+[ "$(grep -c 'timeout after 100ms' slow.jsonl)" = 3 ] || fail "timeout: $(cat slow.jsonl)"
+
 # ---- the source: fields: <name>, a missing field goes to the dead letter, id_field
 for i in 1 2 3; do rcli XADD src '*' line "l$i" >/dev/null; done
 rcli XADD src '*' other x >/dev/null
@@ -93,6 +105,8 @@ kill -INT $pid
 rc=0; wait $pid || rc=$?
 [ $rc -eq 130 ] || { cat sc.err; fail "scaling.yaml: exit $rc after SIGINT"; }
 grep -q "redis_stream_in" sc.err || fail "the first redis_stream did not read: $(cat sc.err)"
+# it had a default name (hostname-pid) and nothing pending: it left the group when it stopped
+[ -z "$(rraw XINFO CONSUMERS events enrich)" ] || fail "a stopped default-named consumer stays in the group"
 rraw XRANGE enriched - + COUNT 1 | grep -qx 6 || fail "scaling.yaml: no size field: $(rraw XRANGE enriched - + COUNT 1)"
 
 # ---- a key that is not a stream: the run fails (exit 1) with the server's reason
