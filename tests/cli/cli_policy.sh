@@ -77,5 +77,7 @@ expect 0 "$S" run --virtual-time --progress --stats cb.json cb.yaml
 [ "$(stats_get cb.json call breaker_changes)" -eq 5 ] || fail "breaker changes in stats: $(cat cb.json)"
 python3 -c 'import json,sys; s=json.load(open("cb.json"))["stages"]; sys.exit("breaker" in s["generate#1"])' \
   || fail "a stage without a breaker has one in stats: $(cat cb.json)"
-err_has "breaker" "closed/0" "circuit breaker closed after 5 state changes" # the first drawing, then the summary
+# the progress table has a breaker column (what its first drawing shows depends on when it is
+# drawn: real time), and the summary says where the breaker ended
+err_has "breaker" "circuit breaker closed after 5 state changes"
 seq 22 40 | cmp -s - cb.txt || fail "breaker output: $(cat cb.txt)"
