@@ -5,11 +5,12 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-# Debian packages the build, the tests and the benchmarks need (jq, miller, mawk, jansson and
-# json-c only for bench/: the tools and libraries our codecs are measured against).
+# Debian packages the build, the tests and the benchmarks need (jq, miller, mawk, gawk, luajit,
+# jansson and json-c only for bench/: the tools and libraries sluice is measured against).
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
        clang libclang-rt-14-dev graphviz lz4 libpcre2-dev libedit-dev tmux \
-       jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl
+       jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl \
+       python3 gawk luajit
 
 .PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
 

@@ -6,6 +6,9 @@
  * (and back) in the same run.
  *
  *   bench_protect [MiB] [--runs R] [--dir D]     (default 256 MiB, 1 run; 1024 for the real run)
+ *   bench_protect --make FILE MiB                 writes the access-log text (what bench/run uses)
+ *   bench_protect --libs FILE seal|open           the libraries alone on FILE's chunks: one
+ *                                                 "BENCH {json}" line with the seconds of that half
  *
  * Prints MB/s of input (plaintext) bytes per second; medians of R runs. The key comes from
  * key_env (no KDF: the passphrase's Argon2id is a one-time ~0.3 s, not throughput).
@@ -170,6 +173,23 @@ static bool same_file(const char *a, const char *b) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 4 && !strcmp(argv[1], "--make")) {
+    make_log(argv[2], (size_t)atol(argv[3]));
+    return 0;
+  }
+  if (argc == 4 && !strcmp(argv[1], "--libs")) {
+    size_t len;
+    char *text = slurp(argv[2], &len);
+    if (!text) {
+      perror(argv[2]);
+      return 1;
+    }
+    double seal, open;
+    libs_alone(text, len, &seal, &open);
+    free(text);
+    printf("BENCH {\"seconds\": %.6f, \"bytes\": %zu}\n", strcmp(argv[3], "open") ? seal : open, len);
+    return 0;
+  }
   size_t mib = 256;
   int runs = 1;
   const char *dir = "/tmp";
