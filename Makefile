@@ -56,10 +56,12 @@ fuzz: deps
 	    build-fuzz/corpus-$$t fuzz/corpus/$$t; \
 	done
 
+# Every workload against its peers, one table, JSON in bench/results/ (bench/README.md).
+# make bench QUICK=1: the one-minute version; BENCH_ARGS="--only logs,json_etl" and the like.
 bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS)
-	bash bench/run build-release
+	python3 bench/run build-release $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # An example pipeline end to end: examples/access_errors.yaml on a log the demo generates.
 demo: build
