@@ -7,7 +7,9 @@
  * between: its own high-water is ~1 MiB, and the command it forks reports its own peak (for a
  * shell pipeline, the largest process's, as wait4 merges the children a process waited for).
  *
- * usage: bench_spawn RESULT_FILE CMD [ARG...]   writes "SECONDS PEAK_RSS_KIB\n"; exits as CMD did
+ * usage: bench_spawn RESULT_FILE CMD [ARG...]
+ *   writes "SECONDS PEAK_RSS_KIB CPU_SECONDS\n" (CPU: user + system of CMD and the children it
+ *   waited for); exits as CMD did
  */
 #include <stdio.h>
 #include <sys/resource.h>
@@ -40,7 +42,9 @@ int main(int argc, char **argv) {
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   FILE *f = fopen(argv[1], "w");
-  if (!f || fprintf(f, "%.6f %ld\n", (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, ru.ru_maxrss) < 0 ||
+  double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  if (!f ||
+      fprintf(f, "%.6f %ld %.3f\n", (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, ru.ru_maxrss, cpu) < 0 ||
       fclose(f) != 0) {
     perror(argv[1]);
     return 127;
