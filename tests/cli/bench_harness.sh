@@ -48,6 +48,11 @@ try:
     raise AssertionError("a failing command must raise")
 except run.BenchError as e:
     assert "exit 3" in str(e), e
+try:
+    ctx.measure([run.Variant("gone", "no-such-peer-tool --x > %s" % o("e"), kind="peer", out=o("e"))], runs=1)
+    raise AssertionError("a missing peer must raise")
+except run.BenchError as e:
+    assert "no-such-peer-tool is not installed" in str(e), e
 print("harness ok")
 PY
 expect 0 python3 h.py "$ROOT/bench/run" "$B"
