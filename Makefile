@@ -61,7 +61,7 @@ fuzz: deps
 bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS)
-	python3 bench/run build-release $(if $(QUICK),--quick) $(BENCH_ARGS)
+	python3 bench/run build-release --no-build $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # An example pipeline end to end: examples/access_errors.yaml on a log the demo generates.
 demo: build
