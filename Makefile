@@ -6,11 +6,12 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
 # Debian packages the build, the tests and the benchmarks need (jq, miller, mawk, gawk, luajit,
-# jansson and json-c only for bench/: the tools and libraries sluice is measured against).
+# jansson and json-c only for bench/: the tools and libraries sluice is measured against;
+# redis-server and redis-tools for the redis_stream tests and bench_redis_stream).
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
        clang libclang-rt-14-dev graphviz lz4 libpcre2-dev libedit-dev tmux \
-       jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl \
-       python3 gawk luajit
+       jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl libmicrohttpd-dev curl libcurl4-openssl-dev \
+       libhiredis-dev redis-server redis-tools python3 gawk luajit
 
 .PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
 

@@ -9,6 +9,7 @@
  *   run.c       run_      `sluice run`: the main thread owns the pipeline, signals, --stats;
  *                         the run loop the REPL shares (run_pipeline)
  *   progress.c  progress_ the live table on a terminal and the summary at the end
+ *   metrics.c   metrics_  `run --metrics`: /metrics, /stats, /health over HTTP
  *   check.c     check_    `sluice check`
  *   graph.c     graph_    `sluice graph` (dot, mermaid), the REPL's ASCII drawing
  *   repl.c      repl_     `sluice repl`: the loop, the :commands, the run hook (docs/repl.md)
@@ -130,6 +131,7 @@ typedef struct run_ctx {
   bool interrupted;     /* a signal ended a run */
   int status;           /* exit status of the last run */
   bool reported;        /* the last run's failure was printed (the script's error is not) */
+  struct metrics *metrics; /* --metrics server (shows the pipeline while it runs), or NULL */
 } run_ctx;
 /* Starts p and waits for its end on this thread, drawing progress and acting on *c->signals (one:
  * drain, bounded by drain_timeout; two: abort); prints the summary. Returns the exit status
@@ -150,6 +152,20 @@ void progress_free(progress *pr);
  * starts with '_' (helpers a tool added, such as the REPL's peek) are left out here and in the
  * table. */
 void progress_summary(FILE *f, sl_pipeline *p, const char *outcome);
+
+/* ---- metrics.c: `sluice run --metrics ADDR` -------------------------------------------- */
+
+typedef struct metrics metrics;
+/* Splits ADDR (PORT, HOST:PORT or [V6]:PORT; host default 127.0.0.1). -1 when malformed. */
+int metrics_parse_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);
+/* Listens on addr (own thread); prints the problem and returns -1 when it cannot. */
+int metrics_start(const char *addr, metrics **out);
+/* The pipeline to serve (until detached; it must live until then). NULL-safe. */
+void metrics_attach(metrics *m, sl_pipeline *p);
+/* /health says 503 from now on. */
+void metrics_draining(metrics *m);
+void metrics_detach(metrics *m);
+void metrics_stop(metrics *m);
 
 /* ---- verbs --------------------------------------------------------------------------- */
 

@@ -24,7 +24,7 @@ static const char usage_top[] =
 
 static const char usage_run[] =
     "usage: sluice run FILE [--set PATH=VALUE]... [--workers N] [--virtual-time]\n"
-    "                       [--progress|--quiet] [--stats FILE] [ARGS...]\n"
+    "                       [--progress|--quiet] [--stats FILE] [--metrics ADDR] [ARGS...]\n"
     "\n"
     "Runs a pipeline file: YAML (.yaml, .yml) or a Lua script (.lua).\n"
     "\n"
@@ -35,6 +35,8 @@ static const char usage_run[] =
     "  --progress        draw the live table even when stderr is not a terminal\n"
     "  --quiet           no progress table, no summary, no warnings (errors are printed)\n"
     "  --stats FILE      write the stats as JSON to FILE when the run ends\n"
+    "  --metrics ADDR    serve /metrics (Prometheus), /stats (JSON) and /health over HTTP while\n"
+    "                    it runs; ADDR is PORT or HOST:PORT (the host defaults to 127.0.0.1)\n"
     "\n"
     "ARGS after FILE go to a Lua script (its arg table); put -- before ones that start with -.\n"
     "Ctrl-C (SIGINT) or SIGTERM drains: sources stop, records in flight reach the sinks; a second\n"

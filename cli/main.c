@@ -17,6 +17,7 @@ static const verb verbs[] = {
 };
 
 int main(int argc, char **argv) {
+  sl_tune_malloc();
   if (argc < 2) {
     help_usage(stderr);
     return CLI_USAGE;

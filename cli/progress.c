@@ -94,6 +94,15 @@ void progress_erase(progress *pr) {
   fflush(stderr);
 }
 
+/* Whether a stage has a circuit breaker (its column is shown then: state/changes). */
+static bool any_breaker(sl_pipeline *p) {
+  for (size_t i = 0; i < sl_pipeline_stage_count(p); i++) {
+    sl_stage_stats s;
+    if (sl_pipeline_stats(p, i, &s) == 0 && s.breaker) return true;
+  }
+  return false;
+}
+
 void progress_tick(progress *pr, bool force) {
   if (!pr) return;
   int64_t now = mono_ns();
@@ -108,8 +117,9 @@ void progress_tick(progress *pr, bool force) {
   if (pr->n + 2 > (size_t)height - 1) shown = (size_t)height - 4;
   char line[512];
   progress_erase(pr);
-  snprintf(line, sizeof line, "%-*s %-*s %8s %8s %8s %11s %7s %7s", NAME_W, "stage", KIND_W, "kind", "in",
-           "out", "rate/s", "queue", "errors", "dropped");
+  bool breakers = any_breaker(pr->p);
+  snprintf(line, sizeof line, "%-*s %-*s %8s %8s %8s %11s %7s %7s%s", NAME_W, "stage", KIND_W, "kind", "in",
+           "out", "rate/s", "queue", "errors", "dropped", breakers ? "  breaker" : "");
   put_line(line, width);
   int lines = 1;
   for (size_t i = 0; i < pr->n; i++) {
@@ -143,8 +153,10 @@ void progress_tick(progress *pr, bool force) {
     }
     human(errors, sizeof errors, (double)s.errors);
     human(dropped, sizeof dropped, (double)s.dropped);
-    snprintf(line, sizeof line, "%-*.*s %-*.*s %8s %8s %8s %11s %7s %7s", NAME_W, NAME_W, s.name, KIND_W, KIND_W,
-             s.kind, in, out, rate, queue, errors, dropped);
+    char breaker[48] = "";
+    if (s.breaker) snprintf(breaker, sizeof breaker, "  %s/%llu", s.breaker, (unsigned long long)s.breaker_changes);
+    snprintf(line, sizeof line, "%-*.*s %-*.*s %8s %8s %8s %11s %7s %7s%s", NAME_W, NAME_W, s.name, KIND_W, KIND_W,
+             s.kind, in, out, rate, queue, errors, dropped, breaker);
     put_line(line, width);
     lines++;
   }
@@ -165,6 +177,9 @@ void progress_summary(FILE *f, sl_pipeline *p, const char *outcome) {
     fprintf(f, "  %-*s %-*s %12llu %12llu %9llu %9llu\n", NAME_W, s.name, KIND_W, s.kind,
             (unsigned long long)s.in, (unsigned long long)s.out, (unsigned long long)s.errors,
             (unsigned long long)s.dropped);
+    if (s.breaker)
+      fprintf(f, "  %-*s circuit breaker %s after %llu state changes\n", NAME_W, "", s.breaker,
+              (unsigned long long)s.breaker_changes);
   }
   fflush(f);
 }

@@ -119,6 +119,7 @@ int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
     else fprintf(stderr, "sluice: cannot start pipeline '%s': %s\n", sl_pipeline_name(p), err->msg);
     return rc == SL_ECONFIG ? CLI_USAGE : CLI_FAILED;
   }
+  metrics_attach(c->metrics, p);
   pthread_mutex_lock(&c->log->mu);
   c->log->progress = pr;
   if (pr) progress_tick(pr, true);
@@ -134,6 +135,7 @@ int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
       stopping = true;
       drain_deadline = mono_ns() + drain_timeout(p);
       say(c, "interrupted: draining (interrupt again to abort)");
+      metrics_draining(c->metrics);
       sl_pipeline_stop(p);
     }
     if (stopping && !aborting && (seen >= 2 || mono_ns() > drain_deadline)) {
@@ -148,6 +150,7 @@ int run_pipeline(run_ctx *c, sl_pipeline *p, sl_error_t *err) {
     }
   }
   tick(c);
+  metrics_detach(c->metrics);
   pthread_mutex_lock(&c->log->mu);
   if (pr) progress_erase(pr);
   c->log->progress = NULL;
@@ -198,7 +201,7 @@ static int lua_hook(void *ud, sl_pipeline *p, sl_error_t *err) {
   }
 }
 
-enum { F_SET, F_WORKERS, F_VIRTUAL, F_PROGRESS, F_QUIET, F_STATS };
+enum { F_SET, F_WORKERS, F_VIRTUAL, F_PROGRESS, F_QUIET, F_STATS, F_METRICS };
 static const args_flag run_flags[] = {
     [F_SET] = {"set", true, true},
     [F_WORKERS] = {"workers", true, false},
@@ -206,6 +209,7 @@ static const args_flag run_flags[] = {
     [F_PROGRESS] = {"progress", false, false},
     [F_QUIET] = {"quiet", false, false},
     [F_STATS] = {"stats", true, false},
+    [F_METRICS] = {"metrics", true, false},
     {NULL, false, false},
 };
 
@@ -244,6 +248,11 @@ int run_main(int argc, char **argv) {
     status = args_error("run", usage, "--set applies to YAML files; pass arguments to a Lua script after FILE");
     goto done;
   }
+  char mhost[256], mport[16];
+  if (a.values[F_METRICS] && metrics_parse_addr(a.values[F_METRICS], mhost, sizeof mhost, mport, sizeof mport) != 0) {
+    status = args_error("run", usage, "--metrics '%s': give PORT or HOST:PORT", a.values[F_METRICS]);
+    goto done;
+  }
   bool quiet = a.values[F_QUIET] != NULL;
   bool virtual_time = a.values[F_VIRTUAL] != NULL;
   load_log log;
@@ -255,6 +264,11 @@ int run_main(int argc, char **argv) {
   c.stats = a.values[F_STATS];
   c.log = &log;
   c.signals = &signals_seen;
+  if (a.values[F_METRICS] && metrics_start(a.values[F_METRICS], &c.metrics) != 0) {
+    load_log_close(&log);
+    status = CLI_FAILED;
+    goto done;
+  }
   install_handlers();
   if (type == LOAD_YAML) {
     load_yaml y;
@@ -273,6 +287,7 @@ int run_main(int argc, char **argv) {
     if (c.interrupted) status = CLI_INTERRUPTED;
     else if (status == CLI_FAILED && c.status != CLI_OK) status = c.status; /* the run's own */
   }
+  metrics_stop(c.metrics);
   load_log_close(&log);
 done:
   args_free(&a);

@@ -211,6 +211,13 @@ typedef struct sl_engine_config {
 } sl_engine_config;
 
 void sl_engine_config_init(sl_engine_config *cfg);
+/* Optional, process-wide, once at the start of main(): tunes glibc's malloc for sluice's
+ * records, as the sluice program does. Records of a MiB or more (read, compress and encrypt
+ * chunks) are made and freed by the thousand; glibc maps each one on its own and returns it to
+ * the kernel at free, so every chunk costs page faults and zeroing (a third of a restore's time).
+ * This keeps blocks below 64 MiB in the heap and up to 64 MiB of freed memory for reuse. Without
+ * glibc it does nothing. */
+void sl_tune_malloc(void);
 /* Creates an engine with its worker threads and event loop. errors: nomem, inval, io */
 int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err);
 /* Stops the threads and frees the engine. Every pipeline of it must be freed first. */
@@ -441,15 +448,20 @@ typedef struct sl_stage_stats {
   uint64_t queue_hwm; /* highest queue_len seen */
   int parallelism;    /* instances */
   bool done;          /* this stage has finished */
+  const char *breaker; /* its circuit breaker's state: "closed", "open", "half_open"; NULL without one */
+  uint64_t breaker_changes; /* state changes of its circuit breaker */
 } sl_stage_stats;
 size_t sl_pipeline_stage_count(const sl_pipeline *p);
 int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *out);
 /* memory_limit: the estimated bytes of records queued now, and the most seen (both 0 without a
  * memory_limit, when nothing is counted). Readable while running. */
 void sl_pipeline_memory(const sl_pipeline *p, uint64_t *used, uint64_t *peak);
+/* Bytes held by the pipeline's Lua states (one per worker task running Lua), now. Thread-safe. */
+uint64_t sl_pipeline_lua_memory(const sl_pipeline *p);
 /* Seconds on the engine clock since start (until the end, once ended). */
 double sl_pipeline_elapsed(const sl_pipeline *p);
-/* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out. errors: nomem */
+/* Writes {"elapsed_s": ..., "stages": {"<name>": {"in": N, ...}, ...}} to out; a stage with a
+ * circuit breaker also has "breaker" (its state) and "breaker_changes". errors: nomem */
 int sl_pipeline_stats_json(const sl_pipeline *p, sl_buf *out);
 
 /* ---------------------------------------------------------------------------------------------
@@ -658,6 +670,14 @@ void *sl_stage_sibling(const sl_stage *st, int i);
  * stage's input (numbers are unique and increase, but may skip values). false when there is one
  * instance (batches then come in order) or the output is unordered (no order exists). */
 bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq);
+
+/* True once the pipeline drains or aborts: a source that serves outside callers (http_in) stops
+ * taking records. Thread-safe. */
+bool sl_stage_stopping(const sl_stage *st);
+
+/* The partition_by key of this instance (borrowed), or NULL when the stage is not partitioned:
+ * a partitioned stage runs one instance per key (a window names its key in its output). */
+const sl_value *sl_stage_key(const sl_stage *st);
 
 /* The closest of the n names to word (edit distance with transpositions, close enough to be a
  * likely typo), or NULL: for "did you mean" messages. borrows everything */

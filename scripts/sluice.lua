@@ -115,7 +115,7 @@ function Pipeline:add(kind, ...)
       _sl.config_error(string.format("%sroute outputs are tried in order: in Lua write them as a list, { {name1 = pred1}, {name2 = pred2} }", at))
     end
   end
-  for _, k in ipairs { "fn", "key" } do -- a script's global function, named: ship the function
+  for _, k in ipairs { "fn", "key", "partition_by" } do -- a script's global function, named: ship the function
     if type(opts[k]) == "string" and type(_G[opts[k]]) == "function" then opts[k] = _G[opts[k]] end
   end
   self:_step(_sl.add, kind, ship_all(opts, at), at)

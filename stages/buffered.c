@@ -6,7 +6,7 @@
 static const sl_option options[] = {
     {SL_OPT_INT, "concurrency", NULL, offsetof(sl_luafan_ctx, concurrency), "calls in flight at most", NULL, SL_OPT_REQUIRED},
     {SL_OPT_STRING, "fn", NULL, offsetof(sl_luafan_ctx, fn), "Lua function of the record r returning the output record (nil drops it); it may wait (sluice.sleep)", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY | SL_OPT_LUA},
-    {SL_OPT_DURATION, "timeout", NULL, offsetof(sl_luafan_ctx, timeout), "deadline of each call: a call still waiting then is cancelled and the record fails with \"timeout after <d>\"", NULL, 0},
+    SL_POLICY_OPTIONS(sl_luafan_ctx),
     SL_OPTIONS_END,
 };
 

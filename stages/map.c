@@ -10,11 +10,7 @@ static const sl_option options[] = {
 };
 
 /* The result replaces the record; nil is an error (filter_map drops records). */
-static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitter *em) {
-  return sl_luafn_emit_result(&((sl_luafn_ctx *)c)->f, call, in, i, em, false);
-}
-
-static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, result, SL_LUAFN_CARRY_RESULT); }
+static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init(c, st, sl_luafn_map_result, SL_LUAFN_CARRY_RESULT); }
 
 const sl_stage_kind sl_stage_map = {
     .abi = SL_STAGE_ABI,

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "sluice.h"
+#include "value.h"
 
 enum { F_SPLIT = 0, F_REGEX, F_LOGFMT, F_KV, F_JSON };
 enum { T_STRING = 0, T_INT, T_DOUBLE, T_BOOL, T_JSON, T_AUTO, T_NONE };
@@ -182,6 +183,9 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
       for (size_t i = 0; i < p->nnames; i++) {
         const sl_value *n = sl_array_get(&p->names, i);
         if (n->type != SL_TSTR) return sl_error_set(err, SL_ECONFIG, NULL, "names: item %zu is not a string", i + 1);
+        for (size_t k = 0; k < i; k++)
+          if (sl_value_equal(n, sl_array_get(&p->names, k)))
+            return sl_error_set(err, SL_ECONFIG, NULL, "names: '%s' is named twice (items %zu and %zu); give each field its own name", sl_str_data(n), k + 1, i + 1);
         p->ntypes[i] = type_by_name(p, sl_str_data(n), sl_str_len(n));
       }
       if (p->types.type == SL_TARRAY) return sl_error_set(err, SL_ECONFIG, NULL, "with names, types is a map of name to type");
@@ -250,6 +254,21 @@ static int put_field(parse *p, sl_value *m, const char *k, size_t klen, int t, c
   return 0;
 }
 
+/* put_field for the name at position i of split's names: they are distinct (checked at init),
+ * so the field is appended without a lookup, and the key shared with the options. */
+static int put_named(parse *p, sl_value *m, size_t i, const char *s, size_t n, char *msg, size_t msglen) {
+  const sl_value *k = sl_array_get(&p->names, i);
+  sl_value v;
+  if (convert(p->ntypes[i], s, n, &v, msg, msglen) != 0) {
+    char m2[500];
+    snprintf(m2, sizeof m2, "field '%.60s': %.300s", sl_str_data(k), msg);
+    snprintf(msg, msglen, "%.*s", (int)msglen - 1, m2);
+    return -1;
+  }
+  sl__map_append(m, sl_value_ref(k), v);
+  return 0;
+}
+
 static int do_split(parse *p, const char *s, size_t n, sl_value *out, char *msg, size_t msglen) {
   const char *end = s + n, *sep = p->sep;
   size_t seplen = p->seplen, nf = 0;
@@ -305,8 +324,7 @@ static int do_split(parse *p, const char *s, size_t n, sl_value *out, char *msg,
         snprintf(msg, msglen, "more than the %zu fields named", p->nnames);
         goto fail;
       }
-      const sl_value *k = sl_array_get(&p->names, nf);
-      if (put_field(p, &res, sl_str_data(k), sl_str_len(k), p->ntypes[nf], f, fn, msg, msglen)) goto fail;
+      if (put_named(p, &res, nf, f, fn, msg, msglen)) goto fail;
     } else {
       const sl_value *tv = p->types.type == SL_TARRAY ? sl_array_get(&p->types, nf) : NULL;
       sl_value v;

@@ -4,6 +4,10 @@
  * of r), each key has its own accumulator and the output is one {key = k, value = acc} per key,
  * in the order keys were first seen; without it, the output is the one accumulator (nothing if
  * it is nil). Accumulators stay Lua values in the stage's state until the end.
+ *
+ * Acknowledgement: the ack token of every folded record is held until the end, then joined into
+ * one that the outputs carry, so a source hears about a record only once the result it went
+ * into reached the sinks (nothing is emitted: it completes then).
  */
 #include <lauxlib.h>
 #include <stddef.h>
@@ -22,6 +26,8 @@ typedef struct ctx {
   int order;     /* registry ref: keys in first-seen order */
   int seen;      /* registry ref: key -> true */
   int cur;       /* registry ref of the current record's key */
+  sl_ack **acks; /* tokens of the records folded so far */
+  size_t nacks, capacks;
 } ctx;
 
 static const sl_option options[] = {
@@ -106,6 +112,14 @@ static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitt
   lua_xmove(call->co, L, 1);
   lua_rawset(L, -3); /* accs[key] = acc */
   lua_pop(L, 1);
+  sl_ack *a = sl_batch_hold(in, i);
+  if (a) {
+    if (x->nacks == x->capacks) {
+      x->capacks = x->capacks ? x->capacks * 2 : 256;
+      x->acks = sl__xrealloc(x->acks, x->capacks * sizeof *x->acks);
+    }
+    x->acks[x->nacks++] = a;
+  }
   return 0;
 }
 
@@ -139,9 +153,8 @@ static int process(void *c, sl_batch *in, sl_emitter *em) {
 
 static int event(void *c, uint64_t token, sl_emitter *em) { return sl_luafn_event(&((ctx *)c)->f, token, em); }
 
-/* End of stream: the accumulators, in first-seen key order. */
-static int flush(void *c, sl_emitter *em) {
-  ctx *x = c;
+/* End of stream: the accumulators, in first-seen key order, each carrying a reference to all. */
+static int flush_accs(ctx *x, sl_emitter *em, sl_ack *all) {
   if (!x->f.lua) return 0;
   lua_State *L = sl_lua_L(x->f.lua);
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->order);
@@ -167,13 +180,28 @@ static int flush(void *c, sl_emitter *em) {
       sl_value m = sl_map(2);
       sl_map_setc(&m, "key", key);
       sl_map_setc(&m, "value", acc);
-      sl_emit(em, SL_NO_ORIGIN, m);
+      sl_emit_acked(em, m, sl_ack_ref(all));
     } else if (acc.type != SL_TNIL) {
-      sl_emit(em, SL_NO_ORIGIN, acc);
+      sl_emit_acked(em, acc, sl_ack_ref(all));
     }
   }
   lua_pop(L, 2);
   return 0;
+}
+
+static int flush(void *c, sl_emitter *em) {
+  ctx *x = c;
+  sl_ack *all = sl_ack_join(x->acks, x->nacks); /* consumes the parts; released below */
+  x->nacks = 0;
+  int rc = flush_accs(x, em, all);
+  sl_ack_release(all, false);
+  return rc;
+}
+
+static void destroy(void *c) {
+  ctx *x = c;
+  for (size_t i = 0; i < x->nacks; i++) sl_ack_release(x->acks[i], true);
+  sl__free(x->acks);
 }
 
 static int check(void *c, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
@@ -193,6 +221,7 @@ const sl_stage_kind sl_stage_reduce = {
     .init = init,
     .process = process,
     .flush = flush,
+    .destroy = destroy,
     .event = event,
     .check = check,
 };

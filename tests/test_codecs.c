@@ -861,6 +861,7 @@ TEST(codec_parse_errors) {
       {"{\"format\": \"kv\", \"names\": [\"a\"]}", "separator, collapse, quote and names are options of format split"},
       {"{\"format\": \"split\", \"types\": {\"a\": \"float\"}, \"names\": [\"a\"]}", "types: 'a' must be int, double, bool, string, json or auto"},
       {"{\"format\": \"split\", \"quote\": \"ab\"}", "quote must be one byte"},
+      {"{\"format\": \"split\", \"names\": [\"a\", \"b\", \"a\"]}", "names: 'a' is named twice (items 1 and 3)"},
       {"{\"format\": \"csv\"}", "split|regex|logfmt|kv|json"},
       {"{}", "format"},
   };

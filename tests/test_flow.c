@@ -1,7 +1,7 @@
 /*
  * test_flow.c — flow-control stages through the embedding API, on the virtual clock: chunks and
- * unchunk, route and named outputs, merge fairness, dead letters from any stage, partition_by,
- * reduce windows, memory_limit.
+ * unchunk, route and named outputs, merge fairness, dead letters from any stage, memory_limit
+ * (partition_by: test_partition.c; windows: tests/cli/window.sh).
  */
 #include <stdatomic.h>
 

@@ -59,3 +59,27 @@ TEST(pipeline_stage_info) {
   sl_pipeline_free(p);
   sl_engine_free(e);
 }
+
+/* sl_pipeline_lua_memory: the bytes the pipeline's Lua states hold (0 without Lua); a function
+ * that keeps a big table shows in it. */
+TEST(pipeline_lua_memory) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  sl_pipeline *p;
+  ASSERT_OK(sl_pipeline_new(e, "plain", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 3}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "null", NULL, &err), &err);
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  ASSERT_EQ(sl_pipeline_lua_memory(p), 0);
+  sl_pipeline_free(p);
+
+  ASSERT_OK(sl_pipeline_new(e, "lua", &p, &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 3}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "map", "{\"fn\": \"function(r) big = big or {} for i = 1, 100000 do big[i] = i end return r end\"}", &err), &err);
+  ASSERT_OK(sl_pipeline_add_json(p, "null", NULL, &err), &err);
+  ASSERT_OK(sl_pipeline_run(p, &err), &err);
+  ASSERT(sl_pipeline_lua_memory(p) > 100000 * 8); /* the table's array part alone */
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+}

@@ -100,6 +100,38 @@ TEST(lua_function_forms) {
 
 /* Records to Lua and back: integers stay integers, floats floats, binary strings intact, nested
  * maps and arrays, empty arrays through sluice.array, maps with sorted keys. */
+/* Null items of arrays keep their places in Lua as sluice.null, and sluice.null set as a map
+ * value is a null entry; a map's null value is absent in Lua (nil), as documented. */
+TEST(lua_values_null) {
+  sl_engine *e = sl_test_engine(2, false);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua =
+      "local null = sluice.null\n" /* an upvalue: it crosses to every worker */
+      "function f(r)\n"
+      "  if r.a then\n"
+      "    assert(#r.a == 3 and r.a[2] == null and r.a[3] == 3 and r.b == nil)\n"
+      "    r.c = null\n"
+      "  else\n"
+      "    for i = 1, #r do assert(r[i] == null or math.type(r[i]) == 'integer') end\n"
+      "  end\n"
+      "  return r\n"
+      "end\n";
+  const char *st[][2] = {{"values", "{\"records\": [{\"a\": [1, null, 3], \"b\": null}, [null], [1, null], [null, null, 2]]}"},
+                         {"map", "{\"fn\": \"f\", \"on_error\": \"fail\"}"}};
+  sl_value out;
+  ASSERT_OK(run_stages(e, lua, st, 2, &out, &err), &err);
+  sl_buf b;
+  sl_buf_init(&b);
+  sl_value_to_json(&out, &b);
+  bool same = strcmp(b.data, "[{\"a\":[1,null,3],\"c\":null},[null],[1,null],[null,null,2]]") == 0;
+  if (!same) fprintf(stderr, "    got %s\n", b.data);
+  sl_buf_close(&b);
+  sl_value_free(out);
+  sl_engine_free(e);
+  ASSERT(same);
+}
+
 TEST(lua_values_roundtrip) {
   sl_engine *e = sl_test_engine(1, false);
   sl_error_t err;

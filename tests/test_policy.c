@@ -234,6 +234,10 @@ TEST(policy_circuit_breaker) {
     if (!fast && !strstr(msg, "down at")) SL__FAIL("record %lld: %s, want a call that failed", (long long)rec, msg);
   }
   ASSERT_EQ(r.stats[2].errors, 66);
+  /* its state and changes in the stats: open, half-open, open, half-open, closed */
+  ASSERT(r.stats[2].breaker && strcmp(r.stats[2].breaker, "closed") == 0);
+  ASSERT_EQ(r.stats[2].breaker_changes, 5);
+  ASSERT(r.stats[0].breaker == NULL && r.stats[0].breaker_changes == 0);
   run_free(&r);
   sl_engine_free(e);
 }
@@ -304,5 +308,64 @@ TEST(policy_retry_original_record) {
   ASSERT_EQ(sl_array_len(&r.out), 1);
   ASSERT_EQ(sl_map_getc(sl_array_get(&r.out, 0), "n")->u.i, 11);
   run_free(&r);
+  sl_engine_free(e);
+}
+
+/* buffer_unordered and buffered with retry and a circuit breaker: each record's tries run at 0,
+ * 100 and 300 ms while other records go on; with 2 attempts every record reaches the dead letter
+ * with attempts = 2; a breaker that opens makes the rest fail fast without a call. */
+TEST(policy_fanout_retry_breaker) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  const char *lua = "tries = {}\n"
+                    "function flaky(r)\n"
+                    "  tries[r] = (tries[r] or 0) + 1\n"
+                    "  sluice.sleep(0.01 * (r % 3))\n" /* calls overlap and finish out of order */
+                    "  if tries[r] < 3 then error('busy ' .. r) end\n"
+                    "  return {r = r, t = sluice.now(), tries = tries[r]}\n"
+                    "end\n"
+                    "function down(r) error('down') end\n";
+  for (int ordered = 0; ordered < 2; ordered++) {
+    const char *kind = ordered ? "buffered" : "buffer_unordered";
+    const char *st[][2] = {{"generate", "{\"count\": 12}"},
+                           {kind, "{\"fn\": \"flaky\", \"concurrency\": 4, \"retry\": {\"attempts\": 3, \"initial\": \"100ms\", \"backoff\": \"exponential\"}}"}};
+    run r;
+    ASSERT_OK(run_policy(e, lua, st, 2, &r, &err), &err);
+    ASSERT_EQ(sl_array_len(&r.out), 12);
+    ASSERT_EQ(sl_array_len(&r.dl), 0);
+    for (size_t i = 0; i < 12; i++) {
+      const sl_value *o = sl_array_get(&r.out, i);
+      int64_t k = sl_map_getc(o, "r")->u.i;
+      if (ordered) ASSERT_EQ(k, (int64_t)i + 1);
+      ASSERT_EQ(sl_map_getc(o, "tries")->u.i, 3);
+      /* tries of record k start at s, s + 10 ms·(k%3) + 100 ms, then + 200 ms more: each try
+       * sleeps 10 ms·(k%3) first, so success is at s + 3·10 ms·(k%3) + 300 ms */
+      double t = sl_map_getc(o, "t")->u.d, want_min = 0.3 + 0.03 * (double)(k % 3);
+      if (t < want_min - 1e-9) SL__FAIL("%s: record %lld done at %.6f s, before %.6f", kind, (long long)k, t, want_min);
+    }
+    ASSERT_EQ(r.stats[1].retries, 24);
+    run_free(&r);
+    const char *st2[][2] = {{"generate", "{\"count\": 5}"},
+                            {kind, "{\"fn\": \"flaky\", \"concurrency\": 2, \"retry\": {\"attempts\": 2, \"initial\": \"10ms\"}}"}};
+    ASSERT_OK(run_policy(e, "tries = {}\nfunction flaky(r) tries[r] = (tries[r] or 0) + 1 error('busy ' .. r) end\n", st2, 2, &r, &err), &err);
+    ASSERT_EQ(sl_array_len(&r.out), 0);
+    ASSERT_EQ(sl_array_len(&r.dl), 5);
+    for (size_t i = 0; i < 5; i++) {
+      const sl_value *d = sl_array_get(&r.dl, i);
+      ASSERT_EQ(sl_map_getc(d, "attempts")->u.i, 2);
+      if (!strstr(str_of(d, "error"), "busy")) SL__FAIL("error: %s", str_of(d, "error"));
+    }
+    run_free(&r);
+    const char *st3[][2] = {{"generate", "{\"count\": 10}"},
+                            {kind, "{\"fn\": \"down\", \"concurrency\": 1, \"circuit_breaker\": {\"window\": 4, \"min_calls\": 4, \"failure_rate\": 50, \"open_for\": \"1h\"}}"}};
+    ASSERT_OK(run_policy(e, lua, st3, 2, &r, &err), &err);
+    ASSERT_EQ(sl_array_len(&r.dl), 10);
+    int open = 0;
+    for (size_t i = 0; i < 10; i++) open += strcmp(str_of(sl_array_get(&r.dl, i), "error"), "circuit open") == 0;
+    ASSERT_EQ(open, 6);
+    ASSERT_STR(r.stats[1].breaker, "open");
+    run_free(&r);
+  }
   sl_engine_free(e);
 }

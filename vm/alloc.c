@@ -1,6 +1,9 @@
 /* alloc.c — allocation wrappers with an out-of-memory hook and fault injection (alloc.h). */
 #include "alloc.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,4 +49,12 @@ void *sl__mem_realloc(const sl__mem *m, void *p, size_t osize, size_t nsize) {
 }
 void sl__mem_free(const sl__mem *m, void *p, size_t osize) {
   if (p) m->fn(m->ud, p, osize, 0);
+}
+
+void sl_tune_malloc(void) {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  mallopt(M_TOP_PAD, 16 << 20);
+#endif
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "httpc.h"
 #include "pipeline.h"
 
 static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -58,6 +59,7 @@ fail:
 void sl_engine_free(sl_engine *e) {
   if (!e) return;
   sl_loop_set_sched(e->loop, NULL); /* the loop lets go of the pool before it is freed */
+  sl_httpc_free(e->httpc);          /* its watches are on the loop */
   sl_sched_free(e->sched);
   sl_loop_free(e->loop);
   sl__free(e->kinds);
@@ -66,6 +68,18 @@ void sl_engine_free(sl_engine *e) {
 }
 
 int sl_engine_workers(const sl_engine *e) { return e->cfg.workers; }
+
+/* Connections kept per host by the HTTP client: above any sensible `concurrency`, so that the
+ * pool bounds a runaway fan-out without throttling an intended one. */
+#define HTTPC_MAX_PER_HOST 1024
+
+sl_httpc *sl__engine_httpc(sl_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  if (!e->httpc && sl_httpc_new(e->loop, HTTPC_MAX_PER_HOST, &e->httpc) != 0) e->httpc = NULL;
+  sl_httpc *h = e->httpc;
+  pthread_mutex_unlock(&e->mu);
+  return h;
+}
 
 int sl_engine_register(sl_engine *e, const sl_stage_kind *kind, sl_error_t *err) {
   if (!kind || kind->abi != SL_STAGE_ABI)

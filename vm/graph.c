@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "httpc.h"
 #include "lock.h"
 #include "lua.h"
 #include "pipeline.h"
@@ -109,6 +110,15 @@ static int take_common(sl_pipeline *p, sl_node *n, sl_value opts, sl_value *rest
       n->on_error = str_of(v) ? parse_on_error(str_of(v)) : -2;
       if (n->on_error < -1)
         rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': on_error must be skip, fail or dead_letter", sl__at(at, k, true, n->where), n->name);
+    } else if (strcmp(k, "partition_by") == 0) {
+      if (!str_of(v) || !*str_of(v))
+        rc = sl_error_set(err, SL_ECONFIG, NULL, "%sstage '%s': partition_by must be a Lua function or expression of r (such as r.host)", sl__at(at, k, true, n->where), n->name);
+      else {
+        sl__free(n->part_by);
+        sl__free(n->part_where);
+        n->part_by = sl__xstrdup(str_of(v));
+        n->part_where = sl__xstrdup(sl__at(at, k, true, n->where));
+      }
     } else if (strcmp(k, "parallelism") == 0) {
       if (str_of(v) && strcmp(str_of(v), "auto") == 0) n->parallelism = 0;
       else if (v->type == SL_TINT && v->u.i >= 1 && v->u.i <= 1024) n->parallelism = (int)v->u.i;
@@ -171,6 +181,8 @@ static void node_free(sl_node *n) {
   sl__breaker_free(n->breaker);
   sl__free(n->name);
   sl__free(n->where);
+  sl__free(n->part_by);
+  sl__free(n->part_where);
   sl_value_free(n->at);
   sl_value_free(n->opts);
   for (int i = 0; i < n->ninput_names; i++) sl__free(n->input_names[i]);
@@ -194,6 +206,14 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
     return sl_error_set(err, SL_ESTATE, NULL, "pipeline '%s' already started: stages can no longer be added", p->name);
   }
   const sl_stage_kind *k = sl_engine_kind(p->e, kind ? kind : "");
+  /* A sink kind first in a pipeline, with no input named, is its source twin `<kind>_in` when
+   * there is one: `file` reads there (file_in), as DESIGN.md writes it. */
+  if (k && !(k->flags & SL_STAGE_SOURCE) && p->nnodes == 0 && !(opts.type == SL_TMAP && sl_map_getc(&opts, "input"))) {
+    char twin[128];
+    snprintf(twin, sizeof twin, "%s_in", k->name);
+    const sl_stage_kind *src = sl_engine_kind(p->e, twin);
+    if (src && (src->flags & SL_STAGE_SOURCE)) k = src;
+  }
   if (!k) {
     const char *names[256];
     size_t m = sl_engine_kind_count(p->e);
@@ -214,7 +234,7 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
   n->index = p->nnodes;
   n->default_input = true;
   n->on_error = SL_ON_ERROR_DEFAULT;
-  n->parallelism = (k->flags & SL_STAGE_STATELESS) ? 0 : 1;
+  n->parallelism = -1; /* not given */
   n->queue_cap = (k->flags & SL_STAGE_PASSIVE) ? 0 : DEFAULT_QUEUE;
   char defname[128];
   snprintf(defname, sizeof defname, "%s#%d", k->name, p->nnodes + 1);
@@ -226,11 +246,18 @@ static int add_node(sl_pipeline *p, const char *kind, sl_value opts, void **ptrs
     rc = sl_error_set(err, SL_ECONFIG, n->name, "%sstage name '%s' is used twice: give each stage its own name", n->where, n->name);
     goto fail;
   }
-  if (n->parallelism != 1 && !(k->flags & SL_STAGE_STATELESS) && n->parallelism != 0) {
-    rc = sl_error_set(err, SL_ECONFIG, n->name, "%sstage '%s': a %s stage keeps state and runs as one instance; remove parallelism", n->where, n->name, k->name);
+  if (n->part_by && (k->flags & (SL_STAGE_STATELESS | SL_STAGE_SOURCE | SL_STAGE_SINK | SL_STAGE_PASSIVE) || k->outputs)) {
+    rc = sl_error_set(err, SL_ECONFIG, n->name, "%sstage '%s': partition_by applies to stages that keep state (such as take, chunks, throttle, reduce, window); a %s stage %s: remove partition_by",
+                      n->part_where, n->name, k->name, (k->flags & SL_STAGE_STATELESS) && !k->outputs ? "keeps none and already runs in parallel" : "cannot be partitioned");
     goto fail;
   }
-  if (!(k->flags & SL_STAGE_STATELESS)) n->parallelism = 1;
+  if (n->parallelism > 1 && !(k->flags & SL_STAGE_STATELESS) && !n->part_by) {
+    rc = sl_error_set(err, SL_ECONFIG, n->name, "%sstage '%s': a %s stage keeps state and runs as one instance; remove parallelism, or give partition_by to run one instance per key", n->where, n->name, k->name);
+    goto fail;
+  }
+  if (n->parallelism < 0) n->parallelism = (k->flags & SL_STAGE_STATELESS) || n->part_by ? 0 : 1; /* 0: auto */
+  if (n->parallelism == 0 && !(k->flags & SL_STAGE_STATELESS) && !n->part_by) n->parallelism = 1;
+  if (n->part_by && (rc = sl_lua_check_fn(p, n->part_by, n->part_where, n->name, err)) != 0) goto fail;
   /* validate the options now, on a scratch context */
   size_t nopt = 0;
   if (k->options)
@@ -539,7 +566,10 @@ static int init_instances(sl_pipeline *p, sl_node *n, sl_error_t *err) {
 
 /* Ends an instance's life: no more timer or fd callbacks, then destroy (once). */
 static void destroy_instance(sl_pipeline *p, sl_stage *st) {
+  sl_httpc_cancel_owner(p->e->httpc, st);
   sl_loop_cancel_owner(p->e->loop, st);
+  sl__part_cancel(st);
+  sl__part_destroy(st);
   if (st->inited && st->node->kind->destroy) st->node->kind->destroy(st->ctx);
   st->inited = false;
 }
@@ -560,6 +590,7 @@ static void free_instances(sl_node *n) {
   if (!n->insts) return;
   for (int i = 0; i < n->parallelism; i++) {
     sl_stage *st = &n->insts[i];
+    sl__part_free(st);
     sl__options_free(n->kind->options, st->ctx);
     sl__mem_free(sl__pmem(n->p), st->ctx, n->kind->ctx_size ? n->kind->ctx_size : 1);
     sl__mem_free(sl__pmem(n->p), st->events, st->cap_events * sizeof *st->events);
@@ -577,7 +608,11 @@ static void free_instances(sl_node *n) {
 static void teardown(sl_pipeline *p) {
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *n = p->nodes[i];
-    for (int k = 0; n->insts && k < n->parallelism; k++) sl_loop_cancel_owner(p->e->loop, &n->insts[k]);
+    for (int k = 0; n->insts && k < n->parallelism; k++) {
+      sl_httpc_cancel_owner(p->e->httpc, &n->insts[k]); /* its requests post to the instance */
+      sl_loop_cancel_owner(p->e->loop, &n->insts[k]);
+      sl__part_cancel(&n->insts[k]);
+    }
   }
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *n = p->nodes[i];
@@ -629,6 +664,58 @@ static bool fusable(const sl_pipeline *p, const sl_node *n, const sl_node *m, in
          n->parallelism == m->parallelism && n != p->dead_letter && m != p->dead_letter;
 }
 
+/* partition_by (vm/partition.c): puts a hidden key node in front of every partitioned stage. It
+ * takes over the stage's inputs, name and on_error; the stage reads output k + 1 of it on the
+ * edge of its instance k. */
+static void add_partitions(sl_pipeline *p, resolved *r) {
+  int n0 = p->nnodes;
+  for (int i = 0; i < n0; i++) {
+    sl_node *x = p->nodes[i];
+    if (!x->part_by) continue;
+    if (x->parallelism == 0) x->parallelism = sl_engine_workers(p->e);
+    int np = x->parallelism;
+    sl_node *h = sl__mem_calloc(sl__pmem(p), sizeof *h);
+    h->p = p;
+    h->kind = &sl__partition_kind;
+    h->index = p->nnodes;
+    h->name = sl__xstrdup(x->name);
+    h->where = sl__xstrdup(x->part_where);
+    h->on_error = x->on_error;
+    h->parallelism = 0;
+    h->queue_cap = DEFAULT_QUEUE;
+    h->hidden = true;
+    h->opts = sl_map(2);
+    sl_map_setc(&h->opts, "key", sl_cstr(x->part_by));
+    sl_map_setc(&h->opts, "shards", sl_int(np));
+    h->outputs = sl__xcalloc((size_t)np, sizeof *h->outputs);
+    for (int k = 0; k < np; k++) {
+      char buf[16];
+      snprintf(buf, sizeof buf, "%d", k);
+      h->outputs[h->noutputs++] = sl__xstrdup(buf);
+    }
+    if (p->nnodes == p->capnodes) {
+      p->capnodes *= 2;
+      p->nodes = sl__xrealloc(p->nodes, (size_t)p->capnodes * sizeof *p->nodes);
+    }
+    p->nodes[p->nnodes++] = h;
+    p->nhidden++;
+    x->part_keys = h;
+    r->ins = sl__xrealloc(r->ins, (size_t)p->nnodes * sizeof *r->ins);
+    r->ports = sl__xrealloc(r->ports, (size_t)p->nnodes * sizeof *r->ports);
+    r->nins = sl__xrealloc(r->nins, (size_t)p->nnodes * sizeof *r->nins);
+    r->ins[h->index] = r->ins[i];
+    r->ports[h->index] = r->ports[i];
+    r->nins[h->index] = r->nins[i];
+    r->ins[i] = sl__xcalloc((size_t)np, sizeof(int));
+    r->ports[i] = sl__xcalloc((size_t)np, sizeof(int));
+    r->nins[i] = np;
+    for (int k = 0; k < np; k++) {
+      r->ins[i][k] = h->index;
+      r->ports[i][k] = k + 1;
+    }
+  }
+}
+
 /* Resolves parallelism and order, then links fused chains (pipeline.h, "Fusion"). */
 static void fuse(sl_pipeline *p, const resolved *r) {
   int workers = sl_engine_workers(p->e);
@@ -636,7 +723,7 @@ static void fuse(sl_pipeline *p, const resolved *r) {
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *n = p->nodes[i];
     if (n->parallelism == 0) n->parallelism = workers;
-    n->ordered = n->parallelism > 1 && !(n->kind->flags & SL_STAGE_UNORDERED);
+    n->ordered = n->parallelism > 1 && !(n->kind->flags & SL_STAGE_UNORDERED) && !n->part_keys; /* per-key order only */
     n->fuse_head = n->fuse_tail = n;
     for (int k = 0; k < r->nins[i]; k++) consumers[r->ins[i][k]]++;
   }
@@ -672,6 +759,7 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     return rc;
   }
   if (p->dead_letter_name) p->dead_letter = sl__pipeline_node(p, p->dead_letter_name);
+  add_partitions(p, &r);
   fuse(p, &r);
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *to = p->nodes[i];
@@ -681,6 +769,8 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
     }
   }
   resolved_free(&r, p->nnodes);
+  for (int i = 0; i < p->nnodes; i++) /* partition_by: output k + 1 of the key node feeds instance k */
+    for (int k = 0; p->nodes[i]->part_keys && k < p->nodes[i]->nin; k++) p->nodes[i]->in[k]->inst = p->nodes[i]->in[k]->port - 1;
   for (int i = 0; i < p->nnodes; i++) { /* a source's batches fit its smallest blocking queue */
     sl_node *n = p->nodes[i];
     n->room = 256;

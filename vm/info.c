@@ -27,7 +27,7 @@ static const char *on_error_name(int on_error) {
  * own `name` slot, so it stays valid without allocating. Inputs given explicitly are returned
  * as written (also a source's, which check() reports as an error). */
 int sl_pipeline_stage_info(const sl_pipeline *p, size_t i, sl_stage_info *out) {
-  if (i >= (size_t)p->nnodes) return SL_ENOTFOUND;
+  if (i >= (size_t)(p->nnodes - p->nhidden)) return SL_ENOTFOUND;
   const sl_node *n = p->nodes[i];
   *out = (sl_stage_info){0};
   out->name = n->name;

@@ -43,6 +43,16 @@ typedef struct watch {
   uint64_t token;
 } watch;
 
+typedef struct ioslot {
+  int fd;            /* -1 when free */
+  int events;        /* SL_LOOP_* */
+  uint32_t gen;      /* bumped when the slot is freed */
+  void *owner;
+  sl_loop_io_cb cb;
+  void *arg;
+  uint32_t next_free; /* free list link (slot index + 1, 0 = end) */
+} ioslot;
+
 struct sl_loop {
   pthread_mutex_t mu;       /* heap, slots, watches */
   pthread_mutex_t dispatch; /* held while callbacks run */
@@ -59,11 +69,15 @@ struct sl_loop {
   uint64_t seqno;
   watch *watches;
   uint64_t watch_ids;
+  ioslot *ios;              /* persistent watches, by slot */
+  uint32_t nios, io_free;
+  atomic_int holds;         /* sl_loop_hold: the virtual clock waits while > 0 */
 };
 
 #define EV_WAKE 1ULL
 #define EV_TIMER 2ULL
 #define EV_WATCH_BASE 16ULL /* watch ids start here */
+#define EV_IO (1ULL << 63)  /* persistent watches: EV_IO | gen << 32 | slot + 1 */
 
 static int64_t mono_ns(void) {
   struct timespec ts;
@@ -233,11 +247,95 @@ static watch *take_watch(sl_loop *l, uint64_t id) {
   return NULL;
 }
 
+/* ---- persistent fd watches ---- */
+
+static uint32_t epoll_events(int events) {
+  return (events & SL_LOOP_READ ? EPOLLIN : 0) | (events & SL_LOOP_WRITE ? EPOLLOUT : 0);
+}
+
+/* The slot of a live id, or NULL. mu held. */
+static ioslot *io_slot(sl_loop *l, uint64_t id) {
+  uint32_t slot = (uint32_t)(id & 0xffffffff) - 1, gen = (uint32_t)((id >> 32) & 0x7fffffff);
+  if (slot >= l->nios || l->ios[slot].fd < 0 || l->ios[slot].gen != gen) return NULL;
+  return &l->ios[slot];
+}
+
+static void io_free_slot(sl_loop *l, ioslot *s) {
+  epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->fd, NULL); /* ENOENT/EBADF when already closed: fine */
+  s->fd = -1;
+  s->gen = s->gen >= 0x7fffffff ? 1 : s->gen + 1;
+  s->next_free = l->io_free;
+  l->io_free = (uint32_t)(s - l->ios) + 1;
+}
+
+int64_t sl_loop_io_start(sl_loop *l, int fd, int events, void *owner, sl_loop_io_cb cb, void *arg) {
+  pthread_mutex_lock(&l->mu);
+  if (!l->io_free) {
+    uint32_t n = l->nios ? l->nios * 2 : 64;
+    l->ios = sl__xrealloc(l->ios, n * sizeof *l->ios);
+    for (uint32_t i = l->nios; i < n; i++)
+      l->ios[i] = (ioslot){.fd = -1, .gen = 1, .next_free = i + 1 < n ? i + 2 : l->io_free};
+    l->io_free = l->nios + 1;
+    l->nios = n;
+  }
+  uint32_t slot = l->io_free - 1;
+  ioslot *s = &l->ios[slot];
+  uint64_t id = EV_IO | ((uint64_t)s->gen << 32) | (slot + 1);
+  struct epoll_event ev = {.events = epoll_events(events), .data.u64 = id};
+  if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    int e = errno;
+    pthread_mutex_unlock(&l->mu);
+    return -e;
+  }
+  l->io_free = s->next_free;
+  *s = (ioslot){.fd = fd, .events = events, .gen = s->gen, .owner = owner, .cb = cb, .arg = arg};
+  pthread_mutex_unlock(&l->mu);
+  return (int64_t)(id & ~EV_IO);
+}
+
+int sl_loop_io_modify(sl_loop *l, int64_t id, int events) {
+  int rc = 0;
+  pthread_mutex_lock(&l->mu);
+  ioslot *s = io_slot(l, (uint64_t)id);
+  if (s && s->events != events) {
+    struct epoll_event ev = {.events = epoll_events(events), .data.u64 = EV_IO | (uint64_t)id};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s->fd, &ev) < 0) rc = -errno;
+    else s->events = events;
+  }
+  pthread_mutex_unlock(&l->mu);
+  return rc;
+}
+
+void sl_loop_io_stop(sl_loop *l, int64_t id) {
+  pthread_mutex_lock(&l->mu);
+  ioslot *s = io_slot(l, (uint64_t)id);
+  if (s) io_free_slot(l, s);
+  pthread_mutex_unlock(&l->mu);
+}
+
+void sl_loop_hold(sl_loop *l, int delta) {
+  if (atomic_fetch_add(&l->holds, delta) + delta == 0 && l->virtual_time) poke(l); /* may move now */
+}
+
+/* Runs the callback of persistent watch id for epoll events `got`. dispatch held. */
+static void io_dispatch(sl_loop *l, uint64_t id, uint32_t got) {
+  pthread_mutex_lock(&l->mu);
+  ioslot *s = io_slot(l, id);
+  ioslot copy = s ? *s : (ioslot){.fd = -1};
+  pthread_mutex_unlock(&l->mu);
+  if (copy.fd < 0) return;
+  int ready = (got & EPOLLIN ? SL_LOOP_READ : 0) | (got & EPOLLOUT ? SL_LOOP_WRITE : 0);
+  if (got & (EPOLLERR | EPOLLHUP)) ready |= SL_LOOP_READ | SL_LOOP_WRITE;
+  copy.cb(copy.arg, copy.fd, ready);
+}
+
 void sl_loop_cancel_owner(sl_loop *l, void *owner) {
   pthread_mutex_lock(&l->dispatch);
   pthread_mutex_lock(&l->mu);
   for (int32_t i = l->heap_len - 1; i >= 0; i--)
     if (i < l->heap_len && l->slots[l->heap[i]].owner == owner) heap_remove(l, i);
+  for (uint32_t i = 0; i < l->nios; i++)
+    if (l->ios[i].fd >= 0 && l->ios[i].owner == owner) io_free_slot(l, &l->ios[i]);
   for (watch **pp = &l->watches; *pp;) {
     watch *w = *pp;
     if (w->owner == owner) {
@@ -287,7 +385,7 @@ static void arm(sl_loop *l) {
 /* Virtual clock: when every worker is idle, jump to the earliest timer. */
 static bool advance_virtual(sl_loop *l) {
   sl_sched *s = atomic_load(&l->sched);
-  if (!s || !sl_sched_all_idle(s)) return false;
+  if (!s || atomic_load(&l->holds) > 0 || !sl_sched_all_idle(s)) return false;
   bool moved = false;
   pthread_mutex_lock(&l->mu);
   if (l->heap_len > 0) {
@@ -312,6 +410,10 @@ static void *loop_main(void *arg) {
       if (id == EV_WAKE || id == EV_TIMER) {
         ssize_t r = read(id == EV_WAKE ? l->evfd : l->tfd, &cnt, sizeof cnt);
         (void)r;
+        continue;
+      }
+      if (id & EV_IO) {
+        io_dispatch(l, id & ~EV_IO, evs[i].events);
         continue;
       }
       pthread_mutex_lock(&l->mu);
@@ -383,6 +485,7 @@ void sl_loop_free(sl_loop *l) {
   close(l->tfd);
   pthread_mutex_destroy(&l->mu);
   pthread_mutex_destroy(&l->dispatch);
+  sl__free(l->ios);
   sl__free(l->slots);
   sl__free(l->heap);
   sl__free(l);

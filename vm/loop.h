@@ -45,6 +45,24 @@ void sl_loop_timer_cancel(sl_loop *l, int64_t id);
  * second one fails with -EEXIST until the first fired or was cancelled). errors: io. Thread-safe. */
 int sl_loop_watch(sl_loop *l, int fd, bool write, void *owner, sl_loop_cb cb, void *arg,
                   uint64_t token);
+/* Persistent fd watches (what libcurl's multi-socket interface needs): cb(arg, fd, ready) runs
+ * every time fd is ready for one of `events` (SL_LOOP_READ|SL_LOOP_WRITE, level-triggered; an
+ * error or hang-up reports both) until sl_loop_io_stop. Independent of the one-shot watches.
+ * A callback may start, change or stop watches. A stop from another thread can race with a
+ * callback already taken for that watch (it then runs once more); sl_loop_cancel_owner waits
+ * callbacks out. */
+enum { SL_LOOP_READ = 1, SL_LOOP_WRITE = 2 };
+typedef void (*sl_loop_io_cb)(void *arg, int fd, int ready);
+/* Returns an id (> 0) or -errno. Thread-safe. */
+int64_t sl_loop_io_start(sl_loop *l, int fd, int events, void *owner, sl_loop_io_cb cb, void *arg);
+/* Changes the events of a watch (0: none for now, the watch stays). errors: -errno. Thread-safe. */
+int sl_loop_io_modify(sl_loop *l, int64_t id, int events);
+/* Removes a watch (a stale id has no effect). Thread-safe. */
+void sl_loop_io_stop(sl_loop *l, int64_t id);
+/* Holds the virtual clock while outside work is in flight (network I/O): with holds > 0 it does
+ * not move, so a request takes no virtual time and a timer cannot fire "during" it. delta is +1
+ * or -1. No effect on the real clock. Thread-safe. */
+void sl_loop_hold(sl_loop *l, int delta);
 /* Removes every timer and fd watch of owner, waiting for a callback in progress. Not from a
  * loop callback. */
 void sl_loop_cancel_owner(sl_loop *l, void *owner);

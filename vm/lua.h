@@ -57,6 +57,8 @@ struct sl_lua_call {
   bool parked;      /* yielded to the runtime, waiting for its token */
   uint16_t gen;     /* bumped by every use of the object (part of its token) */
   int64_t timer;    /* the sluice.sleep timer it waits on, or -1 */
+  void (*cancel)(void *pending); /* drops what it waits on (an HTTP request) when abandoned */
+  void *pending;    /* ... passed to cancel, or NULL */
   void *ud;         /* the stage's own use (e.g. the record it works on) */
   uint64_t tag;     /* the stage's own use */
   sl_lua_call *next;/* pool / stage lists */
@@ -108,6 +110,10 @@ int sl_lua_resume(sl_lua_call *c, int nargs, char **msg);
 /* The first result of a finished call as a record in *out (nil when it returned nothing or
  * nil). errors: data (msg says why it cannot be a record) */
 int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen);
+/* Calls function `ref` on rec (borrowed) and returns its first result as a record in *out (nil
+ * when none): for decisions that must not wait (keys, predicates). Returns 0, or -1 with *msg
+ * (owned, sl__free) when it raised, waited (sluice.sleep) or returned what cannot be a record. */
+int sl_lua_apply(sl_lua *l, sl_stage *st, int ref, const sl_value *rec, sl_value *out, char **msg);
 /* Gives a finished call back to its state's pool (drops its results and emitted records). */
 void sl_lua_call_free(sl_lua_call *c);
 /* Drops a parked call for good (its coroutine is reset, then pooled). */
@@ -126,6 +132,17 @@ static inline bool sl_lua_token_live(uint64_t token) { return sl_lua_token(sl_lu
  * holds the token resumes the call with values pushed on its coroutine (sl_lua_resume). */
 sl_lua_call *sl_lua_current(lua_State *L);
 int sl_lua_park(lua_State *L);
+/* sl_lua_park with a continuation: k(L, LUA_YIELD, ctx) runs when the call is resumed and
+ * returns the C function's results. A call parked on something other than a timer sets
+ * c->cancel/c->pending first: they are run if the call is abandoned, fails or its state closes. */
+int sl_lua_park_k(lua_State *L, lua_KContext ctx, lua_KFunction k);
+/* After a call failed (SL_LUA_ERROR): pushes onto `to` the value it raised when that was a table
+ * (an HTTP error carries its status and kind), else msg. The saved value is then dropped. */
+void sl_lua_push_error(sl_lua *l, lua_State *to, const char *msg);
+/* A duration argument: a number of seconds or a string like 250ms; raises otherwise. */
+int64_t sl__lua_duration(lua_State *L, int idx, const char *what);
+/* Adds sluice.http to the sluice module table at the top of L (vm/lua_http.c). */
+void sl__lua_open_http(lua_State *L);
 
 /* ---- values (DESIGN section 1) ---- */
 /* Pushes v (borrowed) as a Lua value. Aborts on Lua memory errors only outside user code. */
@@ -133,6 +150,10 @@ void sl_lua_push(lua_State *L, const sl_value *v);
 /* Converts the Lua value at idx into *out (owned). errors: data (functions, userdata, cycles,
  * tables that are neither arrays nor string-keyed maps; *msg says which) */
 int sl_lua_to_value(lua_State *L, int idx, sl_value *out, char *msg, size_t msglen);
+/* sluice.null: a null item of an array (a Lua table cannot hold nil) or a null map value a
+ * function sets. A light userdata of this address, the same in every state. */
+extern const char sl_lua_null;
+#define SL_LUA_NULL ((void *)&sl_lua_null)
 /* Sets the `sluice.array` marker metatable on the table at idx; tells whether idx carries it. */
 void sl_lua_mark_array(lua_State *L, int idx);
 bool sl__lua_is_array_mt(lua_State *L, int idx);

@@ -30,7 +30,8 @@
 #include "lua.h"
 
 enum { T_NIL = 'n', T_FALSE = 'f', T_TRUE = 't', T_INT = 'i', T_NUM = 'd', T_STR = 's', T_TABLE = 'T',
-       T_ARRAYTABLE = 'A', T_FUNC = 'F', T_GLOBALS = 'G', T_NAMED = 'L', T_REF = 'R', T_END = 'e' };
+       T_ARRAYTABLE = 'A', T_FUNC = 'F', T_GLOBALS = 'G', T_NAMED = 'L', T_REF = 'R', T_END = 'e',
+       T_NULL = '0' };
 
 /* Blobs carry a per-process random key after the magic: bytecode is not verified by Lua, so only
  * blobs this process made are loaded, never one written into a YAML file or passed by a caller. */
@@ -199,6 +200,12 @@ static int write_value(writer *w, int idx) {
     put_str(w, s, n);
     return 0;
   }
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == SL_LUA_NULL) {
+      put_tag(w, T_NULL);
+      return 0;
+    }
+    break;
   default: break;
   }
   /* reference types: seen before, the global table, or a module's? */
@@ -472,6 +479,7 @@ static int read_value(reader *r) {
   char tag = (char)*r->p++;
   switch (tag) {
   case T_NIL: lua_pushnil(L); return 0;
+  case T_NULL: lua_pushlightuserdata(L, SL_LUA_NULL); return 0;
   case T_FALSE: lua_pushboolean(L, 0); return 0;
   case T_TRUE: lua_pushboolean(L, 1); return 0;
   case T_INT: {

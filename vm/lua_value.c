@@ -4,9 +4,11 @@
  *
  * Records -> Lua: nil, booleans, integers (Lua integers), doubles (Lua floats), strings (Lua
  * strings, binary-safe), arrays (sequences; an empty one carries the sluice.array marker so it
- * comes back as an array), maps (tables with string keys).
+ * comes back as an array; a null item is sluice.null, so the items keep their places), maps
+ * (tables with string keys; a null value is absent, as nil is in Lua).
  *
- * Lua -> records: a table is an array when it carries the marker or its keys are exactly 1..n;
+ * Lua -> records: sluice.null is null (in an array or as a map value); a table is an array
+ * when it carries the marker or its keys are exactly 1..n;
  * a map when every key is a string (an empty unmarked table is an empty map). Map keys come out
  * sorted bytewise: a Lua table has no order, and sorted keys make output deterministic (as
  * Vector's are). Functions, userdata, threads, tables mixing key kinds, arrays with holes and
@@ -23,6 +25,8 @@
 
 #define MAX_DEPTH 100
 
+const char sl_lua_null = 'N';
+
 void sl_lua_push(lua_State *L, const sl_value *v) {
   switch (v->type) {
   case SL_TNIL: lua_pushnil(L); return;
@@ -35,7 +39,9 @@ void sl_lua_push(lua_State *L, const sl_value *v) {
     luaL_checkstack(L, 4, "record nested too deeply");
     lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0);
     for (size_t i = 0; i < n; i++) {
-      sl_lua_push(L, sl_array_get(v, i));
+      const sl_value *item = sl_array_get(v, i);
+      if (item->type == SL_TNIL) lua_pushlightuserdata(L, SL_LUA_NULL);
+      else sl_lua_push(L, item);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     if (n == 0) sl_lua_mark_array(L, -1);
@@ -127,7 +133,7 @@ static int table_to_value(conv *cv, int idx, sl_value *out) {
     if (rc) sl_value_free(a);
     else *out = a;
   } else if (nint) {
-    rc = fail(cv, "%s", "an array with holes (nil items) cannot become a record: use sluice.array and keep 1..n filled");
+    rc = fail(cv, "%s", "an array with holes (nil items) cannot become a record: keep 1..n filled (sluice.null stands for a null item)");
   } else {
     kv small[16];
     kv *ents = nstr <= 16 ? small : sl__xmalloc(nstr * sizeof *ents);
@@ -169,6 +175,12 @@ static int to_value(conv *cv, int idx, sl_value *out) {
     return sl_str_try(s, n, out) == 0 ? 0 : fail(cv, "%s", "out of memory");
   }
   case LUA_TTABLE: return table_to_value(cv, idx, out);
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == SL_LUA_NULL) {
+      *out = sl_nil();
+      return 0;
+    }
+    __attribute__((fallthrough));
   default: return fail(cv, "a Lua %s cannot become a record (records hold nil, booleans, numbers, strings and tables)", luaL_typename(L, idx));
   }
 }

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #include "alloc.h"
+#include "expr.h"
 #include "pipeline.h"
 
 /* ---- carrying -------------------------------------------------------------------------- */
@@ -64,7 +65,7 @@ static void link_carry(sl_luafn *f) {
   sl_stage *ns = &nx->insts[st->index];
   if ((ns->runner ? ns->runner : ns) != (st->runner ? st->runner : st)) return;
   sl_luafn *g = &((sl_luafn_ctx *)ns->ctx)->f;
-  if (g->popts && g->popts->retry.type != SL_TNIL) return; /* each try needs the record as it came */
+  if (g->popts && (g->popts->retry.type != SL_TNIL || g->popts->retry_set)) return; /* each try needs the record as it came */
   lua_State *L = sl_lua_L(f->lua);
   lua_createtable(L, 256, 0);
   f->carry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -157,10 +158,17 @@ int sl_luafn_ready(sl_luafn *f) {
   f->timed = f->pol.timeout > 0 || f->pol.has_retry || f->cb;
   f->lua = l;
   link_carry(f);
+  /* A predicate in the C subset skips Lua, unless its input is carried (it is in Lua already)
+   * or a policy must time and count each call. */
+  if (f->decide && !f->from && !f->timed) f->expr = sl_expr_compile(f->fn);
   return 0;
 }
 
-void sl_luafn_free(sl_luafn *f) { sl_policy_free(&f->pol); }
+void sl_luafn_free(sl_luafn *f) {
+  sl_policy_free(&f->pol);
+  sl_expr_free(f->expr);
+  f->expr = NULL;
+}
 
 /* The record at i is done with: back to its first try. */
 static void record_done(sl_luafn *f) {
@@ -168,13 +176,11 @@ static void record_done(sl_luafn *f) {
   f->prev_wait = 0;
 }
 
-/* Should a try that failed with msg be retried? Runs retry_on(r, e) when given. */
-static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg) {
-  if (f->retry_on == LUA_NOREF) return true;
-  sl_lua_call *c = sl_lua_call_new(f->lua, f->st, f->retry_on);
-  if (f->from) push_carried(c->co, f->from, i);
-  else sl_lua_push(c->co, &in->recs[i]);
-  lua_pushstring(c->co, msg);
+/* Should a try that failed with msg be retried? Runs retry_on(r, e) when given; e is the value
+ * the function raised when it was a table (an HTTP error: e.status, e.kind), else msg. */
+bool sl_luafn_ask_retry(sl_lua *lua, sl_stage *st, sl_lua_call *c, const char *msg, bool lua_err) {
+  if (lua_err) sl_lua_push_error(lua, c->co, msg);
+  else lua_pushstring(c->co, msg);
   char *err = NULL;
   int rc = sl_lua_resume(c, 2, &err);
   bool yes = false;
@@ -183,23 +189,31 @@ static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg) 
     sl_lua_call_free(c);
   } else if (rc == SL_LUA_PARKED) {
     sl_lua_call_abandon(c);
-    sl_stage_log(f->st, SL_LOG_WARN, "retry_on must not wait: not retrying");
+    sl_stage_log(st, SL_LOG_WARN, "retry_on must not wait: not retrying");
   } else {
-    sl_stage_log(f->st, SL_LOG_WARN, "retry_on failed (not retrying): %s", err);
+    sl_stage_log(st, SL_LOG_WARN, "retry_on failed (not retrying): %s", err);
     sl__free(err);
   }
   return yes;
 }
 
+static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg, bool lua_err) {
+  if (f->retry_on == LUA_NOREF) return true;
+  sl_lua_call *c = sl_lua_call_new(f->lua, f->st, f->retry_on);
+  if (f->from) push_carried(c->co, f->from, i);
+  else sl_lua_push(c->co, &in->recs[i]);
+  return sl_luafn_ask_retry(f->lua, f->st, c, msg, lua_err);
+}
+
 /* Try number f->attempt of record i failed with msg (owned): wait and retry (SL_PARKED), or
  * fail the record (0). */
-static int try_failed(sl_luafn *f, char *msg, bool retryable, sl_batch *in, uint32_t i, sl_emitter *em) {
+static int try_failed(sl_luafn *f, char *msg, bool retryable, bool lua_err, sl_batch *in, uint32_t i, sl_emitter *em) {
   int64_t now = sl_stage_now(f->st);
   const sl_retry *r = &f->pol.retry;
   if (retryable && f->pol.has_retry && f->attempt < r->attempts) {
     int64_t wait = sl_retry_delay(r, f->attempt, f->prev_wait, &f->rng);
     bool in_time = r->max_elapsed <= 0 || now + wait - f->first_start <= r->max_elapsed;
-    if (in_time && wants_retry(f, in, i, msg)) {
+    if (in_time && wants_retry(f, in, i, msg, lua_err)) {
       sl__free(msg);
       f->prev_wait = wait;
       f->attempt++;
@@ -233,7 +247,7 @@ static int settle(sl_luafn *f, sl_lua_call *c, int rc, char *msg, sl_batch *in, 
   if (f->tmo_timer >= 0) sl_stage_timer_cancel(f->st, f->tmo_timer);
   f->tmo_timer = -1;
   if (f->cb) sl_breaker_record(f->cb, f->start, sl_stage_now(f->st), rc == SL_LUA_ERROR, f->st);
-  if (rc == SL_LUA_ERROR) return try_failed(f, msg, true, in, i, em);
+  if (rc == SL_LUA_ERROR) return try_failed(f, msg, true, true, in, i, em);
   int r = f->result(f->ctx, c, in, i, em);
   sl_lua_call_free(c);
   record_done(f);
@@ -247,7 +261,7 @@ static int try_record(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em) {
     int64_t now = sl_stage_now(f->st);
     if (f->attempt == 1) f->first_start = now;
     f->start = now;
-    if (f->cb && !sl_breaker_allow(f->cb, now, f->st)) return try_failed(f, sl__xstrdup("circuit open"), false, in, i, em);
+    if (f->cb && !sl_breaker_allow(f->cb, now, f->st)) return try_failed(f, sl__xstrdup("circuit open"), false, false, in, i, em);
   }
   sl_lua_call *c = sl_lua_call_new(f->lua, f->st, f->ref);
   int nargs = 1;
@@ -271,7 +285,8 @@ static int try_record(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em) {
 /* Runs the calls of records from..len-1. */
 static int run_from(sl_luafn *f, sl_batch *in, uint32_t from, sl_emitter *em) {
   for (uint32_t i = from; i < in->len; i++) {
-    int r = try_record(f, in, i, em);
+    int t = f->expr ? sl_expr_test(f->expr, &in->recs[i]) : SL_EXPR_ASK_LUA;
+    int r = t == SL_EXPR_ASK_LUA ? try_record(f, in, i, em) : f->decide(f->ctx, t == SL_EXPR_TRUE, in, i, em);
     if (r) return r; /* SL_PARKED, SL_DONE (the rest of the batch is dropped) or a failure */
   }
   return 0;
@@ -304,7 +319,7 @@ int sl_luafn_event(sl_luafn *f, uint64_t token, sl_emitter *em) {
     f->tmo_timer = -1;
     char *msg = sl_policy_timeout_msg(f->pol.timeout);
     if (f->cb) sl_breaker_record(f->cb, f->start, sl_stage_now(f->st), true, f->st);
-    r = try_failed(f, msg, true, in, f->at, em);
+    r = try_failed(f, msg, true, false, in, f->at, em);
   } else {
     if (token >> 3 != f->serial || !f->backing_off) return SL_PARKED;
     f->backing_off = false;
@@ -324,12 +339,33 @@ int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries) 
   return 0;
 }
 
+int sl_luafn_map_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em) {
+  return sl_luafn_emit_result(&((sl_luafn_ctx *)ctx)->f, c, in, i, em, false);
+}
+
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em) { return sl_luafn_process(&((sl_luafn_ctx *)ctx)->f, in, em); }
 int sl_luafn_event_cb(void *ctx, uint64_t token, sl_emitter *em) { return sl_luafn_event(&((sl_luafn_ctx *)ctx)->f, token, em); }
 int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
   sl_luafn_ctx *x = ctx;
   int rc = sl_luafn_check(x->fn, p, stage, where, err);
   return rc ? rc : sl_luafn_check_policy(&x->policy, p, stage, where, err);
+}
+
+/* The flat policy options the kind's table filled (its defaults are not 0) become the stage's
+ * policy; values the user gives are checked by sl_policy_parse. */
+static void policy_set(sl_luafn_policy_ctx *k) {
+  if (k->retry.attempts || k->retry.multiplier != 0) k->x.policy.retry_set = &k->retry;
+  if (k->breaker.window || k->breaker.open_for || k->breaker.min_calls) k->x.policy.breaker_set = &k->breaker;
+}
+
+int sl_luafn_policy_init_cb(void *ctx, sl_stage *st, sl_error_t *err) {
+  policy_set(ctx);
+  return sl_luafn_init(ctx, st, sl_luafn_map_result, SL_LUAFN_CARRY_RESULT);
+}
+
+int sl_luafn_policy_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
+  policy_set(ctx);
+  return sl_luafn_check_cb(ctx, p, stage, where, err);
 }
 
 void sl_luafn_destroy_cb(void *ctx) { sl_luafn_free(&((sl_luafn_ctx *)ctx)->f); }

@@ -27,6 +27,10 @@ typedef int (*sl_luafn_args)(void *ctx, lua_State *co, sl_batch *in, uint32_t i,
  * input), or < 0. */
 typedef int (*sl_luafn_result)(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em);
 
+/* A predicate stage's handling of record i once its predicate is known true or false (filter,
+ * take_while): what its result callback does with a truthy or a falsy Lua result. */
+typedef int (*sl_luafn_decide)(void *ctx, bool yes, sl_batch *in, uint32_t i, sl_emitter *em);
+
 struct sl_luafn {
   const char *fn;       /* the function option (owned by the stage's options) */
   sl_stage *st;
@@ -58,6 +62,9 @@ struct sl_luafn {
   uint64_t rng;         /* jitter */
   bool backing_off;     /* waiting to retry the record at `at` */
   bool timed;           /* a timeout, retry or breaker needs each try's start time */
+  /* Predicates evaluated in C (expr.h), for stages that set `decide`: */
+  sl_luafn_decide decide; /* what a predicate's truth does with record i, or NULL */
+  struct sl_expr *expr;   /* the compiled predicate (no policy, input not carried), or NULL */
 };
 
 /* Emits the first result of call c for input i (map, filter_map): nil is dropped when
@@ -78,16 +85,34 @@ typedef struct sl_luafn_ctx {
 } sl_luafn_ctx;
 /* The options every simple function stage has besides `fn`. */
 #define SL_LUAFN_POLICY_OPTIONS SL_POLICY_OPTIONS(sl_luafn_ctx)
+/* The result handler of map and of the policy stage kinds (timeout, retry, circuit_breaker): the
+ * first result replaces the record; nil fails it. */
+int sl_luafn_map_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em);
 /* Their callbacks: init sets the result handler; the rest are the same for all of them. */
 int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries);
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em);
 int sl_luafn_event_cb(void *ctx, uint64_t token, sl_emitter *em);
 int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
 void sl_luafn_destroy_cb(void *ctx);
+/* The context of the `retry` and `circuit_breaker` stage kinds: a function stage whose policy
+ * options are flat in its own table (SL_RETRY_OPTION_LIST / SL_BREAKER_OPTION_LIST at the offsets
+ * of `retry` / `breaker`). Its init and check use what the kind's table filled (the other
+ * struct stays zero). */
+typedef struct sl_luafn_policy_ctx {
+  sl_luafn_ctx x;          /* first: the callbacks above take it as an sl_luafn_ctx */
+  sl_retry retry;          /* options of the retry kind */
+  sl_breaker_opts breaker; /* options of the circuit_breaker kind */
+} sl_luafn_policy_ctx;
+int sl_luafn_policy_init_cb(void *ctx, sl_stage *st, sl_error_t *err);
+int sl_luafn_policy_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
 /* Checks policy options (and compiles retry_on) at add time. errors: config */
 int sl_luafn_check_policy(const sl_policy_opts *o, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
 /* Releases what sl_luafn_ready resolved. */
 void sl_luafn_free(sl_luafn *f);
+
+/* retry_on(r, e) of call c, made with sl_lua_call_new(lua, st, retry_on ref) and holding the
+ * record r: pushes e (msg, or the error value a Lua error raised) and runs it. True: retry. */
+bool sl_luafn_ask_retry(sl_lua *lua, sl_stage *st, sl_lua_call *c, const char *msg, bool lua_err);
 
 /* Loads the state and the function on first use. Returns 0 or < 0 (the pipeline fails). */
 int sl_luafn_ready(sl_luafn *f);
@@ -112,8 +137,12 @@ typedef struct sl_luafan_ctx {
   sl_luafan_item *ring;  /* records in input order, from `base` */
   uint64_t base, head, tail, next; /* ring seq numbers: first held, first to emit, end, next to start */
   size_t cap;
-  int64_t inflight;      /* calls parked */
-  int64_t timeout;       /* option: deadline of each call (ns, 0: none) */
+  int64_t inflight;      /* slots taken: calls parked, and records waiting to be retried */
+  sl_policy_opts policy; /* options: timeout, retry, circuit_breaker */
+  sl_policy pol;         /* resolved when the state is loaded */
+  sl_breaker *cb;        /* the stage's breaker, or NULL */
+  int retry_on;          /* registry ref of retry_on, or LUA_NOREF */
+  uint64_t rng;          /* jitter */
 } sl_luafan_ctx;
 int sl_luafan_init(void *ctx, sl_stage *st, bool ordered);
 int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em);

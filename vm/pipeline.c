@@ -17,20 +17,10 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "policy.h"
 
 #define BATCH 256 /* records per batch a source makes, and the default output batch size */
 #define BUDGET 64 /* batches an instance handles before it yields its worker */
-
-struct sl_emitter {
-  sl_stage *st;
-  sl_node *node;
-  sl_qbatch *out;      /* batch being filled, or NULL */
-  const sl_batch *in;  /* input of the current process() call, or NULL */
-  uint32_t room;       /* what a source should emit per call */
-  uint64_t failed;     /* records failed during this call */
-  bool have_seq;       /* the input batch's sequence number (ordered chains), for sl_emitter_seq */
-  uint64_t seq;
-};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers                                                                               */
@@ -104,7 +94,8 @@ static void push_edge(sl_edge *e, sl_qbatch *c) {
     }
   }
   if (shed) atomic_fetch_add_explicit(&e->to->st_dropped, shed, memory_order_relaxed);
-  if (wake) sl__node_wake(e->to);
+  if (wake && e->inst >= 0 && e->to->insts) sl_stage_wake(&e->to->insts[e->inst]);
+  else if (wake) sl__node_wake(e->to);
 }
 
 /* A node with named outputs (route): each edge gets the records of its output (references),
@@ -262,6 +253,25 @@ static bool all_out_cancelled(sl_node *n) {
   return true;
 }
 
+/* n stopped reading before the end of its input, perhaps holding records with ack tokens:
+ * every edge above it is marked, so that a source that ended and waits for its tokens does not
+ * wait for these (run_source). */
+static void taint_up(sl_node *n) {
+  n = n->fuse_head;
+  for (int i = 0; i < n->nin; i++) {
+    sl_edge *e = n->in[i];
+    if (atomic_exchange(&e->tainted, true) || !e->from) continue;
+    sl__node_wake(e->from);
+    taint_up(e->from);
+  }
+}
+
+static bool any_out_tainted(sl_node *n) {
+  for (int i = 0; i < n->nout; i++)
+    if (atomic_load(&n->out[i]->tainted)) return true;
+  return false;
+}
+
 static void cancel_inputs(sl_node *n) {
   for (int i = 0; i < n->nin; i++) {
     bool wake = false;
@@ -276,6 +286,7 @@ static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
   *all_eof = true;
   for (int k = 0; k < n->nin; k++) {
     int i = (st->rr + k) % n->nin;
+    if (n->in[i]->inst >= 0 && n->in[i]->inst != st->index) continue; /* another instance's keys */
     bool eof, wake;
     sl_qbatch *b = sl_queue_pop(n->in[i], &eof, &wake, n->fuse_tail->ordered ? &n->seq_counter : NULL);
     if (wake && n->in[i]->from) sl__node_wake(n->in[i]->from);
@@ -498,7 +509,7 @@ void sl_stage_wake(sl_stage *st) {
 }
 
 static void mailbox_cb(void *arg, uint64_t token) {
-  sl_stage *st = arg; /* a fused instance has its own mailbox; its runner delivers it */
+  sl_stage *st = arg; /* a fused instance or a key's instance has its own mailbox; its runner delivers it */
   if (!st->node->kind->event) { /* no callback to tell: the wake-up itself is the message */
     sl_stage_wake(st);
     return;
@@ -512,8 +523,11 @@ static void mailbox_cb(void *arg, uint64_t token) {
   }
   st->events[st->nevents++] = token;
   pthread_mutex_unlock(&st->mbox_mu);
+  if (st->is_part) atomic_store(&st->runner->part_events, true);
   sl_stage_wake(st);
 }
+
+void sl__stage_post(void *st, uint64_t token) { mailbox_cb(st, token); }
 
 int64_t sl_stage_timer(sl_stage *st, int64_t deadline_ns, uint64_t token) {
   return sl_loop_timer(st->p->e->loop, deadline_ns, st, mailbox_cb, st, token);
@@ -554,6 +568,10 @@ int sl_stage_fail(sl_stage *st, const char *fmt, ...) {
 void *sl_stage_alloc(sl_stage *st, void *ptr, size_t osize, size_t nsize) {
   const sl_engine_config *c = &st->p->e->cfg;
   return c->alloc(c->alloc_ud, ptr, osize, nsize);
+}
+
+bool sl_stage_stopping(const sl_stage *st) {
+  return atomic_load(&st->p->stopping) || atomic_load(&st->p->aborted);
 }
 
 sl_ack *sl_ack_new(sl_stage *st, uint64_t id) {
@@ -627,8 +645,7 @@ static int end_inst(sl_stage *st) {
 static int chain_run(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq, bool resume, uint64_t token);
 static int process_chain(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq);
 
-/* Takes the events in st's mailbox (returns a malloc'd array when more than fit in small). */
-static uint64_t *take_events(sl_stage *st, uint64_t *small, size_t *n) {
+uint64_t *sl__take_events(sl_stage *st, uint64_t *small, size_t *n) {
   pthread_mutex_lock(&st->mbox_mu);
   *n = st->nevents;
   uint64_t *tokens = small;
@@ -649,7 +666,7 @@ static int deliver_events(sl_stage *head, sl_emitter *em) {
     if (!nd->kind->event) continue; /* its wake-ups carry no message */
     uint64_t small[16];
     size_t n;
-    uint64_t *tokens = take_events(st, small, &n);
+    uint64_t *tokens = sl__take_events(st, small, &n);
     for (size_t i = 0; i < n && !atomic_load(&st->p->aborted); i++) {
       if (head->susp_at == st) {
         int rc = chain_run(st, NULL, false, 0, true, tokens[i]);
@@ -677,6 +694,11 @@ static int deliver_events(sl_stage *head, sl_emitter *em) {
       }
     }
     if (tokens != small) sl__free(tokens);
+    if (st->parts && !atomic_load(&st->p->aborted)) { /* partition_by: the keys' own events */
+      sl_emitter e3 = {.st = st, .node = nd, .room = em->room};
+      if (sl__part_events(st, &e3) < 0) result = -1;
+      flush_out(&e3, false, 0);
+    }
   }
   return result;
 }
@@ -685,9 +707,19 @@ static int deliver_events(sl_stage *head, sl_emitter *em) {
 static int run_source(sl_stage *st, sl_emitter *em) {
   sl_node *n = st->node;
   for (int budget = BUDGET; budget > 0; budget--) {
-    if (st->source_eos) /* ended; waits until every token it made came back, unless nobody is
-                           left downstream (a stage holding a token was cancelled) */
-      return atomic_load(&st->outstanding) > 0 && !all_out_cancelled(n) ? SL_TASK_IDLE : end_inst(st);
+    if (st->source_eos) { /* ended; waits until every token it made came back, unless a stage
+                             holding tokens stopped reading (they come back only at the free) */
+      if (atomic_load(&st->outstanding) == 0) return end_inst(st);
+      if (all_out_cancelled(n) && (!st->eos_sent || any_out_tainted(n))) return end_inst(st);
+      if (!st->eos_sent && n->parallelism == 1) { /* the end of stream goes on meanwhile: stages */
+        st->eos_sent = true;                       /* that hold records until then (reduce, a */
+        for (int i = 0; i < n->nout; i++) {        /* partial chunk) flush them, and their */
+          sl_queue_close(n->out[i]);               /* tokens come back */
+          sl__node_wake(n->out[i]->to);
+        }
+      }
+      return SL_TASK_IDLE;
+    }
     if (atomic_load(&st->p->stopping) || all_out_cancelled(n)) {
       st->source_eos = true;
       continue;
@@ -739,7 +771,7 @@ static int chain_run(sl_stage *st, sl_qbatch *qb, bool have_seq, uint64_t seq, b
       em.in = &view;
       em.have_seq = have_seq;
       em.seq = seq;
-      rc = n->kind->process(st->ctx, &view, &em);
+      rc = n->part_keys ? sl__part_process(st, &view, &em) : n->kind->process(st->ctx, &view, &em);
     }
     em.in = NULL;
     if (rc == SL_PARKED) { /* the batch waits in the runner until the stage's event finishes it */
@@ -782,7 +814,7 @@ static int flush_chain(sl_stage *st) {
     sl_node *n = st->node;
     if (!n->kind->flush) continue;
     sl_emitter em = {.st = st, .node = n, .room = BATCH};
-    int rc = n->kind->flush(st->ctx, &em);
+    int rc = n->part_keys ? sl__part_flush(st, &em) : n->kind->flush(st->ctx, &em);
     if (rc == SL_PARKED && n->fuse_head != n) rc = 0; /* fused stages are stateless: nothing waits */
     if (n->fuse_next && em.out) {
       atomic_fetch_add_explicit(&n->st_out, em.out->len, memory_order_relaxed);
@@ -807,6 +839,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
   sl_node *n = st->node, *tail = n->fuse_tail;
   for (int budget = BUDGET; budget > 0; budget--) {
     if (!st->input_done && all_out_cancelled(tail)) { /* nobody wants our output */
+      taint_up(n);
       cancel_inputs(n);
       return end_inst(st);
     }
@@ -1077,10 +1110,10 @@ int sl_pipeline_run(sl_pipeline *p, sl_error_t *err) {
   return rc ? rc : sl_pipeline_wait(p, -1, err);
 }
 
-size_t sl_pipeline_stage_count(const sl_pipeline *p) { return (size_t)p->nnodes; }
+size_t sl_pipeline_stage_count(const sl_pipeline *p) { return (size_t)(p->nnodes - p->nhidden); }
 
 int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
-  if (i >= (size_t)p->nnodes) return SL_EINVAL;
+  if (i >= (size_t)(p->nnodes - p->nhidden)) return SL_EINVAL;
   const sl_node *n = p->nodes[i];
   memset(o, 0, sizeof *o);
   o->name = n->name;
@@ -1091,6 +1124,10 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
   o->dropped = atomic_load(&n->st_dropped);
   o->retries = atomic_load(&n->st_retries);
   o->dead_letter = atomic_load(&n->st_dead);
+  if (n->part_keys) { /* its key function's failures are its own */
+    o->errors += atomic_load(&n->part_keys->st_errors);
+    o->dead_letter += atomic_load(&n->part_keys->st_dead);
+  }
   for (int k = 0; k < n->nin; k++) {
     sl_edge *e = n->in[k];
     o->queue_len += atomic_load_explicit(&e->len, memory_order_relaxed);
@@ -1101,6 +1138,11 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
   }
   o->parallelism = n->parallelism;
   o->done = atomic_load(&n->done);
+  int cb = atomic_load(&n->breaker_state);
+  if (cb) o->breaker = sl_breaker_state_name(cb - 1);
+  const sl_value *cbo = n->opts.type == SL_TMAP ? sl_map_getc(&n->opts, "circuit_breaker") : NULL;
+  if (!cb && cbo && cbo->type != SL_TNIL) o->breaker = "closed"; /* made on its first call */
+  o->breaker_changes = atomic_load(&n->st_breaker_changes);
   return 0;
 }
 
@@ -1127,7 +1169,7 @@ static int json_str(sl_buf *b, const char *s) {
 
 int sl_pipeline_stats_json(const sl_pipeline *p, sl_buf *b) {
   int rc = sl_buf_printf(b, "{\"elapsed_s\": %.6f, \"stages\": {", sl_pipeline_elapsed(p));
-  for (int i = 0; i < p->nnodes && rc == 0; i++) {
+  for (int i = 0; i < p->nnodes - p->nhidden && rc == 0; i++) {
     sl_stage_stats s;
     sl_pipeline_stats(p, (size_t)i, &s);
     rc = sl_buf_printf(b, "%s", i ? ", " : "");
@@ -1136,11 +1178,15 @@ int sl_pipeline_stats_json(const sl_pipeline *p, sl_buf *b) {
       rc = sl_buf_printf(b,
                          ": {\"kind\": \"%s\", \"in\": %llu, \"out\": %llu, \"errors\": %llu, "
                          "\"dropped\": %llu, \"retries\": %llu, \"dead_letter\": %llu, "
-                         "\"queue_hwm\": %llu}",
+                         "\"queue_hwm\": %llu",
                          s.kind, (unsigned long long)s.in, (unsigned long long)s.out,
                          (unsigned long long)s.errors, (unsigned long long)s.dropped,
                          (unsigned long long)s.retries, (unsigned long long)s.dead_letter,
                          (unsigned long long)s.queue_hwm);
+    if (rc == 0 && s.breaker)
+      rc = sl_buf_printf(b, ", \"breaker\": \"%s\", \"breaker_changes\": %llu", s.breaker,
+                         (unsigned long long)s.breaker_changes);
+    if (rc == 0) rc = sl_buf_printf(b, "}");
   }
   return rc ? rc : sl_buf_printf(b, "}}");
 }

@@ -64,6 +64,7 @@ struct sl_engine {
   size_t nkinds, nbuiltin;
   pthread_mutex_t mu;          /* kinds, pipelines count */
   int pipelines;               /* live pipelines (every one must be freed before the engine) */
+  struct sl_httpc *httpc;      /* the HTTP client (vm/httpc.h), made on first use under mu */
 };
 
 typedef struct sl_node sl_node;
@@ -80,6 +81,7 @@ struct sl_stage {
   bool finished;           /* this instance ended its part */
   bool input_done;         /* stopped taking input (eof, SL_DONE, or all outputs cancelled) */
   bool source_eos;         /* source: produce returned SL_DONE (waits for acks before ending) */
+  bool eos_sent;           /* source: its outputs were closed while it waits for acks */
   bool input_paused;       /* sl_stage_pause_input */
   sl_stage *runner;        /* the instance whose task runs this one (itself unless fused) */
   struct sl_lua *lua;      /* the Lua state of this task (runner instances only; vm/lua.h) */
@@ -97,6 +99,10 @@ struct sl_stage {
   size_t nevents, cap_events;
   _Atomic(sl_ack *) acked; /* completed source tokens (lock-free stack) */
   atomic_long outstanding; /* tokens created and not yet seen back */
+  /* partition_by (vm/partition.c): */
+  struct sl_parts *parts;  /* a partitioned stage's task instance: its keys' instances, or NULL */
+  bool is_part;            /* one key's instance inside such a task (runner: the task instance) */
+  atomic_bool part_events; /* runner: a key's instance has events in its mailbox */
 };
 
 struct sl_node {
@@ -143,6 +149,10 @@ struct sl_node {
   sl_qbatch *cur;          /* collect: batch being pulled from */
   /* stats */
   atomic_uint_least64_t st_in, st_out, st_errors, st_dropped, st_retries, st_dead;
+  char *part_by;           /* partition_by: the key function's text, or NULL */
+  char *part_where;        /* "file:line:col: " of its value */
+  sl_node *part_keys;      /* partitioned: the hidden node computing its keys (vm/partition.c) */
+  bool hidden;             /* added by the runtime at start (a key node): not in stats or info */
   struct sl_breaker *breaker; /* the stage's circuit breaker (vm/policy.c), or NULL */
   atomic_int breaker_state;   /* SL_CB_* + 1 while it has one, else 0 */
   atomic_uint_least64_t st_breaker_changes;
@@ -153,8 +163,9 @@ enum { SL_P_BUILDING = 0, SL_P_RUNNING, SL_P_ENDED };
 struct sl_pipeline {
   sl_engine *e;
   char *name;
-  sl_node **nodes;         /* in the order they were added */
+  sl_node **nodes;         /* in the order they were added; hidden nodes last (from start on) */
   int nnodes, capnodes;
+  int nhidden;             /* nodes the runtime added at start (partition_by key nodes) */
   int on_error;            /* pipeline default */
   sl_value settings;       /* sl_pipeline_set: a map of what was set, owned */
   struct sl_lua_prog *lua; /* the pipeline's Lua code and limits (vm/lua.h), or NULL */
@@ -162,8 +173,9 @@ struct sl_pipeline {
   sl_node *dead_letter;    /* resolved at start */
   sl_edge *dl_edge;        /* into dead_letter */
   int state;               /* SL_P_* (guarded by mu) */
-  pthread_mutex_t mu;      /* state, result, done_cv */
+  pthread_mutex_t mu;      /* state, result, done_cv, luas */
   pthread_cond_t done_cv;
+  struct sl_lua *luas;     /* every Lua state of the pipeline (vm/lua.c), for sl_pipeline_lua_memory */
   atomic_int alive;        /* tasks and open ports not yet ended */
   atomic_int producers_alive; /* non-dead-letter nodes running (closes the dead-letter edge) */
   atomic_bool started;     /* tasks may run (set by start after `alive` is counted) */
@@ -178,6 +190,18 @@ struct sl_pipeline {
   uint64_t mem_limit;      /* 0: no limit (nothing is counted) */
   atomic_uint_least64_t mem_used, mem_peak;
   atomic_bool mem_blocked; /* a source found no memory room */
+};
+
+/* Where a callback emits (sluice.h's opaque sl_emitter). */
+struct sl_emitter {
+  sl_stage *st;
+  sl_node *node;
+  struct sl_qbatch *out; /* batch being filled, or NULL */
+  const sl_batch *in;  /* input of the current process() call, or NULL */
+  uint32_t room;       /* what a source should emit per call */
+  uint64_t failed;     /* records failed during this call */
+  bool have_seq;       /* the input batch's sequence number (ordered chains), for sl_emitter_seq */
+  uint64_t seq;
 };
 
 /* The allocator of a pipeline's engine. */
@@ -198,6 +222,24 @@ void sl__inst_dead(sl_task *t);
 void sl__elog(sl_engine *e, int level, const char *stage, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Wakes every instance of n (or the embedding thread waiting on a passive node). */
 void sl__node_wake(sl_node *n);
+/* Delivers token to instance st's event callback now (an sl_loop_cb / sl_httpc_cb: arg is st). */
+void sl__stage_post(void *st, uint64_t token);
+/* Takes the events in st's mailbox (returns a malloc'd array when more than fit in small). */
+uint64_t *sl__take_events(sl_stage *st, uint64_t *small, size_t *n);
+
+/* partition.c: partition_by. A partitioned stage X gets, at start, a hidden node of kind
+ * sl__partition_kind in front of it (same name) that computes each record's key and sends
+ * [key, record] to instance hash(key) % parallelism of X over an edge of that instance alone.
+ * Each task instance of X keeps one instance of X's kind per key (sl_parts). */
+extern const sl_stage_kind sl__partition_kind;
+/* X's process/flush/events on a task instance: dispatch to the keys' instances. */
+int sl__part_process(sl_stage *st, sl_batch *in, sl_emitter *em);
+int sl__part_flush(sl_stage *st, sl_emitter *em);
+int sl__part_events(sl_stage *st, sl_emitter *em);
+/* Teardown of a task instance's keys: cancel their timers; destroy; free. */
+void sl__part_cancel(sl_stage *st);
+void sl__part_destroy(sl_stage *st);
+void sl__part_free(sl_stage *st);
 
 /* options.c */
 /* A front end that knows where each option was written passes, in the options map, the key

@@ -25,29 +25,8 @@
 #include "alloc.h"
 #include "pipeline.h"
 
-const sl_option sl_retry_options[] = {
-    {SL_OPT_INT, "attempts", "3", offsetof(sl_retry, attempts), "total tries of a record, the first included", NULL, 0},
-    {SL_OPT_ENUM, "backoff", "exponential", offsetof(sl_retry, backoff), "how the wait grows: constant, linear or exponential", "constant|linear|exponential", 0},
-    {SL_OPT_DURATION, "initial", "100ms", offsetof(sl_retry, initial), "the wait before the first retry", NULL, 0},
-    {SL_OPT_DOUBLE, "multiplier", "2", offsetof(sl_retry, multiplier), "growth of each wait (exponential)", NULL, 0},
-    {SL_OPT_DURATION, "max", "0", offsetof(sl_retry, max), "cap on one wait (0: none)", NULL, 0},
-    {SL_OPT_ENUM, "jitter", "none", offsetof(sl_retry, jitter), "randomness of a wait d: none, full [0,d], equal [d/2,d], decorrelated [initial, 3*previous]", "none|full|equal|decorrelated", 0},
-    {SL_OPT_DURATION, "max_elapsed", "0", offsetof(sl_retry, max_elapsed), "give up when a retry would start this long after the first try (0: no limit)", NULL, 0},
-    {SL_OPT_STRING, "retry_on", NULL, offsetof(sl_retry, retry_on), "Lua predicate over the error message (e): retry only when it is true", NULL, 0},
-    SL_OPTIONS_END,
-};
-
-const sl_option sl_breaker_options[] = {
-    {SL_OPT_INT, "window", "100", offsetof(sl_breaker_opts, window), "count window: the outcomes of the last N calls", NULL, 0},
-    {SL_OPT_DURATION, "window_time", "0", offsetof(sl_breaker_opts, window_time), "time window instead: the calls of the last d", NULL, 0},
-    {SL_OPT_INT, "min_calls", "10", offsetof(sl_breaker_opts, min_calls), "calls the window must hold before the breaker can open", NULL, 0},
-    {SL_OPT_DOUBLE, "failure_rate", "50", offsetof(sl_breaker_opts, failure_rate), "percent of failed calls that opens the breaker", NULL, 0},
-    {SL_OPT_DURATION, "slow_call", "0", offsetof(sl_breaker_opts, slow_duration), "a call that takes at least this long is slow (0: no slow-call rule)", NULL, 0},
-    {SL_OPT_DOUBLE, "slow_rate", "100", offsetof(sl_breaker_opts, slow_rate), "percent of slow calls that opens the breaker", NULL, 0},
-    {SL_OPT_DURATION, "open_for", "30s", offsetof(sl_breaker_opts, open_for), "how long it stays open (calls fail fast)", NULL, 0},
-    {SL_OPT_INT, "half_open_calls", "5", offsetof(sl_breaker_opts, half_open_calls), "trial calls when half-open", NULL, 0},
-    SL_OPTIONS_END,
-};
+const sl_option sl_retry_options[] = {SL_RETRY_OPTION_LIST(0), SL_OPTIONS_END};
+const sl_option sl_breaker_options[] = {SL_BREAKER_OPTION_LIST(0), SL_OPTIONS_END};
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -63,18 +42,30 @@ int sl_policy_parse(const sl_policy_opts *o, sl_policy *out, const char *where, 
   memset(out, 0, sizeof *out);
   out->timeout = o->timeout;
   if (o->timeout < 0) return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': timeout must be positive", where, stage);
-  if (o->retry.type != SL_TNIL) {
+  if (o->retry_set) { /* the retry stage kind: a copy the policy owns */
+    out->retry = *o->retry_set;
+    if (out->retry.retry_on) out->retry.retry_on = sl__xstrdup(out->retry.retry_on);
+    out->has_retry = true;
+  }
+  if (o->retry.type != SL_TNIL && !o->retry_set) {
     int rc = sub_options(sl_retry_options, &out->retry, &o->retry, "retry", where, stage, err);
     if (rc) return rc;
     out->has_retry = true;
+  }
+  if (out->has_retry) {
     const sl_retry *r = &out->retry;
     if (r->attempts < 1) return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': retry attempts must be at least 1 (it counts the first try)", where, stage);
     if (r->multiplier < 1) return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': retry multiplier must be at least 1", where, stage);
   }
-  if (o->breaker.type != SL_TNIL) {
+  if (o->breaker_set) {
+    out->cb = *o->breaker_set;
+    out->has_breaker = true;
+  } else if (o->breaker.type != SL_TNIL) {
     int rc = sub_options(sl_breaker_options, &out->cb, &o->breaker, "circuit_breaker", where, stage, err);
     if (rc) return rc;
     out->has_breaker = true;
+  }
+  if (out->has_breaker) {
     const sl_breaker_opts *c = &out->cb;
     if (c->window < 1 || c->min_calls < 1 || c->half_open_calls < 1)
       return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': circuit_breaker window, min_calls and half_open_calls must be at least 1", where, stage);
@@ -160,6 +151,10 @@ struct sl_breaker {
 
 static const char *const state_names[] = {"closed", "open", "half_open"};
 const char *sl_breaker_state_name(int s) { return s >= 0 && s <= 2 ? state_names[s] : "?"; }
+
+sl_breaker *sl_breaker_of(sl_stage *st, const sl_breaker_opts *o) { return sl_breaker_get(st->p, st->node->name, o); }
+
+void sl_policy_count_retry(sl_stage *st) { atomic_fetch_add_explicit(&st->node->st_retries, 1, memory_order_relaxed); }
 
 sl_breaker *sl_breaker_get(sl_pipeline *p, const char *stage, const sl_breaker_opts *o) {
   sl_node *n = sl__pipeline_node(p, stage);

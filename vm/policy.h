@@ -48,6 +48,10 @@ typedef struct sl_policy_opts {
   int64_t timeout;      /* ns, 0: none */
   sl_value retry;       /* map of retry options, or nil */
   sl_value breaker;     /* map of circuit breaker options, or nil */
+  /* The `retry` and `circuit_breaker` stage kinds take these options flat, in their own table:
+   * parsed already, instead of the maps (NULL: none). */
+  const sl_retry *retry_set;
+  const sl_breaker_opts *breaker_set;
 } sl_policy_opts;
 
 /* The three entries of a function stage's options table; T is its context type, with an
@@ -62,8 +66,28 @@ typedef struct sl_policy_opts {
        "stop calling a failing function, a map: window or window_time, min_calls, failure_rate, slow_call, slow_rate, open_for, half_open_calls (docs/lua.md)", \
        NULL, 0}
 
-/* The option tables of the retry and circuit breaker maps (also the options of the `retry` and
- * `circuit_breaker` stage kinds, with `fn`). Offsets are into sl_retry / sl_breaker_opts. */
+/* The entries of the retry and circuit breaker maps, at offset B of a struct holding an sl_retry
+ * / sl_breaker_opts there: the tables below (B = 0), and the options of the `retry` and
+ * `circuit_breaker` stage kinds (stages/retry.c, stages/circuit_breaker.c), which take them flat. */
+#define SL_RETRY_OPTION_LIST(B)                                                                                            \
+  {SL_OPT_INT, "attempts", "3", (B) + offsetof(sl_retry, attempts), "total tries of a record, the first included", NULL, 0},  \
+      {SL_OPT_ENUM, "backoff", "exponential", (B) + offsetof(sl_retry, backoff), "how the wait grows: constant, linear or exponential", "constant|linear|exponential", 0}, \
+      {SL_OPT_DURATION, "initial", "100ms", (B) + offsetof(sl_retry, initial), "the wait before the first retry", NULL, 0},   \
+      {SL_OPT_DOUBLE, "multiplier", "2", (B) + offsetof(sl_retry, multiplier), "growth of each wait (exponential)", NULL, 0}, \
+      {SL_OPT_DURATION, "max", "0", (B) + offsetof(sl_retry, max), "cap on one wait (0: none)", NULL, 0},                    \
+      {SL_OPT_ENUM, "jitter", "none", (B) + offsetof(sl_retry, jitter), "randomness of a wait d: none, full [0,d], equal [d/2,d], decorrelated [initial, 3*previous]", "none|full|equal|decorrelated", 0}, \
+      {SL_OPT_DURATION, "max_elapsed", "0", (B) + offsetof(sl_retry, max_elapsed), "give up when a retry would start this long after the first try (0: no limit)", NULL, 0}, \
+      {SL_OPT_STRING, "retry_on", NULL, (B) + offsetof(sl_retry, retry_on), "Lua predicate over the error message (e): retry only when it is true", NULL, 0}
+#define SL_BREAKER_OPTION_LIST(B)                                                                                          \
+  {SL_OPT_INT, "window", "100", (B) + offsetof(sl_breaker_opts, window), "count window: the outcomes of the last N calls", NULL, 0}, \
+      {SL_OPT_DURATION, "window_time", "0", (B) + offsetof(sl_breaker_opts, window_time), "time window instead: the calls of the last d", NULL, 0}, \
+      {SL_OPT_INT, "min_calls", "10", (B) + offsetof(sl_breaker_opts, min_calls), "calls the window must hold before the breaker can open", NULL, 0}, \
+      {SL_OPT_DOUBLE, "failure_rate", "50", (B) + offsetof(sl_breaker_opts, failure_rate), "percent of failed calls that opens the breaker", NULL, 0}, \
+      {SL_OPT_DURATION, "slow_call", "0", (B) + offsetof(sl_breaker_opts, slow_duration), "a call that takes at least this long is slow (0: no slow-call rule)", NULL, 0}, \
+      {SL_OPT_DOUBLE, "slow_rate", "100", (B) + offsetof(sl_breaker_opts, slow_rate), "percent of slow calls that opens the breaker", NULL, 0}, \
+      {SL_OPT_DURATION, "open_for", "30s", (B) + offsetof(sl_breaker_opts, open_for), "how long it stays open (calls fail fast)", NULL, 0}, \
+      {SL_OPT_INT, "half_open_calls", "5", (B) + offsetof(sl_breaker_opts, half_open_calls), "trial calls when half-open", NULL, 0}
+/* Offsets are into sl_retry / sl_breaker_opts. */
 extern const sl_option sl_retry_options[];
 extern const sl_option sl_breaker_options[];
 
@@ -93,6 +117,10 @@ int64_t sl_policy_uniform(uint64_t *rng, int64_t lo, int64_t hi);
 /* The breaker of stage `stage` of pipeline p (created on first use; shared by its instances;
  * freed with the pipeline). */
 sl_breaker *sl_breaker_get(sl_pipeline *p, const char *stage, const sl_breaker_opts *o);
+/* The same for a stage instance's own stage (for stage kinds outside vm/). */
+sl_breaker *sl_breaker_of(sl_stage *st, const sl_breaker_opts *o);
+/* Counts one retry in the stage's `retries` stat. */
+void sl_policy_count_retry(sl_stage *st);
 /* Before a call at time now: true when it may run (closed, or a half-open trial slot). */
 bool sl_breaker_allow(sl_breaker *b, int64_t now, sl_stage *st);
 /* After a call that began at `start`: its outcome. */

@@ -122,6 +122,7 @@ sl_qbatch *sl_queue_batch_clone(const sl_qbatch *b) {
 void sl_queue_init(sl_edge *e, uint64_t cap, int on_full) {
   memset(e, 0, sizeof *e);
   e->port = -1;
+  e->inst = -1;
   sl_lock_init(&e->mu);
   e->cap = cap;
   e->on_full = on_full;

@@ -54,9 +54,12 @@ typedef struct sl_edge {
   int on_full;               /* SL_ON_FULL_* */
   bool closed;               /* the producer ended: EOS after what is queued */
   bool cancelled;            /* the consumer ended: pushes are discarded */
+  atomic_bool tainted;       /* a stage at or below the consumer stopped reading early: ack
+                                tokens may be held there until the pipeline is freed */
   bool producer_waiting;     /* a producer found no room: wake it on pop */
   atomic_uint_least64_t *mem_used; /* the pipeline's queued bytes (memory_limit), or NULL: not counted */
   int port;                  /* output of `from` it carries: -1 every record, else an output number */
+  int inst;                  /* the one instance of `to` that pops it (partition_by), or -1: any */
   struct sl_node *from;      /* producer (NULL for the dead-letter edge) */
   struct sl_node *to;        /* consumer */
 } sl_edge;

@@ -400,23 +400,10 @@ const sl_value *sl_map_getc(const sl_value *m, const char *key) {
   return sl_map_get(m, key, strlen(key));
 }
 
-/* Sets key to v (consumed). key_v, when not NULL, is the key as a string value (consumed);
- * otherwise one is made only if the key is new. */
-static int map_set(sl_value *m, const char *key, size_t klen, sl_value *key_v, sl_value v) {
-  size_t pos = m->u.o ? map_find((const sl__map *)m->u.o, key, klen) : NOTFOUND;
-  sl__map *o;
-  if (pos != NOTFOUND) {
-    o = map_mut(m, 0);
-    sl_value old = o->ent[pos].val;
-    o->ent[pos].val = v;
-    sl_value_free(old);
-    if (key_v) sl_value_free(*key_v);
-    return SL_OK;
-  }
-  /* the key is made before the entries may move: it may point into one of them */
-  sl_value k = key_v ? *key_v : sl_str(key, klen);
-  pos = sl_map_len(m);
-  o = map_mut(m, pos + 1);
+/* Appends entry (k, v), both consumed, keeping the index up to date. */
+static void map_append(sl_value *m, sl_value k, sl_value v) {
+  size_t pos = sl_map_len(m), klen;
+  sl__map *o = map_mut(m, pos + 1);
   o->ent[pos].key = k;
   o->ent[pos].val = v;
   o->len = pos + 1;
@@ -425,10 +412,26 @@ static int map_set(sl_value *m, const char *key, size_t klen, sl_value *key_v, s
       index_rebuild(o); /* hashes every key, the new one too */
     } else {
       if (o->len > ((size_t)o->index_mask + 1) / 2) index_rebuild(o); /* the old entries */
-      key = str_bytes(&o->ent[pos].key, &klen);
+      const char *key = str_bytes(&o->ent[pos].key, &klen);
       index_put(o->index, o->index_mask, hash_key(key, klen), pos);
     }
   }
+}
+
+/* Sets key to v (consumed). key_v, when not NULL, is the key as a string value (consumed);
+ * otherwise one is made only if the key is new. */
+static int map_set(sl_value *m, const char *key, size_t klen, sl_value *key_v, sl_value v) {
+  size_t pos = m->u.o ? map_find((const sl__map *)m->u.o, key, klen) : NOTFOUND;
+  if (pos != NOTFOUND) {
+    sl__map *o = map_mut(m, 0);
+    sl_value old = o->ent[pos].val;
+    o->ent[pos].val = v;
+    sl_value_free(old);
+    if (key_v) sl_value_free(*key_v);
+    return SL_OK;
+  }
+  /* the key is made before the entries may move: it may point into one of them */
+  map_append(m, key_v ? *key_v : sl_str(key, klen), v);
   return SL_OK;
 }
 
@@ -453,6 +456,16 @@ int sl__map_set_kv(sl_value *m, sl_value key, sl_value v) {
   size_t klen;
   const char *kp = str_bytes(&key, &klen); /* points into key (a local) when inline */
   return map_set(m, kp, klen, &key, v);
+}
+
+int sl__map_append(sl_value *m, sl_value key, sl_value v) {
+  if (m->type != SL_TMAP || key.type != SL_TSTR) {
+    sl_value_free(key);
+    sl_value_free(v);
+    return SL_EINVAL;
+  }
+  map_append(m, key, v);
+  return SL_OK;
 }
 
 const sl_value *sl_map_key(const sl_value *m, size_t i) {

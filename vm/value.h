@@ -91,6 +91,9 @@ int sl__str_new_try(size_t n, sl_value *out, char **data);
 /* Consumes key (a string) and v: sets *m[key] = v like sl_map_set, without copying the key.
  * errors: einval (m not a map or key not a string) */
 int sl__map_set_kv(sl_value *m, sl_value key, sl_value v);
+/* Consumes key (a string) and v: appends them without looking for the key, for a caller that
+ * knows it is not in m (a parser's distinct field names). errors: einval */
+int sl__map_append(sl_value *m, sl_value key, sl_value v);
 
 /* json.c: sl_value_to_json, adding to *bad_utf8 (if not NULL) one per string written with
  * U+FFFD for ill-formed UTF-8. errors: nomem */

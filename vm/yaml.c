@@ -142,7 +142,7 @@ static const char *const top_keys[] = {"pipeline", "workers", "lua", "lua_file",
 /* keys passed through sl_pipeline_set (which validates them) */
 static const char *const setting_keys[] = {"on_error", "drain_timeout", "sandbox", "sandbox_paths",
                                            "lua_memory_limit", "lua_instruction_limit", "memory_limit"};
-static const char *const common_keys[] = {"name", "input", "on_error", "parallelism", "queue"};
+static const char *const common_keys[] = {"name", "input", "on_error", "parallelism", "queue", "partition_by"};
 
 static bool in_list(const char *s, const char *const *list, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -692,7 +692,7 @@ static void read_stage(sl_config *c, sl_yaml_node *m, size_t index, sl_yaml_stag
   }
   for (size_t i = 0; i < map_len(m); i++) { /* the kind key: the first key that is not common */
     const char *k = map_key(m, i);
-    if (!IN_LIST(k, common_keys) && strcmp(k, "partition_by") != 0 && k[0] != '_' && !st->kind_key) {
+    if (!IN_LIST(k, common_keys) && k[0] != '_' && !st->kind_key) {
       st->kind_key = m->kids[2 * i];
       st->kind_val = map_val(m, i);
     }
@@ -720,9 +720,7 @@ static void read_stage(sl_config *c, sl_yaml_node *m, size_t index, sl_yaml_stag
     const char *k = map_key(m, i);
     const sl_yaml_node *kn = m->kids[2 * i];
     where(c, kn, false, w, sizeof w);
-    if (strcmp(k, "partition_by") == 0)
-      problem(pr, st->name, "%s%s: partition_by is not implemented yet; remove it", w, label);
-    else if (k[0] == '_')
+    if (k[0] == '_')
       problem(pr, st->name, "%s%s: unknown key '%s'", w, label, k);
     else if (kn != st->kind_key && !IN_LIST(k, common_keys))
       problem(pr, st->name, "%s%s has two kind keys, '%s' and '%s': write each as its own stage", w, label,
@@ -1025,8 +1023,6 @@ static void apply_stage_sets(sl_config *c, const sl_load_options *o, problems *p
       size_t first = strcspn(opt, ".");
       if ((first == 4 && strncmp(opt, "name", 4) == 0) || (first == 5 && strncmp(opt, "input", 5) == 0)) {
         problem(pr, best->name, "--set '%s': --set cannot change a stage's name or input; edit the file", arg);
-      } else if (first == 12 && strncmp(opt, "partition_by", 12) == 0) {
-        problem(pr, best->name, "--set '%s': partition_by is not implemented yet", arg);
       } else {
         best->sets = sl__xrealloc(best->sets, (best->nsets + 1) * sizeof *best->sets);
         best->sets[best->nsets++] = (sl_yaml_set){sl__xstrdup(arg), sl__xstrdup(opt), plain_value(value, strlen(value))};

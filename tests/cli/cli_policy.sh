@@ -52,3 +52,30 @@ python3 -c 'import json,sys; e=json.load(open("ts.json"))["elapsed_s"]; sys.exit
 sed 's/initial: 100ms/inital: 100ms/' r.yaml >typo.yaml
 expect 2 "$S" check typo.yaml
 err_has "typo.yaml:" "stage 'call'" "unknown option 'inital' for retry" "did you mean 'initial'"
+
+# the circuit breaker's state and change count: in --stats, the --progress table and the summary
+cat >cb.yaml <<'YAML'
+pipeline: breaking
+lua: |
+  function f(r)
+    if sluice.now() < 20 then error("down") end
+    return r
+  end
+stages:
+  - generate: 40
+  - throttle: { rate: 1, per: 1s }
+  - map:
+      name: call
+      fn: f
+      on_error: skip
+      circuit_breaker: { window: 4, min_calls: 2, failure_rate: 50, open_for: 10s, half_open_calls: 1 }
+  - file: { path: cb.txt }
+YAML
+expect 0 "$S" run --virtual-time --progress --stats cb.json cb.yaml
+# t=0,1 fail: open at 1; half-open at 11: fails, open; half-open at 21: succeeds, closed
+[ "$(stats_get cb.json call breaker)" = closed ] || fail "breaker state in stats: $(cat cb.json)"
+[ "$(stats_get cb.json call breaker_changes)" -eq 5 ] || fail "breaker changes in stats: $(cat cb.json)"
+python3 -c 'import json,sys; s=json.load(open("cb.json"))["stages"]; sys.exit("breaker" in s["generate#1"])' \
+  || fail "a stage without a breaker has one in stats: $(cat cb.json)"
+err_has "breaker" "closed/0" "circuit breaker closed after 5 state changes" # the first drawing, then the summary
+seq 22 40 | cmp -s - cb.txt || fail "breaker output: $(cat cb.txt)"

@@ -41,6 +41,12 @@ printf 'stages:\n  - file_in: {path: "-"}\n  - stdout: {}\n' >stdin.yaml
 (lz4 -q -c n.txt; lz4 -q -c n.txt) | "$S" run --quiet stdin.yaml >both.txt
 [ "$(wc -l <both.txt)" -eq 400000 ] || fail "two frames on stdin: $(wc -l <both.txt) lines"
 
+# `file` first in a pipeline reads (it is file_in); later it writes, also as the dead letter sink
+printf 'dead_letter:\n  file: {path: dl.jsonl}\nstages:\n  - file: {path: n.txt.any}\n  - file: {path: copy.txt}\n' >ff.yaml
+expect 0 "$S" run --quiet ff.yaml
+cmp copy.txt n.txt || fail "file as the source, then file as the sink"
+"$S" graph ff.yaml | grep -q 'file#1\\nfile_in' || fail "the first file stage is not file_in: $("$S" graph ff.yaml)"
+
 # a truncated and a corrupt file: exit 1, the file and the byte offset named, no output file
 head -c 5000 n.txt.any >cut.lz4
 printf 'stages:\n  - lines: cut.lz4\n  - file: cut.out\n' >cut.yaml

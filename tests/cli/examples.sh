@@ -36,6 +36,10 @@ head -1 "$d/parsed.jsonl" | grep -q '"status":[45][0-9][0-9],"bytes":[0-9]*,"ms"
 grep -q "1000 calls in 5.0 s" "$d/async.err" || fail "async_calls timing: $(cat "$d/async.err")"
 "$B/sluice" run --quiet --virtual-time "$root/examples/rate_limited.yaml" >"$d/rate.out"
 [ "$(wc -l <"$d/rate.out")" -eq 200 ] && tail -1 "$d/rate.out" | grep -q '"at":3.98' || fail "rate_limited: $(tail -1 "$d/rate.out")"
+# host_windows: partition_by + window, 6 windows of 10 s for each of 3 hosts, 400 requests each
+"$B/sluice" run --quiet --virtual-time "$root/examples/host_windows.yaml" >"$d/hw.out"
+[ "$(wc -l <"$d/hw.out")" -eq 18 ] && [ "$(grep -o '"requests":[0-9]*' "$d/hw.out" | cut -d: -f2 | paste -sd+ | bc)" -eq 2400 ] \
+  && grep -q "{\"key\":\"api\",\"start\":50.0,\"end\":60.0,\"requests\":134," "$d/hw.out" || fail "host_windows: $(head -3 "$d/hw.out")"
 # triage: route + chunks + throttle + dead letter, on 120 generated events
 awk 'BEGIN { for (i = 1; i <= 120; i++) { l = i % 4 == 0 ? "ERROR" : (i % 4 == 1 ? "WARN" : "INFO"); printf "%s svc%d event %d\n", l, i % 3, i }
              print "not an event" }' >"$d/events.log"

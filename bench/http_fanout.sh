@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# bench/http_fanout.sh BUILD [N] [C] [DELAY_MS] — the fan-out workload of issue 10: N requests
+# (default 20,000), C in flight (default 500), against the test server (tests/httpd/httpd.c)
+# answering after DELAY_MS (default 20) on a loopback port. Runs
+#   1. sluice: generate(N) -> buffer_unordered{concurrency: C, fn: sluice.http.get} -> null, workers 1
+#   2. the same with plain Python asyncio streams (no aiohttp): C tasks, each with one keep-alive
+#      connection, sending GET requests and reading the answers (Content-Length framing)
+# and prints wall time, CPU seconds and the fraction of the ideal N * DELAY / C each took, with the
+# most connections the server saw at once. Prints figures only (bench/README.md).
+set -euo pipefail
+B=$(cd "${1:?usage: http_fanout.sh BUILD [N] [C] [DELAY_MS]}" && pwd)
+N=${2:-20000}
+C=${3:-500}
+D=${4:-20}
+T=$(mktemp -d)
+srv=
+trap '[ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$T"' EXIT
+start_server() {
+  [ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null || true
+  rm -f "$T/port"
+  "$B/sluice_test_httpd" --port-file "$T/port" --delay "$D" &
+  srv=$!
+  for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
+  URL="http://127.0.0.1:$(cat "$T/port")"
+}
+max_conns() { python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]+"/_stats"))["max_conns"])' "$URL"; }
+ideal=$(python3 -c "print($N * $D / 1000 / $C)")
+echo "http fan-out: $N requests, $C in flight, server delay $D ms; ideal $ideal s; $(uptime | sed 's/.*load/load/')"
+
+start_server
+cat >"$T/fan.yaml" <<YAML
+pipeline: http_fanout
+lua: |
+  function call(r)
+    local resp = sluice.http.get("$URL/item/" .. r)
+    if resp.body ~= "/item/" .. r then error("wrong answer for " .. r) end
+    return r
+  end
+stages:
+  - generate: { count: $N }
+  - buffer_unordered: { concurrency: $C, fn: call }
+  - null: {}
+YAML
+/usr/bin/time -f "%e %U %S" -o "$T/t1" "$B/sluice" run --quiet --workers 1 --stats "$T/s.json" "$T/fan.yaml"
+read -r wall user sys <"$T/t1"
+ok=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["stages"]; print(d["buffer_unordered#2"]["out"], d["buffer_unordered#2"]["errors"])' "$T/s.json")
+printf 'sluice  w=1      %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server max conns %s\n' \
+  "$wall" "$(python3 -c "print($user + $sys)")" "$(python3 -c "print(100 * $ideal / $wall)")" "$ok" "$(max_conns)"
+
+start_server
+cat >"$T/fan.py" <<'PY'
+import asyncio, sys
+host, port, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+async def worker(queue, bad):
+    reader, writer = await asyncio.open_connection(host, port)
+    while True:
+        try:
+            i = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+        path = "/item/%d" % i
+        writer.write(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host)).encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        body = await reader.readexactly(length)
+        if body.decode() != path:
+            bad.append(i)
+    writer.close()
+async def main():
+    queue = asyncio.Queue()
+    for i in range(1, n + 1):
+        queue.put_nowait(i)
+    bad = []
+    await asyncio.gather(*(worker(queue, bad) for _ in range(c)))
+    print(n - len(bad), len(bad))
+asyncio.run(main())
+PY
+port=${URL##*:}
+/usr/bin/time -f "%e %U %S" -o "$T/t2" python3 "$T/fan.py" 127.0.0.1 "$port" "$N" "$C" >"$T/py.out"
+read -r wall2 user2 sys2 <"$T/t2"
+printf 'asyncio          %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server max conns %s\n' \
+  "$wall2" "$(python3 -c "print($user2 + $sys2)")" "$(python3 -c "print(100 * $ideal / $wall2)")" "$(cat "$T/py.out")" "$(max_conns)"
+printf 'sluice / asyncio: %.2f x the speed\n' "$(python3 -c "print($wall2 / $wall)")"

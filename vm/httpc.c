@@ -1,0 +1,424 @@
+/*
+ * httpc.c — libcurl's multi-socket interface on the engine's event loop (see httpc.h).
+ *
+ * curl tells us which sockets to watch for what (sock_cb) and when to call it back (timer_cb);
+ * we keep one persistent loop watch per socket (its id assigned to the socket with
+ * curl_multi_assign) and a timerfd on the real clock, and hand every readiness and timeout back
+ * with curl_multi_socket_action. Finished transfers are collected after each action (done()).
+ */
+#include "httpc.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+
+#define MAX_BODY (256u << 20) /* a response body larger than this fails the request */
+#define POOL_MAX 1024         /* easy handles kept for reuse (an init+cleanup per request was the client's main cost) */
+
+enum { R_NEW, R_RUNNING, R_DONE, R_CANCELLED };
+
+struct sl_httpc_req {
+  sl_httpc *h;
+  CURL *easy;
+  struct curl_slist *hdrs; /* request headers */
+  char *url, *method;
+  char *body;              /* request body (owned copy) */
+  int state;               /* R_*: guarded by h->mu while running */
+  void *owner;
+  sl_httpc_cb cb;
+  void *arg;
+  uint64_t token;
+  sl_httpc_req *prev, *next; /* running requests */
+  /* the outcome */
+  int kind;                /* SL_HTTPC_* */
+  long status;
+  sl_buf resp;             /* response body */
+  char **hnames, **hvalues; /* response headers */
+  size_t nh, caph;
+  bool too_big;
+  char err[CURL_ERROR_SIZE];
+};
+
+struct sl_httpc {
+  sl_loop *loop;
+  CURLM *multi;
+  pthread_mutex_t mu;
+  int tfd;                 /* curl's timer (real clock) */
+  int64_t tfd_watch;
+  int64_t due;             /* when the timerfd fires (ns, monotonic), or -1: disarmed */
+  bool starting;           /* in sl_httpc_start, which runs curl's due work itself */
+  sl_httpc_req *running;   /* list of requests in flight */
+  CURL *pool[POOL_MAX];    /* easy handles to reuse (curl_easy_reset) */
+  int npool;
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+const char *sl_httpc_kind_name(int kind) {
+  static const char *const names[] = {"ok", "dns", "connect", "tls", "timeout", "connection", "url", "http"};
+  return kind >= 0 && kind <= SL_HTTPC_OTHER ? names[kind] : "http";
+}
+
+static int classify(CURLcode c) {
+  switch (c) {
+  case CURLE_OK: return SL_HTTPC_OK;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY: return SL_HTTPC_DNS;
+  case CURLE_COULDNT_CONNECT: return SL_HTTPC_CONNECT;
+  case CURLE_OPERATION_TIMEDOUT: return SL_HTTPC_TIMEOUT;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_USE_SSL_FAILED: return SL_HTTPC_TLS;
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE: return SL_HTTPC_CONNECTION;
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL: return SL_HTTPC_URL;
+  default: return SL_HTTPC_OTHER;
+  }
+}
+
+/* ---- curl -> loop ---------------------------------------------------------------------- */
+
+static void io_cb(void *arg, int fd, int ready);
+
+/* Collects finished transfers: their outcome goes into the request, its callback runs. mu held. */
+static void done(sl_httpc *h) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(h->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    sl_httpc_req *r = NULL;
+    CURL *easy = m->easy_handle;
+    CURLcode code = m->data.result;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+    curl_multi_remove_handle(h->multi, easy);
+    if (!r || r->state != R_RUNNING) continue;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
+    r->kind = classify(code);
+    if (code != CURLE_OK && !r->err[0]) snprintf(r->err, sizeof r->err, "%s", curl_easy_strerror(code));
+    if (r->too_big) snprintf(r->err, sizeof r->err, "the response body is larger than %u bytes", MAX_BODY);
+    if (r->prev) r->prev->next = r->next;
+    else h->running = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->state = R_DONE;
+    sl_loop_hold(h->loop, -1);
+    r->cb(r->arg, r->token);
+  }
+}
+
+static void act(sl_httpc *h, curl_socket_t s, int flags) {
+  int running;
+  pthread_mutex_lock(&h->mu);
+  curl_multi_socket_action(h->multi, s, flags, &running);
+  done(h);
+  pthread_mutex_unlock(&h->mu);
+}
+
+static void io_cb(void *arg, int fd, int ready) {
+  act(arg, fd, (ready & SL_LOOP_READ ? CURL_CSELECT_IN : 0) | (ready & SL_LOOP_WRITE ? CURL_CSELECT_OUT : 0));
+}
+
+static void timer_fired(void *arg, int fd, int ready) {
+  uint64_t n;
+  (void)ready;
+  ssize_t rd = read(fd, &n, sizeof n);
+  (void)rd;
+  sl_httpc *h = arg;
+  pthread_mutex_lock(&h->mu);
+  h->due = -1; /* fired: the next timer_cb re-arms it */
+  pthread_mutex_unlock(&h->mu);
+  act(arg, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* curl: watch socket s for `what` (or stop). mu held (curl runs inside our calls). */
+static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
+  sl_httpc *h = userp;
+  int64_t id = (int64_t)(intptr_t)socketp;
+  (void)easy;
+  if (what == CURL_POLL_REMOVE) {
+    if (id > 0) sl_loop_io_stop(h->loop, id);
+    curl_multi_assign(h->multi, s, NULL);
+    return 0;
+  }
+  int ev = (what & CURL_POLL_IN ? SL_LOOP_READ : 0) | (what & CURL_POLL_OUT ? SL_LOOP_WRITE : 0);
+  if (id > 0) return sl_loop_io_modify(h->loop, id, ev) == 0 ? 0 : -1;
+  id = sl_loop_io_start(h->loop, s, ev, h, io_cb, h);
+  if (id < 0) return -1;
+  curl_multi_assign(h->multi, s, (void *)(intptr_t)id);
+  return 0;
+}
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* curl: call socket_action(TIMEOUT) in ms milliseconds (-1: never). curl asks after nearly
+ * every action, mostly for the deadline it already has: the timerfd is only re-armed when the
+ * deadline moves by a millisecond or more (a syscall each time was a quarter of the client's
+ * time). mu held. */
+static int timer_cb(CURLM *multi, long ms, void *userp) {
+  sl_httpc *h = userp;
+  (void)multi;
+  if (ms == 0 && h->starting) return 0; /* sl_httpc_start acts right away */
+  int64_t due = ms < 0 ? -1 : mono_ns() + (int64_t)ms * 1000000;
+  if (due < 0 ? h->due < 0 : h->due >= 0 && llabs(due - h->due) < 1000000) return 0;
+  h->due = due;
+  struct itimerspec its = {0};
+  if (due >= 0) {
+    its.it_value.tv_sec = due / 1000000000;
+    its.it_value.tv_nsec = due % 1000000000;
+  }
+  return timerfd_settime(h->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0 ? 0 : -1;
+}
+
+/* ---- the client ------------------------------------------------------------------------ */
+
+int sl_httpc_new(sl_loop *loop, int max_per_host, sl_httpc **out) {
+  pthread_once(&global_once, global_init);
+  if (global_rc != CURLE_OK) return SL_EIO;
+  sl_httpc *h = sl__xcalloc(1, sizeof *h);
+  h->loop = loop;
+  h->due = -1;
+  pthread_mutex_init(&h->mu, NULL);
+  h->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  h->multi = curl_multi_init();
+  if (h->tfd < 0 || !h->multi) goto fail;
+  h->tfd_watch = sl_loop_io_start(loop, h->tfd, SL_LOOP_READ, h, timer_fired, h);
+  if (h->tfd_watch < 0) goto fail;
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_per_host);
+  *out = h;
+  return 0;
+fail:
+  if (h->multi) curl_multi_cleanup(h->multi);
+  if (h->tfd >= 0) close(h->tfd);
+  pthread_mutex_destroy(&h->mu);
+  sl__free(h);
+  return SL_EIO;
+}
+
+void sl_httpc_free(sl_httpc *h) {
+  if (!h) return;
+  pthread_mutex_lock(&h->mu);
+  while (h->npool > 0) curl_easy_cleanup(h->pool[--h->npool]);
+  curl_multi_cleanup(h->multi); /* closes the pooled connections (their watches stop) */
+  pthread_mutex_unlock(&h->mu);
+  sl_loop_io_stop(h->loop, h->tfd_watch);
+  sl_loop_cancel_owner(h->loop, h); /* waits out a callback in progress */
+  close(h->tfd);
+  pthread_mutex_destroy(&h->mu);
+  sl__free(h);
+}
+
+/* ---- requests -------------------------------------------------------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  sl_httpc_req *r = ud;
+  size_t len = size * n;
+  if (r->resp.len + len > MAX_BODY || sl_buf_append(&r->resp, p, len) != 0) {
+    r->too_big = true;
+    return 0;
+  }
+  return len;
+}
+
+static char *dup_n(const char *p, size_t n) {
+  char *s = sl__xmalloc(n + 1);
+  memcpy(s, p, n);
+  s[n] = 0;
+  return s;
+}
+
+static void drop_headers(sl_httpc_req *r) {
+  for (size_t i = 0; i < r->nh; i++) sl__free(r->hnames[i]), sl__free(r->hvalues[i]);
+  r->nh = 0;
+}
+
+/* One header line of the response ("HTTP/..." starts a new response: a redirect or 100). */
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  sl_httpc_req *r = ud;
+  size_t len = size * n, end = len;
+  while (end > 0 && (p[end - 1] == '\r' || p[end - 1] == '\n')) end--;
+  if (end >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    drop_headers(r);
+    return len;
+  }
+  const char *colon = memchr(p, ':', end);
+  if (!colon || r->nh >= 1000) return len;
+  if (r->nh == r->caph) {
+    r->caph = r->caph ? r->caph * 2 : 16;
+    r->hnames = sl__xrealloc(r->hnames, r->caph * sizeof *r->hnames);
+    r->hvalues = sl__xrealloc(r->hvalues, r->caph * sizeof *r->hvalues);
+  }
+  char *name = dup_n(p, (size_t)(colon - p));
+  for (char *c = name; *c; c++) *c = (char)tolower((unsigned char)*c);
+  const char *v = colon + 1;
+  while (v < p + end && (*v == ' ' || *v == '\t')) v++;
+  r->hnames[r->nh] = name;
+  r->hvalues[r->nh++] = dup_n(v, (size_t)(p + end - v));
+  return len;
+}
+
+sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, size_t msglen) {
+  sl_httpc_req *r = sl__xcalloc(1, sizeof *r);
+  r->h = h;
+  sl_buf_init(&r->resp);
+  pthread_mutex_lock(&h->mu);
+  r->easy = h->npool > 0 ? h->pool[--h->npool] : NULL;
+  pthread_mutex_unlock(&h->mu);
+  if (r->easy) curl_easy_reset(r->easy);
+  else r->easy = curl_easy_init();
+  if (!r->easy) {
+    snprintf(msg, msglen, "cannot make a request (libcurl)");
+    sl__free(r);
+    return NULL;
+  }
+  const char *method = o->method ? o->method : o->body ? "POST" : "GET";
+  r->method = sl__xstrdup(method);
+  for (char *c = r->method; *c; c++) *c = (char)toupper((unsigned char)*c);
+  r->url = sl__xstrdup(o->url);
+  CURL *e = r->easy;
+  CURLcode rc = curl_easy_setopt(e, CURLOPT_URL, r->url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  if (rc == CURLE_OK) rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  if (strcmp(r->method, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  else if (strcmp(r->method, "GET") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+  if (o->body) {
+    r->body = dup_n(o->body, o->body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+  }
+  for (size_t i = 0; i < o->nheaders; i++) r->hdrs = curl_slist_append(r->hdrs, o->headers[i]);
+  if (o->body) r->hdrs = curl_slist_append(r->hdrs, "Expect:"); /* no 100-continue round trip */
+  if (r->hdrs) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+  if (o->timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)((o->timeout + 999999) / 1000000));
+  if (o->ca_file && rc == CURLE_OK) rc = curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+  if (o->insecure) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (rc != CURLE_OK) {
+    snprintf(msg, msglen, "%s", curl_easy_strerror(rc));
+    sl_httpc_req_free(r);
+    return NULL;
+  }
+  return r;
+}
+
+int sl_httpc_start(sl_httpc_req *r, void *owner, sl_httpc_cb cb, void *arg, uint64_t token) {
+  sl_httpc *h = r->h;
+  r->owner = owner;
+  r->cb = cb;
+  r->arg = arg;
+  r->token = token;
+  pthread_mutex_lock(&h->mu);
+  r->state = R_RUNNING;
+  r->prev = NULL;
+  r->next = h->running;
+  if (h->running) h->running->prev = r;
+  h->running = r;
+  sl_loop_hold(h->loop, 1);
+  h->starting = true;
+  CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
+  h->starting = false;
+  if (mc != CURLM_OK) {
+    h->running = r->next;
+    if (r->next) r->next->prev = NULL;
+    r->state = R_NEW;
+    sl_loop_hold(h->loop, -1);
+  } else { /* start it here (a pooled connection: the request is written now) */
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    done(h); /* it may have failed at once: its callback runs here, on this thread */
+  }
+  pthread_mutex_unlock(&h->mu);
+  return mc == CURLM_OK ? 0 : SL_EIO;
+}
+
+/* Takes a running request out of the multi handle. mu held. */
+static void cancel_locked(sl_httpc *h, sl_httpc_req *r) {
+  curl_multi_remove_handle(h->multi, r->easy);
+  if (r->prev) r->prev->next = r->next;
+  else h->running = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->state = R_CANCELLED;
+  sl_loop_hold(h->loop, -1);
+}
+
+void sl_httpc_cancel_owner(sl_httpc *h, void *owner) {
+  if (!h) return;
+  pthread_mutex_lock(&h->mu);
+  for (sl_httpc_req *r = h->running, *next; r; r = next) {
+    next = r->next;
+    if (r->owner == owner) cancel_locked(h, r);
+  }
+  pthread_mutex_unlock(&h->mu);
+}
+
+void sl_httpc_req_free(sl_httpc_req *r) {
+  if (!r) return;
+  sl_httpc *h = r->h;
+  pthread_mutex_lock(&h->mu);
+  if (r->state == R_RUNNING) cancel_locked(h, r);
+  if (h->npool < POOL_MAX) h->pool[h->npool++] = r->easy;
+  else curl_easy_cleanup(r->easy);
+  pthread_mutex_unlock(&h->mu);
+  curl_slist_free_all(r->hdrs);
+  drop_headers(r);
+  sl__free(r->hnames);
+  sl__free(r->hvalues);
+  sl_buf_close(&r->resp);
+  sl__free(r->body);
+  sl__free(r->url);
+  sl__free(r->method);
+  sl__free(r);
+}
+
+int sl_httpc_result(const sl_httpc_req *r, long *status, const char **errmsg) {
+  *status = r->status;
+  *errmsg = r->err;
+  return r->kind;
+}
+
+const char *sl_httpc_body(const sl_httpc_req *r, size_t *len) {
+  *len = r->resp.len;
+  return r->resp.len ? r->resp.data : "";
+}
+
+bool sl_httpc_header(const sl_httpc_req *r, size_t i, const char **name, const char **value) {
+  if (i >= r->nh) return false;
+  *name = r->hnames[i];
+  *value = r->hvalues[i];
+  return true;
+}
+
+const char *sl_httpc_url(const sl_httpc_req *r) { return r->url; }
+const char *sl_httpc_method(const sl_httpc_req *r) { return r->method; }
