@@ -5,13 +5,13 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-# Debian packages the build, the tests and the benchmarks need (jq, miller, mawk, jansson and
-# json-c only for bench/: the tools and libraries our codecs are measured against; redis-server
-# and redis-tools for the redis_stream tests and bench_redis_stream).
+# Debian packages the build, the tests and the benchmarks need (jq, miller, mawk, gawk, luajit,
+# jansson and json-c only for bench/: the tools and libraries sluice is measured against;
+# redis-server and redis-tools for the redis_stream tests and bench_redis_stream).
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
        clang libclang-rt-14-dev graphviz lz4 libpcre2-dev libedit-dev tmux \
        jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl libmicrohttpd-dev curl libcurl4-openssl-dev \
-       libhiredis-dev redis-server redis-tools
+       libhiredis-dev redis-server redis-tools python3 gawk luajit
 
 .PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
 
@@ -57,10 +57,12 @@ fuzz: deps
 	    build-fuzz/corpus-$$t fuzz/corpus/$$t; \
 	done
 
+# Every workload against its peers, one table, JSON in bench/results/ (bench/README.md).
+# make bench QUICK=1: the one-minute version; BENCH_ARGS="--only logs,json_etl" and the like.
 bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-release -j $(JOBS)
-	bash bench/run build-release
+	python3 bench/run build-release --no-build $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # An example pipeline end to end: examples/access_errors.yaml on a log the demo generates.
 demo: build

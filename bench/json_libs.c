@@ -9,6 +9,8 @@
  * null), parsed one line at a time as the jsonl codec does. Prints MB/s of input, median of R
  * runs, and the ratio of ours to each library.
  * usage: bench_json_libs [N] [R]   (default 200000 lines, 5 runs)
+ *        bench_json_libs --one WAY LINES   one way (0 ours, 1 jansson -> sl_value, 2 jansson tree,
+ *                                          3 json-c -> sl_value, 4 json-c tree): a "BENCH {json}" line
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -110,6 +112,22 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "--one") == 0) { /* bench/run: one way, one "BENCH {json}" line */
+    int way = atoi(argv[2]);
+    size_t lines = (size_t)atol(argv[3]);
+    if (way < 0 || way >= NWAYS || lines < 1) {
+      fprintf(stderr, "usage: bench_json_libs --one WAY(0-%d) LINES\n", NWAYS - 1);
+      return 2;
+    }
+    corpus one;
+    make_corpus(&one, lines);
+    double t = run(&one, way);
+    printf("BENCH {\"seconds\": %.6f, \"bytes\": %zu, \"records\": %zu}\n", t, one.bytes, lines);
+    free(one.text);
+    free(one.off);
+    free(one.len);
+    return 0;
+  }
   size_t n = argc > 1 ? (size_t)atol(argv[1]) : 200000;
   int runs = argc > 2 ? atoi(argv[2]) : 5;
   if (runs < 1 || runs > 99) runs = 5;

@@ -135,6 +135,11 @@ int main(int argc, char **argv) {
   printf("  peak RSS %.1f MiB (%s; base before the run %.1f MiB), = base + %.2f x the limit; peak queued bytes counted %.1f MiB\n",
          status_kib("VmHWM:") / 1024.0, reset ? "VmHWM reset before the run" : "VmHWM of the whole process", base / 1024.0,
          (status_kib("VmHWM:") - base) * 1024.0 / (double)limit_bytes, (double)peak / 1048576);
+  /* the same figures on one line for bench/run (bench/README.md: "BENCH lines") */
+  printf("BENCH {\"seconds\": %.6f, \"bytes\": %lld, \"peak_rss_kib\": %ld, \"base_rss_kib\": %ld, \"limit_kib\": %lld, "
+         "\"limit_k\": %.3f, \"queued_peak_kib\": %.0f, \"source_mbps\": %.1f}\n",
+         t, (long long)volume, status_kib("VmHWM:"), base, (long long)(limit_bytes / 1024),
+         (status_kib("VmHWM:") - base) * 1024.0 / (double)limit_bytes, (double)peak / 1024, src_bps / 1e6);
   free(text);
   return 0;
 }

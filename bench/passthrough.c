@@ -6,6 +6,8 @@
  * by records x K), then a long run that samples peak RSS to show memory stays flat.
  *
  * usage: bench_passthrough [records (default 20000000)] [long-run records (default 100000000)]
+ *        bench_passthrough --one WORKERS K RECORDS [queued]
+ *          one configuration, its figures on one "BENCH {json}" line (what bench/run runs)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,19 @@ static double run(int workers, int k, long records, long *peak_rss, bool queued)
 }
 
 int main(int argc, char **argv) {
+  if (argc >= 5 && strcmp(argv[1], "--one") == 0) {
+    int w = atoi(argv[2]), k = atoi(argv[3]);
+    long n = atol(argv[4]);
+    bool queued = argc > 5 && strcmp(argv[5], "queued") == 0;
+    if (w < 1 || k < 1 || n < 1) {
+      fprintf(stderr, "usage: bench_passthrough --one WORKERS K RECORDS [queued]\n");
+      return 2;
+    }
+    double t = run(w, k, n, NULL, queued);
+    printf("BENCH {\"seconds\": %.6f, \"records\": %ld, \"workers\": %d, \"k\": %d, \"ns_per_hop\": %.3f}\n", t, n, w, k,
+           t * 1e9 / ((double)n * k));
+    return 0;
+  }
   long records = argc > 1 ? atol(argv[1]) : 20000000;
   long long_records = argc > 2 ? atol(argv[2]) : 100000000;
   printf("passthrough: generate -> K x c_map(add 1) -> null, %ld records\n", records);

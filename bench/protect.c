@@ -6,6 +6,10 @@
  * (and back) in the same run.
  *
  *   bench_protect [MiB] [--runs R] [--dir D]     (default 256 MiB, 1 run; 1024 for the real run)
+ *   bench_protect --make FILE MiB                 writes the access-log text (what bench/run uses)
+ *   bench_protect --libs FILE seal|open           the libraries alone on FILE's chunks: one
+ *                                                 "BENCH {json}" line with the seconds of that half
+ *                                                 and the MB/s of plaintext of lz4 and of GCM apart
  *
  * Prints MB/s of input (plaintext) bytes per second; medians of R runs. The key comes from
  * key_env (no KDF: the passphrase's Argon2id is a one-time ~0.3 s, not throughput).
@@ -67,6 +71,9 @@ static char *slurp(const char *path, size_t *n) {
   return b;
 }
 
+/* Seconds of each library call in libs_alone (lz4 and mbedtls apart, for bench/run). */
+static double lz4_s, lz4d_s, gcm_s, gcmd_s;
+
 /* The libraries alone, one core, the same chunks and settings as the stages. Returns seconds
  * for compress+seal (*seal_s) and open+decompress (*open_s). */
 static void libs_alone(const char *data, size_t n, double *seal_s, double *open_s) {
@@ -90,12 +97,15 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   for (size_t i = 0; i < nchunks; i++) {
     size_t len = n - i * CHUNK < CHUNK ? n - i * CHUNK : CHUNK;
     prefs.frameInfo.contentSize = len;
+    double t1 = now();
     size_t h = LZ4F_compressBegin(cctx, tmp, cap, &prefs);
     h += LZ4F_compressUpdate(cctx, tmp + h, cap - h, data + i * CHUNK, len, NULL);
     h += LZ4F_compressEnd(cctx, tmp + h, cap - h, NULL);
     z[i] = malloc(h + 16);
     iv[11] = (unsigned char)i;
+    double t2 = now();
     mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, h, iv, 12, NULL, 0, (unsigned char *)tmp, (unsigned char *)z[i], 16, tag);
+    lz4_s += t2 - t1, gcm_s += now() - t2;
     memcpy(z[i] + h, tag, 16);
     zl[i] = h;
   }
@@ -103,11 +113,14 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   t0 = now();
   for (size_t i = 0; i < nchunks; i++) {
     iv[11] = (unsigned char)i;
+    double t1 = now();
     if (mbedtls_gcm_auth_decrypt(&gcm, zl[i], iv, 12, NULL, 0, (unsigned char *)z[i] + zl[i], 16, (unsigned char *)z[i],
                                  (unsigned char *)tmp) != 0)
       abort();
+    double t2 = now();
     size_t out = CHUNK, in = zl[i];
     LZ4F_decompress(dctx, plain, &out, tmp, &in, NULL);
+    gcmd_s += t2 - t1, lz4d_s += now() - t2;
   }
   *open_s = now() - t0;
   for (size_t i = 0; i < nchunks; i++) free(z[i]);
@@ -171,6 +184,25 @@ static bool same_file(const char *a, const char *b) {
 
 int main(int argc, char **argv) {
   sl_tune_malloc(); /* as the sluice program does */
+  if (argc == 4 && !strcmp(argv[1], "--make")) {
+    make_log(argv[2], (size_t)atol(argv[3]));
+    return 0;
+  }
+  if (argc == 4 && !strcmp(argv[1], "--libs")) {
+    size_t len;
+    char *text = slurp(argv[2], &len);
+    if (!text) {
+      perror(argv[2]);
+      return 1;
+    }
+    double seal, open;
+    libs_alone(text, len, &seal, &open);
+    free(text);
+    bool seal_half = strcmp(argv[3], "open") != 0;
+    printf("BENCH {\"seconds\": %.6f, \"bytes\": %zu, \"lz4_mbps\": %.1f, \"gcm_mbps\": %.1f}\n", seal_half ? seal : open,
+           len, (double)len / 1e6 / (seal_half ? lz4_s : lz4d_s), (double)len / 1e6 / (seal_half ? gcm_s : gcmd_s));
+    return 0;
+  }
   size_t mib = 256;
   int runs = 1;
   const char *dir = "/tmp";

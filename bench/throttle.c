@@ -13,13 +13,19 @@
 
 typedef struct stamps {
   sl_stage *st;
-  int64_t n, first, last;
+  int64_t n, first, last; /* records seen, engine time of the first and the last */
+  double rate;            /* the throttle's rate: where each record should arrive */
+  double dev_max, dev_sum; /* jitter: |arrival - ideal| of each batch's first record, ns */
+  int64_t batches;
 } stamps;
+
+static double the_rate;
 
 static stamps *the_sink;
 
 static int stamps_init(void *ctx, sl_stage *st, sl_error_t *err) {
   ((stamps *)ctx)->st = st;
+  ((stamps *)ctx)->rate = the_rate;
   the_sink = ctx;
   return 0;
 }
@@ -28,6 +34,11 @@ static int stamps_process(void *ctx, sl_batch *in, sl_emitter *em) {
   stamps *s = ctx;
   int64_t now = sl_stage_now(s->st);
   if (s->n == 0) s->first = now;
+  double dev = (double)(now - s->first) - (double)s->n * 1e9 / s->rate;
+  if (dev < 0) dev = -dev;
+  if (dev > s->dev_max) s->dev_max = dev;
+  s->dev_sum += dev;
+  s->batches++;
   s->last = now;
   s->n += in->len;
   return 0;
@@ -53,6 +64,7 @@ static int run(double seconds, double rate) {
     return 1;
   }
   long long count = (long long)(seconds * rate) + 1;
+  the_rate = rate;
   char gen[64], thr[96];
   snprintf(gen, sizeof gen, "{\"count\": %lld}", count);
   snprintf(thr, sizeof thr, "{\"rate\": %.0f, \"per\": \"1s\", \"burst\": 1}", rate);
@@ -72,6 +84,12 @@ static int run(double seconds, double rate) {
   double ideal = (double)(s->n - 1) / rate;
   printf("throttle %9.0f/s over %5.1f s: %lld records, achieved %11.2f/s (%+.3f%%), last record %+.2f ms from ideal\n", rate,
          seconds, (long long)s->n, achieved, (achieved / rate - 1) * 100, (span - ideal) * 1e3);
+  printf("  jitter (arrival of each batch against its ideal time): mean %.3f ms, max %.3f ms over %lld batches\n",
+         s->dev_sum / (double)s->batches / 1e6, s->dev_max / 1e6, (long long)s->batches);
+  printf("BENCH {\"variant\": \"%.0f/s\", \"seconds\": %.6f, \"records\": %lld, \"rate\": %.0f, \"achieved\": %.3f, "
+         "\"error_pct\": %.4f, \"last_ms\": %.3f, \"jitter_mean_ms\": %.4f, \"jitter_max_ms\": %.4f}\n",
+         rate, span, (long long)s->n, rate, achieved, (achieved / rate - 1) * 100, (span - ideal) * 1e3,
+         s->dev_sum / (double)s->batches / 1e6, s->dev_max / 1e6);
   sl_pipeline_free(p);
   sl_engine_free(e);
   return 0;
