@@ -4,10 +4,10 @@
 (what sluice's buffer_unordered -> file jsonl writes).
 
   fanout.py sleep CALLS OUT         each call is asyncio.sleep(0.02)
-  fanout.py tcp CALLS OUT PORT      each call is a request to the echo server on 127.0.0.1:PORT
-                                    (bench/peers/echo_server.py, which answers after 20 ms)
-                                    over a pool of 500 kept-alive connections (opened in the
-                                    timed run): send the number, read it back
+  fanout.py http CALLS OUT PORT     each call is GET /item/<number> to sluice_test_httpd on
+                                    127.0.0.1:PORT (started by bench/run), which answers after
+                                    20 ms with the path as its body (checked); HTTP/1.1 over a
+                                    pool of 500 kept-alive connections opened in the timed run
 """
 import asyncio
 import sys
@@ -17,7 +17,7 @@ async def main(mode, calls, out_path, port):
     sem = asyncio.Semaphore(500)
     done = []
     pool = asyncio.Queue()
-    if mode == "tcp":
+    if mode == "http":
         for conn in await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(500))):
             pool.put_nowait(conn)
 
@@ -28,11 +28,19 @@ async def main(mode, calls, out_path, port):
                 done.append(i)
                 return
             reader, writer = await pool.get()
-            writer.write(b"%d\n" % i)
+            path = b"/item/%d" % i
+            writer.write(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path)
             await writer.drain()
-            line = await reader.readline()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = await reader.readexactly(length)
+            if body != path:
+                raise RuntimeError("wrong answer for %d: %r" % (i, body))
             pool.put_nowait((reader, writer))
-            done.append(int(line))
+            done.append(i)
 
     await asyncio.gather(*(call(i) for i in range(1, calls + 1)))
     while not pool.empty():
