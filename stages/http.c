@@ -274,7 +274,7 @@ static void finished(ctx *x, size_t i, sl_emitter *em) {
       s->prev_wait = wait;
       s->attempt++;
       s->state = S_BACKOFF;
-      atomic_fetch_add_explicit(&x->st->node->st_retries, 1, memory_order_relaxed);
+      sl_policy_count_retry(x->st);
       if (sl_stage_timer(x->st, now + wait, token(x, i, TAG_RETRY)) >= 0) return;
       snprintf(msg, sizeof msg, "no timer for a retry");
     }

@@ -14,15 +14,7 @@ static int decide(void *c, bool yes, sl_batch *in, uint32_t i, sl_emitter *em) {
   return yes ? sl_luafn_pass(&((sl_luafn_ctx *)c)->f, in, i, em) : SL_DONE;
 }
 
-static int result(void *c, sl_lua_call *call, sl_batch *in, uint32_t i, sl_emitter *em) {
-  return decide(c, call->nres >= 1 && lua_toboolean(call->co, 1), in, i, em);
-}
-
-static int init(void *c, sl_stage *st, sl_error_t *err) {
-  int rc = sl_luafn_init(c, st, result, SL_LUAFN_CARRY_PASS);
-  ((sl_luafn_ctx *)c)->f.decide = decide; /* simple predicates run in C (vm/expr.h) */
-  return rc;
-}
+static int init(void *c, sl_stage *st, sl_error_t *err) { return sl_luafn_init_predicate(c, st, decide); }
 
 const sl_stage_kind sl_stage_take_while = {
     .abi = SL_STAGE_ABI,

@@ -97,7 +97,7 @@ static void try_failed(sl_luafan_ctx *x, uint64_t seq, sl_luafan_item *it, char 
       it->prev_wait = wait;
       it->attempt++;
       it->timer = sl_stage_timer(x->st, now + wait, (seq << 3) | TAG_RETRY);
-      atomic_fetch_add_explicit(&x->st->node->st_retries, 1, memory_order_relaxed);
+      sl_policy_count_retry(x->st);
       set_state(x, it, I_BACKOFF);
       return;
     }

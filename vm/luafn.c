@@ -220,7 +220,7 @@ static int try_failed(sl_luafn *f, char *msg, bool retryable, bool lua_err, sl_b
       f->serial++;
       f->at = i;
       f->backing_off = true;
-      atomic_fetch_add_explicit(&f->st->node->st_retries, 1, memory_order_relaxed);
+      sl_policy_count_retry(f->st);
       if (sl_stage_timer(f->st, now + wait, policy_token(f, TAG_RETRY)) < 0) return sl_stage_fail(f->st, "no timer for a retry");
       return SL_PARKED;
     }
@@ -341,6 +341,17 @@ int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries) 
 
 int sl_luafn_map_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em) {
   return sl_luafn_emit_result(&((sl_luafn_ctx *)ctx)->f, c, in, i, em, false);
+}
+
+static int predicate_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em) {
+  sl_luafn *f = &((sl_luafn_ctx *)ctx)->f;
+  return f->decide(ctx, c->nres >= 1 && lua_toboolean(c->co, 1), in, i, em);
+}
+
+int sl_luafn_init_predicate(void *ctx, sl_stage *st, sl_luafn_decide decide) {
+  int rc = sl_luafn_init(ctx, st, predicate_result, SL_LUAFN_CARRY_PASS);
+  ((sl_luafn_ctx *)ctx)->f.decide = decide;
+  return rc;
 }
 
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em) { return sl_luafn_process(&((sl_luafn_ctx *)ctx)->f, in, em); }

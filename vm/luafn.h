@@ -90,6 +90,9 @@ typedef struct sl_luafn_ctx {
 int sl_luafn_map_result(void *ctx, sl_lua_call *c, sl_batch *in, uint32_t i, sl_emitter *em);
 /* Their callbacks: init sets the result handler; the rest are the same for all of them. */
 int sl_luafn_init(void *ctx, sl_stage *st, sl_luafn_result result, int carries);
+/* init of a predicate stage (filter, take_while): decide handles the truth of each record,
+ * from its Lua call or from the predicate evaluated in C (expr.h). */
+int sl_luafn_init_predicate(void *ctx, sl_stage *st, sl_luafn_decide decide);
 int sl_luafn_process_cb(void *ctx, sl_batch *in, sl_emitter *em);
 int sl_luafn_event_cb(void *ctx, uint64_t token, sl_emitter *em);
 int sl_luafn_check_cb(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err);
