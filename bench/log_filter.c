@@ -18,7 +18,6 @@ static int keep(void *ud, sl_value *rec, char *errbuf, size_t errlen) {
 }
 
 int main(int argc, char **argv) {
-  sl_tune_malloc(); /* as the sluice program does */
   if (argc != 4) {
     fprintf(stderr, "usage: %s IN OUT WORKERS\n", argv[0]);
     return 2;

@@ -311,7 +311,6 @@ static void remove_tmp(void) {
 }
 
 int main(int argc, char **argv) {
-  sl_tune_malloc(); /* as the sluice program does */
   long n = 10000000;
   int runs = 1;
   bool keep = false;

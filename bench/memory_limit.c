@@ -107,7 +107,6 @@ static double run(const char *limit, uint64_t *peak_bytes) {
 }
 
 int main(int argc, char **argv) {
-  sl_tune_malloc(); /* as the sluice program does */
   int64_t limit_bytes;
   const char *limit = argc > 2 ? argv[2] : "64MiB";
   if (sl_parse_size(argc > 1 ? argv[1] : "256MiB", &volume) || sl_parse_size(limit, &limit_bytes) ||

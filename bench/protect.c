@@ -183,7 +183,6 @@ static bool same_file(const char *a, const char *b) {
 }
 
 int main(int argc, char **argv) {
-  sl_tune_malloc(); /* as the sluice program does */
   if (argc == 4 && !strcmp(argv[1], "--make")) {
     make_log(argv[2], (size_t)atol(argv[3]));
     return 0;

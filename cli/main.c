@@ -2,9 +2,29 @@
  * main.c — the `sluice` program: dispatch to a verb. It uses only include/sluice.h, like any
  * embedding program; cli.h says which file does what, docs/cli.md is the user's reference.
  */
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+
+#ifdef SL_MIMALLOC
+#include <mimalloc.h>
+#endif
+
+/* `sluice version`: the version, and which malloc serves the records. */
+static void print_version(void) {
+  printf("sluice %s\n", SL_VERSION);
+#ifdef SL_MIMALLOC
+  void *probe = malloc(16); /* is malloc really mimalloc's (linked before libc)? */
+  bool ours = mi_is_in_heap_region(probe);
+  free(probe);
+  int v = mi_version();
+  printf("malloc: mimalloc %d.%d.%d%s\n", v / 100, v % 100 / 10, v % 10, ours ? "" : " (linked, but not serving malloc)");
+#else
+  printf("malloc: the C library's\n");
+#endif
+}
 
 typedef struct verb {
   const char *name;
@@ -17,14 +37,16 @@ static const verb verbs[] = {
 };
 
 int main(int argc, char **argv) {
-  sl_tune_malloc();
+#ifndef SL_MIMALLOC
+  sl_tune_malloc(); /* glibc's malloc only */
+#endif
   if (argc < 2) {
     help_usage(stderr);
     return CLI_USAGE;
   }
   const char *cmd = argv[1];
   if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-    printf("sluice %s\n", SL_VERSION);
+    print_version();
     return CLI_OK;
   }
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

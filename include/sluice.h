@@ -211,12 +211,12 @@ typedef struct sl_engine_config {
 } sl_engine_config;
 
 void sl_engine_config_init(sl_engine_config *cfg);
-/* Optional, process-wide, once at the start of main(): tunes glibc's malloc for sluice's
- * records, as the sluice program does. Records of a MiB or more (read, compress and encrypt
- * chunks) are made and freed by the thousand; glibc maps each one on its own and returns it to
- * the kernel at free, so every chunk costs page faults and zeroing (a third of a restore's time).
- * This keeps blocks below 64 MiB in the heap and up to 64 MiB of freed memory for reuse. Without
- * glibc it does nothing. */
+/* Optional, process-wide, once at the start of main() of a program that keeps glibc's malloc
+ * (the sluice program links mimalloc instead; docs/embedding.md says why). Records of a MiB or
+ * more (read, compress and encrypt chunks) are made and freed by the thousand; glibc maps each
+ * one on its own and returns it to the kernel at free, so every chunk costs page faults and
+ * zeroing (a third of a restore's time). This keeps blocks below 64 MiB in the heap and up to
+ * 64 MiB of freed memory for reuse. Without glibc it does nothing. */
 void sl_tune_malloc(void);
 /* Creates an engine with its worker threads and event loop. errors: nomem, inval, io */
 int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err);

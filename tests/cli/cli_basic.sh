@@ -6,6 +6,12 @@ S="$B/sluice"
 fail() { echo "FAIL: $*"; exit 1; }
 
 "$S" --version | grep -Eq '^sluice [0-9]+\.[0-9]+\.[0-9]+$' || fail "--version"
+# The program's malloc is mimalloc (CMakeLists.txt says why), except under the sanitizers.
+if grep -Eq '^SL_(ASAN|TSAN|FUZZ):BOOL=ON' "$B/CMakeCache.txt"; then
+  "$S" version | grep -qx "malloc: the C library's" || fail "a sanitizer build reports its malloc"
+else
+  "$S" version | grep -Eqx 'malloc: mimalloc [0-9]+\.[0-9]+\.[0-9]+' || fail "malloc is not mimalloc: $("$S" version)"
+fi
 out=$("$S" help)
 for k in generate lines port take skip c_map c_filter stdout file null collect; do
   grep -q "^  $k " <<<"$out" || fail "help does not list $k" # no pipe: grep -q would SIGPIPE a long echo
