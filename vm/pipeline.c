@@ -838,9 +838,9 @@ static int flush_chain(sl_stage *st) {
 static int run_transform(sl_stage *st, sl_emitter *em) {
   sl_node *n = st->node, *tail = n->fuse_tail;
   for (int budget = BUDGET; budget > 0; budget--) {
-    if (!st->input_done && all_out_cancelled(tail)) { /* nobody wants our output */
-      taint_up(n);
-      cancel_inputs(n);
+    if (all_out_cancelled(tail)) { /* nobody wants our output: also not what a parked flush */
+      taint_up(n);                   /* still waits for (calls in flight are abandoned) */
+      if (!st->input_done) cancel_inputs(n);
       return end_inst(st);
     }
     if (st->susp_at) return SL_TASK_IDLE; /* a parked batch first */
