@@ -6,7 +6,7 @@
 #   2. the same with plain Python asyncio streams (no aiohttp): C tasks, each with one keep-alive
 #      connection, sending GET requests and reading the answers (Content-Length framing)
 # and prints wall time, CPU seconds and the fraction of the ideal N * DELAY / C each took, with the
-# most connections the server saw at once. Prints figures only (bench/README.md).
+# most connections the server saw at once and how many it accepted. Prints figures only (bench/README.md).
 set -euo pipefail
 B=$(cd "${1:?usage: http_fanout.sh BUILD [N] [C] [DELAY_MS]}" && pwd)
 N=${2:-20000}
@@ -23,7 +23,8 @@ start_server() {
   for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
   URL="http://127.0.0.1:$(cat "$T/port")"
 }
-max_conns() { python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]+"/_stats"))["max_conns"])' "$URL"; }
+# the server's connections: most at once / accepted in all (more accepted than at once: not reused)
+max_conns() { python3 -c 'import json,sys,urllib.request; d=json.load(urllib.request.urlopen(sys.argv[1]+"/_stats")); print("%d/%d" % (d["max_conns"], d["accepts"]))' "$URL"; }
 ideal=$(python3 -c "print($N * $D / 1000 / $C)")
 echo "http fan-out: $N requests, $C in flight, server delay $D ms; ideal $ideal s; $(uptime | sed 's/.*load/load/')"
 
@@ -44,7 +45,7 @@ YAML
 /usr/bin/time -f "%e %U %S" -o "$T/t1" "$B/sluice" run --quiet --workers 1 --stats "$T/s.json" "$T/fan.yaml"
 read -r wall user sys <"$T/t1"
 ok=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["stages"]; print(d["buffer_unordered#2"]["out"], d["buffer_unordered#2"]["errors"])' "$T/s.json")
-printf 'sluice  w=1      %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server max conns %s\n' \
+printf 'sluice  w=1      %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
   "$wall" "$(python3 -c "print($user + $sys)")" "$(python3 -c "print(100 * $ideal / $wall)")" "$ok" "$(max_conns)"
 
 start_server
@@ -81,6 +82,6 @@ PY
 port=${URL##*:}
 /usr/bin/time -f "%e %U %S" -o "$T/t2" python3 "$T/fan.py" 127.0.0.1 "$port" "$N" "$C" >"$T/py.out"
 read -r wall2 user2 sys2 <"$T/t2"
-printf 'asyncio          %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server max conns %s\n' \
+printf 'asyncio          %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
   "$wall2" "$(python3 -c "print($user2 + $sys2)")" "$(python3 -c "print(100 * $ideal / $wall2)")" "$(cat "$T/py.out")" "$(max_conns)"
 printf 'sluice / asyncio: %.2f x the speed\n' "$(python3 -c "print($wall2 / $wall)")"

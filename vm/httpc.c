@@ -2,9 +2,16 @@
  * httpc.c — libcurl's multi-socket interface on the engine's event loop (see httpc.h).
  *
  * curl tells us which sockets to watch for what (sock_cb) and when to call it back (timer_cb);
- * we keep one persistent loop watch per socket (its id assigned to the socket with
- * curl_multi_assign) and a timerfd on the real clock, and hand every readiness and timeout back
- * with curl_multi_socket_action. Finished transfers are collected after each action (done()).
+ * we keep one persistent loop watch per socket (in `fds`, by socket) and a timerfd on the real
+ * clock, and hand every readiness and timeout back with curl_multi_socket_action. Finished
+ * transfers are collected after each action (done()).
+ *
+ * A kept-alive connection goes back to curl's pool after each response and curl stops watching
+ * it (CURL_POLL_REMOVE), to watch it again when the next request reuses it: its epoll
+ * registration stays meanwhile ("parked", read readiness only: a server closing it wakes us
+ * once and the watch is emptied), which saves two epoll_ctl calls per request. The watch goes
+ * when curl closes the socket (close_cb, our CURLOPT_CLOSESOCKETFUNCTION), so a socket number
+ * reused by a new connection never finds a stale registration.
  */
 #include "httpc.h"
 
@@ -12,9 +19,11 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,7 +33,7 @@
 #define MAX_BODY (256u << 20) /* a response body larger than this fails the request */
 #define POOL_MAX 1024         /* easy handles kept for reuse (an init+cleanup per request was the client's main cost) */
 
-enum { R_NEW, R_RUNNING, R_DONE, R_CANCELLED };
+enum { R_NEW, R_QUEUED, R_RUNNING, R_DONE, R_CANCELLED };
 
 struct sl_httpc_req {
   sl_httpc *h;
@@ -32,7 +41,8 @@ struct sl_httpc_req {
   struct curl_slist *hdrs; /* request headers */
   char *url, *method;
   char *body;              /* request body (owned copy) */
-  int state;               /* R_*: guarded by h->mu while running */
+  _Atomic int state;       /* R_*: changes under h->mu while queued or running */
+  sl_httpc_req *qnext;     /* the start queue */
   void *owner;
   sl_httpc_cb cb;
   void *arg;
@@ -55,11 +65,25 @@ struct sl_httpc {
   int tfd;                 /* curl's timer (real clock) */
   int64_t tfd_watch;
   int64_t due;             /* when the timerfd fires (ns, monotonic), or -1: disarmed */
-  bool starting;           /* in sl_httpc_start, which runs curl's due work itself */
+  bool starting;           /* in start_queued, which runs curl's due work itself */
   sl_httpc_req *running;   /* list of requests in flight */
+  pthread_mutex_t qmu;     /* the start queue and the pool; a leaf, never held while curl runs */
+  sl_httpc_req *qhead, *qtail; /* requests started by workers, for the loop thread to add */
+  bool poked;              /* efd written since the last start_queued */
+  int efd;                 /* eventfd: requests are queued */
+  int64_t efd_watch;
   CURL *pool[POOL_MAX];    /* easy handles to reuse (curl_easy_reset) */
   int npool;
+  struct fdwatch *fds;     /* by socket: its loop watch */
+  int nfds;
 };
+
+/* A socket's loop watch: events as registered; parked while curl does not watch it. */
+typedef struct fdwatch {
+  int64_t id;              /* loop watch, or 0: none */
+  int events;              /* SL_LOOP_* registered */
+  bool parked;             /* curl said CURL_POLL_REMOVE; the registration stays */
+} fdwatch;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
@@ -109,7 +133,7 @@ static void done(sl_httpc *h) {
     CURLcode code = m->data.result;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
     curl_multi_remove_handle(h->multi, easy);
-    if (!r || r->state != R_RUNNING) continue;
+    if (!r || atomic_load(&r->state) != R_RUNNING) continue;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
     r->kind = classify(code);
     if (code != CURLE_OK && !r->err[0]) snprintf(r->err, sizeof r->err, "%s", curl_easy_strerror(code));
@@ -117,10 +141,46 @@ static void done(sl_httpc *h) {
     if (r->prev) r->prev->next = r->next;
     else h->running = r->next;
     if (r->next) r->next->prev = r->prev;
-    r->state = R_DONE;
+    atomic_store(&r->state, R_DONE);
     sl_loop_hold(h->loop, -1);
     r->cb(r->arg, r->token);
   }
+}
+
+/* Adds the requests workers queued (sl_httpc_start) to the multi handle and runs them until
+ * they wait: the loop thread is the only one that drives curl in the hot path, so a worker
+ * starting a request never waits for the loop thread's `mu` (a lock convoy of two threads
+ * taking turns through futex waits cost more than the requests). mu held. */
+static void start_queued(sl_httpc *h) {
+  pthread_mutex_lock(&h->qmu);
+  sl_httpc_req *r = h->qhead;
+  h->qhead = h->qtail = NULL;
+  h->poked = false;
+  pthread_mutex_unlock(&h->qmu);
+  if (!r) return;
+  h->starting = true;
+  while (r) {
+    sl_httpc_req *next = r->qnext;
+    r->qnext = NULL;
+    if (curl_multi_add_handle(h->multi, r->easy) == CURLM_OK) {
+      atomic_store(&r->state, R_RUNNING);
+      r->prev = NULL;
+      r->next = h->running;
+      if (h->running) h->running->prev = r;
+      h->running = r;
+    } else { /* it ends at once */
+      r->kind = SL_HTTPC_OTHER;
+      snprintf(r->err, sizeof r->err, "libcurl refused the request");
+      atomic_store(&r->state, R_DONE);
+      sl_loop_hold(h->loop, -1);
+      r->cb(r->arg, r->token);
+    }
+    r = next;
+  }
+  h->starting = false;
+  int running;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running); /* writes the requests */
+  done(h);
 }
 
 static void act(sl_httpc *h, curl_socket_t s, int flags) {
@@ -128,11 +188,34 @@ static void act(sl_httpc *h, curl_socket_t s, int flags) {
   pthread_mutex_lock(&h->mu);
   curl_multi_socket_action(h->multi, s, flags, &running);
   done(h);
+  start_queued(h); /* what the answers just collected made the workers start, mostly */
+  pthread_mutex_unlock(&h->mu);
+}
+
+/* The start queue's eventfd: a worker queued the first request since the last start_queued. */
+static void queued_cb(void *arg, int fd, int ready) {
+  sl_httpc *h = arg;
+  uint64_t n;
+  (void)ready;
+  ssize_t rd = read(fd, &n, sizeof n);
+  (void)rd;
+  pthread_mutex_lock(&h->mu);
+  start_queued(h);
   pthread_mutex_unlock(&h->mu);
 }
 
 static void io_cb(void *arg, int fd, int ready) {
-  act(arg, fd, (ready & SL_LOOP_READ ? CURL_CSELECT_IN : 0) | (ready & SL_LOOP_WRITE ? CURL_CSELECT_OUT : 0));
+  sl_httpc *h = arg;
+  pthread_mutex_lock(&h->mu);
+  fdwatch *w = fd < h->nfds ? &h->fds[fd] : NULL;
+  if (w && w->id > 0 && w->parked) { /* an idle pooled connection: closed by the server, most likely */
+    if (w->events) sl_loop_io_modify(h->loop, w->id, 0);
+    w->events = 0;                  /* curl finds it dead when it next reuses or prunes it */
+    pthread_mutex_unlock(&h->mu);
+    return;
+  }
+  pthread_mutex_unlock(&h->mu);
+  act(h, fd, (ready & SL_LOOP_READ ? CURL_CSELECT_IN : 0) | (ready & SL_LOOP_WRITE ? CURL_CSELECT_OUT : 0));
 }
 
 static void timer_fired(void *arg, int fd, int ready) {
@@ -150,19 +233,42 @@ static void timer_fired(void *arg, int fd, int ready) {
 /* curl: watch socket s for `what` (or stop). mu held (curl runs inside our calls). */
 static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
   sl_httpc *h = userp;
-  int64_t id = (int64_t)(intptr_t)socketp;
-  (void)easy;
-  if (what == CURL_POLL_REMOVE) {
-    if (id > 0) sl_loop_io_stop(h->loop, id);
-    curl_multi_assign(h->multi, s, NULL);
+  (void)easy, (void)socketp;
+  if (s < 0) return -1;
+  if (s >= h->nfds) {
+    int n = h->nfds ? h->nfds : 64;
+    while (n <= s) n *= 2;
+    h->fds = sl__xrealloc(h->fds, (size_t)n * sizeof *h->fds);
+    memset(h->fds + h->nfds, 0, (size_t)(n - h->nfds) * sizeof *h->fds);
+    h->nfds = n;
+  }
+  fdwatch *w = &h->fds[s];
+  if (what == CURL_POLL_REMOVE) { /* park: keep the registration, reading only */
+    if (w->id > 0 && (w->events & SL_LOOP_WRITE) && sl_loop_io_modify(h->loop, w->id, SL_LOOP_READ) == 0)
+      w->events = SL_LOOP_READ;
+    w->parked = true;
     return 0;
   }
   int ev = (what & CURL_POLL_IN ? SL_LOOP_READ : 0) | (what & CURL_POLL_OUT ? SL_LOOP_WRITE : 0);
-  if (id > 0) return sl_loop_io_modify(h->loop, id, ev) == 0 ? 0 : -1;
-  id = sl_loop_io_start(h->loop, s, ev, h, io_cb, h);
+  w->parked = false;
+  if (w->id > 0) {
+    if (w->events == ev) return 0;
+    if (sl_loop_io_modify(h->loop, w->id, ev) != 0) return -1;
+    w->events = ev;
+    return 0;
+  }
+  int64_t id = sl_loop_io_start(h->loop, s, ev, h, io_cb, h);
   if (id < 0) return -1;
-  curl_multi_assign(h->multi, s, (void *)(intptr_t)id);
+  *w = (fdwatch){.id = id, .events = ev};
   return 0;
+}
+
+/* curl closes socket s (CURLOPT_CLOSESOCKETFUNCTION): its watch goes first. mu held. */
+static int close_cb(void *userp, curl_socket_t s) {
+  sl_httpc *h = userp;
+  if (s >= 0 && s < h->nfds && h->fds[s].id > 0) sl_loop_io_stop(h->loop, h->fds[s].id);
+  if (s >= 0 && s < h->nfds) h->fds[s] = (fdwatch){0};
+  return close(s) == 0 ? 0 : 1;
 }
 
 static int64_t mono_ns(void) {
@@ -199,22 +305,34 @@ int sl_httpc_new(sl_loop *loop, int max_per_host, sl_httpc **out) {
   h->loop = loop;
   h->due = -1;
   pthread_mutex_init(&h->mu, NULL);
+  pthread_mutex_init(&h->qmu, NULL);
   h->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  h->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   h->multi = curl_multi_init();
-  if (h->tfd < 0 || !h->multi) goto fail;
+  h->tfd_watch = h->efd_watch = -1;
+  if (h->tfd < 0 || h->efd < 0 || !h->multi) goto fail;
   h->tfd_watch = sl_loop_io_start(loop, h->tfd, SL_LOOP_READ, h, timer_fired, h);
-  if (h->tfd_watch < 0) goto fail;
+  h->efd_watch = sl_loop_io_start(loop, h->efd, SL_LOOP_READ, h, queued_cb, h);
+  if (h->tfd_watch < 0 || h->efd_watch < 0) goto fail;
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
   curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
   curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_per_host);
+  /* curl's default keeps at most 4 idle connections per easy handle in the multi: when a burst
+   * of answers is collected before the next requests are added, that drops to a few and the
+   * rest are closed, so a fan-out opened three times its concurrency in connections */
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)max_per_host);
   *out = h;
   return 0;
 fail:
+  if (h->tfd_watch > 0) sl_loop_io_stop(loop, h->tfd_watch);
+  if (h->efd_watch > 0) sl_loop_io_stop(loop, h->efd_watch);
   if (h->multi) curl_multi_cleanup(h->multi);
   if (h->tfd >= 0) close(h->tfd);
+  if (h->efd >= 0) close(h->efd);
   pthread_mutex_destroy(&h->mu);
+  pthread_mutex_destroy(&h->qmu);
   sl__free(h);
   return SL_EIO;
 }
@@ -226,9 +344,13 @@ void sl_httpc_free(sl_httpc *h) {
   curl_multi_cleanup(h->multi); /* closes the pooled connections (their watches stop) */
   pthread_mutex_unlock(&h->mu);
   sl_loop_io_stop(h->loop, h->tfd_watch);
+  sl_loop_io_stop(h->loop, h->efd_watch);
   sl_loop_cancel_owner(h->loop, h); /* waits out a callback in progress */
+  sl__free(h->fds);
   close(h->tfd);
+  close(h->efd);
   pthread_mutex_destroy(&h->mu);
+  pthread_mutex_destroy(&h->qmu);
   sl__free(h);
 }
 
@@ -285,9 +407,9 @@ sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, s
   sl_httpc_req *r = sl__xcalloc(1, sizeof *r);
   r->h = h;
   sl_buf_init(&r->resp);
-  pthread_mutex_lock(&h->mu);
+  pthread_mutex_lock(&h->qmu);
   r->easy = h->npool > 0 ? h->pool[--h->npool] : NULL;
-  pthread_mutex_unlock(&h->mu);
+  pthread_mutex_unlock(&h->qmu);
   if (r->easy) curl_easy_reset(r->easy);
   else r->easy = curl_easy_init();
   if (!r->easy) {
@@ -304,6 +426,8 @@ sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, s
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
   if (rc == CURLE_OK) rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
@@ -333,43 +457,55 @@ sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, s
   return r;
 }
 
+/* Queues r for the loop thread (start_queued); the first request queued since the loop thread
+ * last looked wakes it through the eventfd. */
 int sl_httpc_start(sl_httpc_req *r, void *owner, sl_httpc_cb cb, void *arg, uint64_t token) {
   sl_httpc *h = r->h;
   r->owner = owner;
   r->cb = cb;
   r->arg = arg;
   r->token = token;
-  pthread_mutex_lock(&h->mu);
-  r->state = R_RUNNING;
-  r->prev = NULL;
-  r->next = h->running;
-  if (h->running) h->running->prev = r;
-  h->running = r;
+  r->qnext = NULL;
   sl_loop_hold(h->loop, 1);
-  h->starting = true;
-  CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
-  h->starting = false;
-  if (mc != CURLM_OK) {
-    h->running = r->next;
-    if (r->next) r->next->prev = NULL;
-    r->state = R_NEW;
-    sl_loop_hold(h->loop, -1);
-  } else { /* start it here (a pooled connection: the request is written now) */
-    int running;
-    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    done(h); /* it may have failed at once: its callback runs here, on this thread */
+  pthread_mutex_lock(&h->qmu);
+  atomic_store(&r->state, R_QUEUED);
+  if (h->qtail) h->qtail->qnext = r;
+  else h->qhead = r;
+  h->qtail = r;
+  bool poke = !h->poked;
+  h->poked = true;
+  pthread_mutex_unlock(&h->qmu);
+  if (poke) {
+    uint64_t one = 1;
+    ssize_t w = write(h->efd, &one, sizeof one);
+    (void)w; /* a full eventfd is still readable */
   }
-  pthread_mutex_unlock(&h->mu);
-  return mc == CURLM_OK ? 0 : SL_EIO;
+  return 0;
 }
 
-/* Takes a running request out of the multi handle. mu held. */
+/* Takes a queued or running request out (its callback will not run). mu held. */
 static void cancel_locked(sl_httpc *h, sl_httpc_req *r) {
-  curl_multi_remove_handle(h->multi, r->easy);
-  if (r->prev) r->prev->next = r->next;
-  else h->running = r->next;
-  if (r->next) r->next->prev = r->prev;
-  r->state = R_CANCELLED;
+  int st = atomic_load(&r->state);
+  if (st == R_QUEUED) {
+    pthread_mutex_lock(&h->qmu);
+    sl_httpc_req *prev = NULL;
+    for (sl_httpc_req *q = h->qhead; q; prev = q, q = q->qnext) {
+      if (q != r) continue;
+      if (prev) prev->qnext = r->qnext;
+      else h->qhead = r->qnext;
+      if (h->qtail == r) h->qtail = prev;
+      break;
+    }
+    pthread_mutex_unlock(&h->qmu);
+  } else if (st == R_RUNNING) {
+    curl_multi_remove_handle(h->multi, r->easy);
+    if (r->prev) r->prev->next = r->next;
+    else h->running = r->next;
+    if (r->next) r->next->prev = r->prev;
+  } else {
+    return;
+  }
+  atomic_store(&r->state, R_CANCELLED);
   sl_loop_hold(h->loop, -1);
 }
 
@@ -380,17 +516,31 @@ void sl_httpc_cancel_owner(sl_httpc *h, void *owner) {
     next = r->next;
     if (r->owner == owner) cancel_locked(h, r);
   }
+  for (;;) { /* queued ones (cancel_locked unlinks them) */
+    pthread_mutex_lock(&h->qmu);
+    sl_httpc_req *r = h->qhead;
+    while (r && r->owner != owner) r = r->qnext;
+    pthread_mutex_unlock(&h->qmu);
+    if (!r) break;
+    cancel_locked(h, r);
+  }
   pthread_mutex_unlock(&h->mu);
 }
 
 void sl_httpc_req_free(sl_httpc_req *r) {
   if (!r) return;
   sl_httpc *h = r->h;
-  pthread_mutex_lock(&h->mu);
-  if (r->state == R_RUNNING) cancel_locked(h, r);
-  if (h->npool < POOL_MAX) h->pool[h->npool++] = r->easy;
-  else curl_easy_cleanup(r->easy);
-  pthread_mutex_unlock(&h->mu);
+  int st = atomic_load(&r->state); /* done or never started: only its owner touches it now */
+  if (st == R_QUEUED || st == R_RUNNING) {
+    pthread_mutex_lock(&h->mu);
+    cancel_locked(h, r);
+    pthread_mutex_unlock(&h->mu);
+  }
+  pthread_mutex_lock(&h->qmu);
+  bool keep = h->npool < POOL_MAX;
+  if (keep) h->pool[h->npool++] = r->easy;
+  pthread_mutex_unlock(&h->qmu);
+  if (!keep) curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->hdrs);
   drop_headers(r);
   sl__free(r->hnames);

@@ -16,8 +16,13 @@
  * takes no virtual time. libcurl's own timers (connect and request timeouts) run on the real
  * clock, from a timerfd of the client.
  *
+ * Only the loop thread drives curl in the hot path: sl_httpc_start queues the request and the
+ * loop thread adds what is queued after every socket action (or when the queue's eventfd wakes
+ * it), so workers never wait while the loop thread reads answers.
+ *
  * Locks: `mu` guards the multi handle and every request's state; curl callbacks run with it held.
- * Order: loop dispatch -> mu -> loop mu / the stage's mailbox (the completion callback).
+ * `qmu` (a leaf) guards the start queue and the pool of easy handles.
+ * Order: loop dispatch -> mu -> qmu | loop mu | the stage's mailbox (the completion callback).
  */
 #ifndef SL_HTTPC_H
 #define SL_HTTPC_H
@@ -70,8 +75,8 @@ void sl_httpc_free(sl_httpc *h);
 
 /* A request, not started. errors: NULL with msg (nomem, an option libcurl refuses) */
 sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, size_t msglen);
-/* Starts r; cb(arg, token) runs once it is done (loop thread). owner: for cancel_owner.
- * errors: io (the callback will not run) */
+/* Starts r (queues it for the loop thread); cb(arg, token) runs once it is done, on the loop
+ * thread, also when libcurl refuses it (an error result). owner: for cancel_owner. Returns 0. */
 int sl_httpc_start(sl_httpc_req *r, void *owner, sl_httpc_cb cb, void *arg, uint64_t token);
 /* Cancels r if in flight and frees it. Not from its own callback. */
 void sl_httpc_req_free(sl_httpc_req *r);

@@ -63,10 +63,18 @@ int sl_luafan_init(void *ctx, sl_stage *st, bool ordered) {
 
 static bool holds_slot(int state) { return state == I_RUNNING || state == I_BACKOFF; }
 
-/* Moves an item to state, keeping the count of taken slots. */
-static void set_state(sl_luafan_ctx *x, sl_luafan_item *it, int state) {
+/* Moves an item to state, keeping the count of taken slots; buffer_unordered lists the items
+ * that finish (emit_ready then visits those only, not the whole window of `concurrency` items). */
+static void set_state(sl_luafan_ctx *x, uint64_t seq, sl_luafan_item *it, int state) {
   x->inflight += (int64_t)holds_slot(state) - (int64_t)holds_slot(it->state);
   it->state = state;
+  if (!x->ordered && (state == I_DONE || state == I_FAILED)) {
+    if (x->nready == x->cap_ready) {
+      x->cap_ready = x->cap_ready ? x->cap_ready * 2 : 64;
+      x->ready = sl__xrealloc(x->ready, x->cap_ready * sizeof *x->ready);
+    }
+    x->ready[x->nready++] = seq;
+  }
 }
 
 static void grow(sl_luafan_ctx *x, size_t need) {
@@ -98,12 +106,12 @@ static void try_failed(sl_luafan_ctx *x, uint64_t seq, sl_luafan_item *it, char 
       it->attempt++;
       it->timer = sl_stage_timer(x->st, now + wait, (seq << 3) | TAG_RETRY);
       sl_policy_count_retry(x->st);
-      set_state(x, it, I_BACKOFF);
+      set_state(x, seq, it, I_BACKOFF);
       return;
     }
   }
   it->err = msg;
-  set_state(x, it, I_FAILED);
+  set_state(x, seq, it, I_FAILED);
 }
 
 /* A try finished (rc from sl_lua_resume, not parked): record its outcome in the item. */
@@ -119,9 +127,9 @@ static void settle(sl_luafan_ctx *x, uint64_t seq, sl_luafan_item *it, sl_lua_ca
   char m[256];
   if (sl_lua_result(c, &it->result, m, sizeof m) != 0) {
     it->err = sl__xstrdup(m);
-    set_state(x, it, I_FAILED);
+    set_state(x, seq, it, I_FAILED);
   } else {
-    set_state(x, it, I_DONE);
+    set_state(x, seq, it, I_DONE);
   }
   sl_lua_call_free(c);
 }
@@ -145,29 +153,36 @@ static void start_try(sl_luafan_ctx *x, uint64_t seq, sl_luafan_item *it) {
   if (rc == SL_LUA_PARKED) {
     it->call = c;
     if (x->pol.timeout > 0) it->timer = sl_stage_timer(x->st, it->start + x->pol.timeout, (seq << 3) | TAG_TIMEOUT);
-    set_state(x, it, I_RUNNING);
+    set_state(x, seq, it, I_RUNNING);
   } else {
     settle(x, seq, it, c, rc, msg);
   }
 }
 
-/* Emits finished items: from the front (buffered) or wherever they are (unordered). */
+/* Emits a finished item and empties its place. */
+static void emit_item(sl_luafan_item *it, sl_emitter *em) {
+  if (it->state == I_DONE) {
+    if (it->result.type != SL_TNIL) sl_emit_acked(em, it->result, it->ack);
+    else sl_ack_release(it->ack, false);
+    sl_value_free(it->rec);
+  } else {
+    sl_emit_error_record_attempts(em, it->rec, it->ack, it->attempt, "%s", it->err);
+    sl__free(it->err);
+  }
+  *it = (sl_luafan_item){.state = I_EMPTY};
+}
+
+/* Emits finished items: from the front (buffered) or as they finished (unordered). */
 static void emit_ready(sl_luafan_ctx *x, sl_emitter *em) {
-  for (uint64_t s = x->head; s < x->tail; s++) {
-    sl_luafan_item *it = item(x, s);
-    if (it->state == I_DONE || it->state == I_FAILED) {
-      if (it->state == I_DONE) {
-        if (it->result.type != SL_TNIL) sl_emit_acked(em, it->result, it->ack);
-        else sl_ack_release(it->ack, false);
-        sl_value_free(it->rec);
-      } else {
-        sl_emit_error_record_attempts(em, it->rec, it->ack, it->attempt, "%s", it->err);
-        sl__free(it->err);
-      }
-      *it = (sl_luafan_item){.state = I_EMPTY};
-    } else if (x->ordered && it->state != I_EMPTY) {
-      break;
+  if (x->ordered) {
+    for (uint64_t s = x->head; s < x->tail; s++) {
+      sl_luafan_item *it = item(x, s);
+      if (it->state == I_DONE || it->state == I_FAILED) emit_item(it, em);
+      else if (it->state != I_EMPTY) break;
     }
+  } else {
+    for (size_t i = 0; i < x->nready; i++) emit_item(item(x, x->ready[i]), em);
+    x->nready = 0;
   }
   while (x->head < x->tail && item(x, x->head)->state == I_EMPTY) x->head++;
   x->base = x->head;
@@ -258,6 +273,8 @@ void sl_luafan_destroy(void *ctx) {
   }
   sl__free(x->ring);
   x->ring = NULL;
+  sl__free(x->ready);
+  x->ready = NULL;
   sl_policy_free(&x->pol);
 }
 

@@ -146,6 +146,8 @@ typedef struct sl_luafan_ctx {
   sl_breaker *cb;        /* the stage's breaker, or NULL */
   int retry_on;          /* registry ref of retry_on, or LUA_NOREF */
   uint64_t rng;          /* jitter */
+  uint64_t *ready;       /* buffer_unordered: seq numbers of finished items, in finishing order */
+  size_t nready, cap_ready;
 } sl_luafan_ctx;
 int sl_luafan_init(void *ctx, sl_stage *st, bool ordered);
 int sl_luafan_process(void *ctx, sl_batch *in, sl_emitter *em);

@@ -11,7 +11,8 @@
  *
  * The body of a 2xx/4xx/5xx answer is the request body when there was one, else the request
  * target; header X-Count is how many requests this path has seen. GET /_stats answers
- * {"requests":N,"conns":C,"max_conns":M} (connections open now and at most at once).
+ * {"requests":N,"conns":C,"max_conns":M,"accepts":A} (connections open now, at most at once, and
+ * accepted in all: more accepts than connections at once means the client did not reuse them).
  *
  * With --log FILE every request is logged as one line: METHOD TARGET BODY (newlines in the
  * body written as |).
@@ -69,7 +70,7 @@ static conn conns[MAXFD];
 static pend *phead, *ptail;
 #define NBUCKETS 65536
 static path_count *paths[NBUCKETS]; /* hash table of request counts by path */
-static long nrequests, nconns, max_conns;
+static long nrequests, nconns, max_conns, naccepts;
 static int epfd;
 static int default_delay;
 static FILE *logf_;
@@ -202,8 +203,9 @@ static void process(int fd) {
   p->fd = fd;
   p->gen = c->gen;
   if (pn == 7 && memcmp(target, "/_stats", 7) == 0) {
-    char b[128];
-    int n = snprintf(b, sizeof b, "{\"requests\":%ld,\"conns\":%ld,\"max_conns\":%ld}", nrequests - 1, nconns, max_conns);
+    char b[160];
+    int n = snprintf(b, sizeof b, "{\"requests\":%ld,\"conns\":%ld,\"max_conns\":%ld,\"accepts\":%ld}", nrequests - 1, nconns,
+                     max_conns, naccepts);
     p->body = strndup(b, (size_t)n);
     p->blen = (size_t)n;
     p->status = 200;
@@ -307,6 +309,7 @@ int main(int argc, char **argv) {
           }
           setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           conns[cfd] = (conn){.fd = cfd, .open = true, .gen = conns[cfd].gen + 1, .in = conns[cfd].in, .cap = conns[cfd].cap};
+          naccepts++;
           if (++nconns > max_conns) max_conns = nconns;
           struct epoll_event ce = {.events = EPOLLIN, .data.fd = cfd};
           epoll_ctl(epfd, EPOLL_CTL_ADD, cfd, &ce);
