@@ -5,8 +5,12 @@
  * A request succeeds with a status below 400. Connection errors, timeouts, 429 and 5xx are
  * retried; other 4xx go to the dead letter at once, unless retry_on(r, e) decides (e: {status,
  * kind, message}). A record is acknowledged when its request succeeded, or when it failed for
- * good (then it is a dead letter). Bodies: the record as JSON; an array record (a chunk) as a
- * JSON array, or one JSON line per element with `format: ndjson`.
+ * good (then it is a dead letter). Bodies follow `codec` (vm/codec.h): json writes the record
+ * as JSON (a chunk, an array record from `chunks`, is a JSON array); jsonl, lines and csv write
+ * one line per record, so a chunk becomes one line per element (csv: an array of arrays or maps
+ * is a chunk, an array of scalars one row; with `header` every body starts with the header);
+ * raw and frames write string records, a chunk's strings one after the other. The Content-Type
+ * follows the codec unless `headers` names one.
  *
  * Slots: a request in flight or waiting to be retried holds one of `concurrency` slots; records
  * beyond that wait in a backlog, and input pauses while the backlog is not empty. Tokens name a
@@ -18,6 +22,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "codec.h"
 #include "httpc.h"
 #include "lua.h"
 #include "luafn.h"
@@ -26,7 +31,6 @@
 
 enum { S_FREE, S_RUNNING, S_BACKOFF };
 enum { TAG_DONE = 1, TAG_RETRY = 2 };
-enum { F_JSON, F_NDJSON };
 
 typedef struct slot {
   sl_value rec;
@@ -47,7 +51,7 @@ typedef struct ctx {
   char *url;             /* option */
   char *method;          /* option */
   sl_value headers;      /* option: map of name -> value */
-  int format;            /* option: F_* */
+  sl_codec_opts codec;   /* options: codec, header, columns, delimiter */
   int64_t concurrency;   /* option */
   char *ca_file;         /* option */
   sl_policy_opts policy; /* options: timeout, retry, circuit_breaker */
@@ -64,13 +68,16 @@ typedef struct ctx {
   pend *backlog;
   size_t bhead, blen, bcap;
   uint64_t rng;
+  uint64_t bad_utf8;     /* strings written with U+FFFD, over all bodies */
+  uint64_t warned;
 } ctx;
 
 static const sl_option options[] = {
     {SL_OPT_STRING, "url", NULL, offsetof(ctx, url), "where to send the records (http:// or https://; HTTPS is verified)", NULL, SL_OPT_REQUIRED | SL_OPT_PRIMARY},
     {SL_OPT_STRING, "method", "POST", offsetof(ctx, method), "HTTP method of the requests", NULL, 0},
-    {SL_OPT_VALUE, "headers", NULL, offsetof(ctx, headers), "request headers, a map of name to value (Content-Type defaults to the format's)", NULL, 0},
-    {SL_OPT_ENUM, "format", "json", offsetof(ctx, format), "body: the record as JSON (a chunk: a JSON array), or ndjson (a chunk: one JSON line per record)", "json|ndjson", 0},
+    {SL_OPT_VALUE, "headers", NULL, offsetof(ctx, headers), "request headers, a map of name to value (Content-Type defaults to the codec's)", NULL, 0},
+    SL_CODEC_OPTIONS(ctx, codec, "json",
+                     "the body: json (the record; a chunk as a JSON array), jsonl, lines or csv (a line per record of a chunk), raw or frames (strings)", 0),
     {SL_OPT_INT, "concurrency", "16", offsetof(ctx, concurrency), "requests in flight at most", NULL, 0},
     {SL_OPT_STRING, "ca_file", NULL, offsetof(ctx, ca_file), "extra CA certificates (PEM) to verify the server with", NULL, 0},
     SL_POLICY_OPTIONS(ctx),
@@ -83,13 +90,25 @@ static uint64_t token(ctx *x, size_t i, int tag) {
 
 static int init(void *c, sl_stage *st, sl_error_t *err) {
   ctx *x = c;
-  (void)err;
   x->st = st;
+  if (sl_codec_check(&x->codec, false, err) != 0) return SL_ECONFIG;
   x->retry_on = LUA_NOREF;
   if (x->concurrency < 1) x->concurrency = 1;
   x->slots = sl__xcalloc((size_t)x->concurrency, sizeof *x->slots);
   x->rng = (uint64_t)(uintptr_t)x ^ 0x9E3779B97F4A7C15ull;
   return 0;
+}
+
+/* The Content-Type header of a codec's bodies. */
+static const char *content_type(int codec) {
+  switch (codec) {
+  case SL_CODEC_JSONL: return "Content-Type: application/x-ndjson";
+  case SL_CODEC_LINES: return "Content-Type: text/plain; charset=utf-8";
+  case SL_CODEC_CSV: return "Content-Type: text/csv; charset=utf-8";
+  case SL_CODEC_RAW:
+  case SL_CODEC_FRAMES: return "Content-Type: application/octet-stream";
+  default: return "Content-Type: application/json";
+  }
 }
 
 /* Resolves the policy, the breaker, retry_on and the header lines on first use. */
@@ -117,21 +136,34 @@ static int ready(ctx *x) {
     x->lines[x->nlines++] = b.data; /* owned */
     if (strcasecmp(sl_str_data(k), "content-type") == 0) ctype = true;
   }
-  if (!ctype) x->lines[x->nlines++] = sl__xstrdup(x->format == F_NDJSON ? "Content-Type: application/x-ndjson" : "Content-Type: application/json");
+  if (!ctype) x->lines[x->nlines++] = sl__xstrdup(content_type(x->codec.codec));
   x->ready = true;
   return 0;
 }
 
-/* The body of a record. errors: nomem */
-static int body_of(ctx *x, const sl_value *rec, sl_buf *b) {
-  if (x->format == F_NDJSON && rec->type == SL_TARRAY) {
-    for (size_t i = 0; i < sl_array_len(rec); i++) {
-      if (sl_value_to_json(sl_array_get(rec, i), b) != 0 || sl_buf_append(b, "\n", 1) != 0) return SL_ENOMEM;
-    }
-    return 0;
+/* Whether rec is a chunk of records (one line, row or piece each) rather than one record. */
+static bool is_chunk(int codec, const sl_value *rec) {
+  if (rec->type != SL_TARRAY || codec == SL_CODEC_JSON) return false;
+  if (codec != SL_CODEC_CSV) return true;
+  const sl_value *first = sl_array_len(rec) ? sl_array_get(rec, 0) : NULL; /* a row is an array of scalars */
+  return !first || first->type == SL_TARRAY || first->type == SL_TMAP;
+}
+
+/* The body of a record, encoded with the codec (a fresh encoder: each body is a document of its
+ * own, a csv header included). errors: data (msg: the codec cannot write the record), nomem */
+static int body_of(ctx *x, const sl_value *rec, sl_buf *b, char *msg, size_t msglen) {
+  sl_encoder enc;
+  sl_encoder_init(&enc, &x->codec, NULL); /* checked by init */
+  bool term = x->codec.codec != SL_CODEC_JSON;
+  int rc = 0;
+  if (is_chunk(x->codec.codec, rec)) {
+    for (size_t i = 0; i < sl_array_len(rec) && rc == 0; i++) rc = sl_encoder_put(&enc, b, sl_array_get(rec, i), term, msg, msglen);
+  } else {
+    rc = sl_encoder_put(&enc, b, rec, term, msg, msglen);
   }
-  int rc = sl_value_to_json(rec, b);
-  if (rc == 0 && x->format == F_NDJSON) rc = sl_buf_append(b, "\n", 1);
+  if (rc == SL_ENOMEM) snprintf(msg, msglen, "out of memory encoding the body");
+  x->bad_utf8 += enc.bad_utf8;
+  sl_encoder_close(&enc);
   return rc;
 }
 
@@ -160,13 +192,13 @@ static void send(ctx *x, size_t i, sl_emitter *em) {
   if (x->cb && !sl_breaker_allow(x->cb, now, x->st)) return fail_slot(x, i, em, "circuit open");
   sl_buf b;
   sl_buf_init(&b);
-  if (body_of(x, &s->rec, &b) != 0) {
+  char msg[256];
+  if (body_of(x, &s->rec, &b, msg, sizeof msg) != 0) {
     sl_buf_close(&b);
-    return fail_slot(x, i, em, "out of memory encoding the body");
+    return fail_slot(x, i, em, msg);
   }
   sl_httpc_opts o = {.method = x->method, .url = x->url, .headers = x->lines, .nheaders = x->nlines,
                      .body = b.data ? b.data : "", .body_len = b.len, .timeout = x->pol.timeout, .ca_file = x->ca_file};
-  char msg[256];
   sl_httpc *h = sl__engine_httpc(x->st->p->e);
   s->req = h ? sl_httpc_req_new(h, &o, msg, sizeof msg) : NULL;
   sl_buf_close(&b);
@@ -176,10 +208,14 @@ static void send(ctx *x, size_t i, sl_emitter *em) {
   if (sl_httpc_start(s->req, x->st, sl__stage_post, x->st, token(x, i, TAG_DONE)) != 0) fail_slot(x, i, em, "could not start the request");
 }
 
-/* Moves backlog records into free slots and sends them. */
+/* Moves backlog records into free slots and sends them. A record that fails at once (circuit
+ * open, a body the codec cannot write) frees its slot again: the same slot takes the next one. */
 static void start(ctx *x, sl_emitter *em) {
-  for (size_t i = 0; i < (size_t)x->concurrency && x->blen > 0; i++) {
-    if (x->slots[i].state != S_FREE) continue;
+  for (size_t i = 0; i < (size_t)x->concurrency && x->blen > 0;) {
+    if (x->slots[i].state != S_FREE) {
+      i++;
+      continue;
+    }
     pend p = x->backlog[x->bhead];
     x->bhead = (x->bhead + 1) % x->bcap;
     x->blen--;
@@ -298,7 +334,11 @@ static int event(void *c, uint64_t tok, sl_emitter *em) {
 static int flush(void *c, sl_emitter *em) {
   ctx *x = c;
   (void)em;
-  return x->busy > 0 || x->blen > 0 ? SL_PARKED : 0;
+  if (x->busy > 0 || x->blen > 0) return SL_PARKED;
+  sl_encoder e = {.bad_utf8 = x->bad_utf8, .warned = x->warned};
+  sl_encoder_report(&e, x->st);
+  x->warned = e.warned;
+  return 0;
 }
 
 static void destroy(void *c) {
@@ -329,6 +369,11 @@ static int check(void *c, sl_pipeline *p, const char *stage, const char *where, 
                         (long long)x->concurrency);
   if (strncmp(x->url, "http://", 7) != 0 && strncmp(x->url, "https://", 8) != 0)
     return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': url must start with http:// or https:// (got '%s')", where, stage, x->url);
+  if (x->codec.codec == SL_CODEC_AUTO)
+    return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': codec auto is not for request bodies: choose json, jsonl, lines, csv, raw or frames",
+                        where, stage);
+  int rc = sl_codec_check_stage(&x->codec, false, stage, where, err);
+  if (rc) return rc;
   if (x->headers.type != SL_TNIL && x->headers.type != SL_TMAP)
     return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': headers must be a map of name to value", where, stage);
   for (size_t i = 0; x->headers.type == SL_TMAP && i < sl_map_len(&x->headers); i++) {

@@ -15,9 +15,10 @@
  * accepted in all: more accepts than connections at once means the client did not reuse them).
  *
  * With --log FILE every request is logged as one line: METHOD TARGET BODY (newlines in the
- * body written as |).
+ * body written as |); with --log-type too, METHOD TARGET TYPE BODY, TYPE the Content-Type
+ * header without its spaces (- when there is none).
  *
- * Usage: sluice_test_httpd --port-file FILE [--delay MS] [--log FILE]
+ * Usage: sluice_test_httpd --port-file FILE [--delay MS] [--log FILE [--log-type]]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -74,6 +75,7 @@ static long nrequests, nconns, max_conns, naccepts;
 static int epfd;
 static int default_delay;
 static FILE *logf_;
+static bool log_type;
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -183,8 +185,10 @@ static void process(int fd) {
   char *end = memmem(c->in, c->len, "\r\n\r\n", 4);
   if (!end) return;
   size_t hlen = (size_t)(end - c->in) + 4, clen = 0;
+  const char *ctype = NULL;
   for (char *l = memchr(c->in, '\n', hlen); l && l < end; l = memchr(l + 1, '\n', (size_t)(end - l))) {
     if (strncasecmp(l + 1, "content-length:", 15) == 0) clen = strtoul(l + 16, NULL, 10);
+    if (strncasecmp(l + 1, "content-type:", 13) == 0) ctype = l + 14;
     if (strncasecmp(l + 1, "connection: close", 17) == 0) c->close_after = true;
   }
   if (c->len < hlen + clen) return;
@@ -213,6 +217,11 @@ static void process(int fd) {
   } else {
     if (logf_) {
       fprintf(logf_, "%.*s %.*s ", (int)(sp1 - c->in), c->in, (int)tn, target);
+      if (log_type) {
+        for (const char *t = ctype; t && *t != '\r' && *t != '\n'; t++)
+          if (*t != ' ') fputc(*t, logf_);
+        fputs(ctype ? " " : "- ", logf_);
+      }
       for (size_t k = 0; k < clen; k++) fputc(c->in[hlen + k] == '\n' ? '|' : c->in[hlen + k], logf_);
       fputc('\n', logf_);
       fflush(logf_);
@@ -263,8 +272,9 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) port_file = argv[++i];
     else if (strcmp(argv[i], "--delay") == 0 && i + 1 < argc) default_delay = atoi(argv[++i]);
     else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc) logf_ = fopen(argv[++i], "a");
+    else if (strcmp(argv[i], "--log-type") == 0) log_type = true;
     else {
-      fprintf(stderr, "usage: %s --port-file FILE [--delay MS] [--log FILE]\n", argv[0]);
+      fprintf(stderr, "usage: %s --port-file FILE [--delay MS] [--log FILE [--log-type]]\n", argv[0]);
       return 2;
     }
   }
