@@ -76,6 +76,7 @@ struct sl_httpc {
   int npool;
   struct fdwatch *fds;     /* by socket: its loop watch */
   int nfds;
+  bool no_proxy_env;       /* no proxy variable was set when the client started */
 };
 
 /* A socket's loop watch: events as registered; parked while curl does not watch it. */
@@ -323,6 +324,12 @@ int sl_httpc_new(sl_loop *loop, int max_per_host, sl_httpc **out) {
    * of answers is collected before the next requests are added, that drops to a few and the
    * rest are closed, so a fan-out opened three times its concurrency in connections */
   curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)max_per_host);
+  /* curl looks for proxy variables in the environment at every request (five getenv scans);
+   * when none is set now, requests say "no proxy" and skip that */
+  static const char *const proxy_vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+  h->no_proxy_env = true;
+  for (size_t i = 0; i < sizeof proxy_vars / sizeof *proxy_vars; i++)
+    if (getenv(proxy_vars[i])) h->no_proxy_env = false;
   *out = h;
   return 0;
 fail:
@@ -428,6 +435,10 @@ sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, s
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
+  if (h->no_proxy_env) {
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+  }
   if (rc == CURLE_OK) rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
