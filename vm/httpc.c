@@ -32,11 +32,17 @@
 
 #define MAX_BODY (256u << 20) /* a response body larger than this fails the request */
 #define POOL_MAX 1024         /* easy handles kept for reuse (an init+cleanup per request was the client's main cost) */
+#define NSHARD 8              /* multi handles: curl looks for an idle connection by walking every connection
+                                 to the host, in use or not (a quarter of the loop thread's instructions with
+                                 500 connections in one multi handle) */
 
 enum { R_NEW, R_QUEUED, R_RUNNING, R_DONE, R_CANCELLED };
 
+typedef struct shard shard;
+
 struct sl_httpc_req {
   sl_httpc *h;
+  shard *sh;               /* the multi handle it runs in */
   CURL *easy;
   struct curl_slist *hdrs; /* request headers */
   char *url, *method;
@@ -58,14 +64,23 @@ struct sl_httpc_req {
   char err[CURL_ERROR_SIZE];
 };
 
-struct sl_httpc {
-  sl_loop *loop;
+/* One multi handle with its connection cache and its timer. */
+struct shard {
+  sl_httpc *h;
   CURLM *multi;
-  pthread_mutex_t mu;
   int tfd;                 /* curl's timer (real clock) */
   int64_t tfd_watch;
   int64_t due;             /* when the timerfd fires (ns, monotonic), or -1: disarmed */
   bool starting;           /* in start_queued, which runs curl's due work itself */
+  bool added;              /* start_queued added requests to it */
+  int nconns;              /* its sockets (connections) */
+  int nrunning;            /* its requests in flight */
+};
+
+struct sl_httpc {
+  sl_loop *loop;
+  shard shards[NSHARD];
+  pthread_mutex_t mu;
   sl_httpc_req *running;   /* list of requests in flight */
   pthread_mutex_t qmu;     /* the start queue and the pool; a leaf, never held while curl runs */
   sl_httpc_req *qhead, *qtail; /* requests started by workers, for the loop thread to add */
@@ -82,6 +97,7 @@ struct sl_httpc {
 /* A socket's loop watch: events as registered; parked while curl does not watch it. */
 typedef struct fdwatch {
   int64_t id;              /* loop watch, or 0: none */
+  int shard;               /* whose socket it is */
   int events;              /* SL_LOOP_* registered */
   bool parked;             /* curl said CURL_POLL_REMOVE; the registration stays */
 } fdwatch;
@@ -124,16 +140,18 @@ static int classify(CURLcode c) {
 static void io_cb(void *arg, int fd, int ready);
 
 /* Collects finished transfers: their outcome goes into the request, its callback runs. mu held. */
-static void done(sl_httpc *h) {
+static void done(shard *sh) {
+  sl_httpc *h = sh->h;
   CURLMsg *m;
   int left;
-  while ((m = curl_multi_info_read(h->multi, &left))) {
+  while ((m = curl_multi_info_read(sh->multi, &left))) {
     if (m->msg != CURLMSG_DONE) continue;
     sl_httpc_req *r = NULL;
     CURL *easy = m->easy_handle;
     CURLcode code = m->data.result;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-    curl_multi_remove_handle(h->multi, easy);
+    curl_multi_remove_handle(sh->multi, easy);
+    sh->nrunning--;
     if (!r || atomic_load(&r->state) != R_RUNNING) continue;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
     r->kind = classify(code);
@@ -152,6 +170,16 @@ static void done(sl_httpc *h) {
  * they wait: the loop thread is the only one that drives curl in the hot path, so a worker
  * starting a request never waits for the loop thread's `mu` (a lock convoy of two threads
  * taking turns through futex waits cost more than the requests). mu held. */
+/* The multi handle for the next request: the one with the most idle connections, so that a
+ * new connection is only made when no multi handle has an idle one (with one host, the
+ * connections stay as many as the requests in flight at most). mu held. */
+static shard *pick(sl_httpc *h) {
+  shard *best = &h->shards[0];
+  for (int i = 1; i < NSHARD; i++)
+    if (h->shards[i].nconns - h->shards[i].nrunning > best->nconns - best->nrunning) best = &h->shards[i];
+  return best;
+}
+
 static void start_queued(sl_httpc *h) {
   pthread_mutex_lock(&h->qmu);
   sl_httpc_req *r = h->qhead;
@@ -159,11 +187,15 @@ static void start_queued(sl_httpc *h) {
   h->poked = false;
   pthread_mutex_unlock(&h->qmu);
   if (!r) return;
-  h->starting = true;
+  for (int i = 0; i < NSHARD; i++) h->shards[i].starting = true;
   while (r) {
     sl_httpc_req *next = r->qnext;
     r->qnext = NULL;
-    if (curl_multi_add_handle(h->multi, r->easy) == CURLM_OK) {
+    shard *sh = pick(h);
+    if (curl_multi_add_handle(sh->multi, r->easy) == CURLM_OK) {
+      r->sh = sh;
+      sh->nrunning++;
+      sh->added = true;
       atomic_store(&r->state, R_RUNNING);
       r->prev = NULL;
       r->next = h->running;
@@ -178,19 +210,23 @@ static void start_queued(sl_httpc *h) {
     }
     r = next;
   }
-  h->starting = false;
-  int running;
-  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running); /* writes the requests */
-  done(h);
+  for (int i = 0; i < NSHARD; i++) {
+    shard *sh = &h->shards[i];
+    sh->starting = false;
+    if (!sh->added) continue;
+    sh->added = false;
+    int running;
+    curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running); /* writes the requests */
+    done(sh);
+  }
 }
 
-static void act(sl_httpc *h, curl_socket_t s, int flags) {
+/* Hands readiness of socket s (or a timeout) to its multi handle. mu held. */
+static void act(shard *sh, curl_socket_t s, int flags) {
   int running;
-  pthread_mutex_lock(&h->mu);
-  curl_multi_socket_action(h->multi, s, flags, &running);
-  done(h);
-  start_queued(h); /* what the answers just collected made the workers start, mostly */
-  pthread_mutex_unlock(&h->mu);
+  curl_multi_socket_action(sh->multi, s, flags, &running);
+  done(sh);
+  start_queued(sh->h); /* what the answers just collected made the workers start, mostly */
 }
 
 /* The start queue's eventfd: a worker queued the first request since the last start_queued. */
@@ -206,17 +242,17 @@ static void queued_cb(void *arg, int fd, int ready) {
 }
 
 static void io_cb(void *arg, int fd, int ready) {
-  sl_httpc *h = arg;
+  shard *sh = arg;
+  sl_httpc *h = sh->h;
   pthread_mutex_lock(&h->mu);
   fdwatch *w = fd < h->nfds ? &h->fds[fd] : NULL;
   if (w && w->id > 0 && w->parked) { /* an idle pooled connection: closed by the server, most likely */
     if (w->events) sl_loop_io_modify(h->loop, w->id, 0);
     w->events = 0;                  /* curl finds it dead when it next reuses or prunes it */
-    pthread_mutex_unlock(&h->mu);
-    return;
+  } else {
+    act(sh, fd, (ready & SL_LOOP_READ ? CURL_CSELECT_IN : 0) | (ready & SL_LOOP_WRITE ? CURL_CSELECT_OUT : 0));
   }
   pthread_mutex_unlock(&h->mu);
-  act(h, fd, (ready & SL_LOOP_READ ? CURL_CSELECT_IN : 0) | (ready & SL_LOOP_WRITE ? CURL_CSELECT_OUT : 0));
 }
 
 static void timer_fired(void *arg, int fd, int ready) {
@@ -224,16 +260,17 @@ static void timer_fired(void *arg, int fd, int ready) {
   (void)ready;
   ssize_t rd = read(fd, &n, sizeof n);
   (void)rd;
-  sl_httpc *h = arg;
-  pthread_mutex_lock(&h->mu);
-  h->due = -1; /* fired: the next timer_cb re-arms it */
-  pthread_mutex_unlock(&h->mu);
-  act(arg, CURL_SOCKET_TIMEOUT, 0);
+  shard *sh = arg;
+  pthread_mutex_lock(&sh->h->mu);
+  sh->due = -1; /* fired: the next timer_cb re-arms it */
+  act(sh, CURL_SOCKET_TIMEOUT, 0);
+  pthread_mutex_unlock(&sh->h->mu);
 }
 
 /* curl: watch socket s for `what` (or stop). mu held (curl runs inside our calls). */
 static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
-  sl_httpc *h = userp;
+  shard *sh = userp;
+  sl_httpc *h = sh->h;
   (void)easy, (void)socketp;
   if (s < 0) return -1;
   if (s >= h->nfds) {
@@ -258,16 +295,20 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
     w->events = ev;
     return 0;
   }
-  int64_t id = sl_loop_io_start(h->loop, s, ev, h, io_cb, h);
+  int64_t id = sl_loop_io_start(h->loop, s, ev, h, io_cb, sh);
   if (id < 0) return -1;
-  *w = (fdwatch){.id = id, .events = ev};
+  *w = (fdwatch){.id = id, .events = ev, .shard = (int)(sh - h->shards)};
+  sh->nconns++;
   return 0;
 }
 
 /* curl closes socket s (CURLOPT_CLOSESOCKETFUNCTION): its watch goes first. mu held. */
 static int close_cb(void *userp, curl_socket_t s) {
   sl_httpc *h = userp;
-  if (s >= 0 && s < h->nfds && h->fds[s].id > 0) sl_loop_io_stop(h->loop, h->fds[s].id);
+  if (s >= 0 && s < h->nfds && h->fds[s].id > 0) {
+    sl_loop_io_stop(h->loop, h->fds[s].id);
+    h->shards[h->fds[s].shard].nconns--;
+  }
   if (s >= 0 && s < h->nfds) h->fds[s] = (fdwatch){0};
   return close(s) == 0 ? 0 : 1;
 }
@@ -283,47 +324,78 @@ static int64_t mono_ns(void) {
  * deadline moves by a millisecond or more (a syscall each time was a quarter of the client's
  * time). mu held. */
 static int timer_cb(CURLM *multi, long ms, void *userp) {
-  sl_httpc *h = userp;
+  shard *sh = userp;
   (void)multi;
-  if (ms == 0 && h->starting) return 0; /* sl_httpc_start acts right away */
+  if (ms == 0 && sh->starting) return 0; /* start_queued acts right away */
   int64_t due = ms < 0 ? -1 : mono_ns() + (int64_t)ms * 1000000;
-  if (due < 0 ? h->due < 0 : h->due >= 0 && llabs(due - h->due) < 1000000) return 0;
-  h->due = due;
+  if (due < 0 ? sh->due < 0 : sh->due >= 0 && llabs(due - sh->due) < 1000000) return 0;
+  sh->due = due;
   struct itimerspec its = {0};
   if (due >= 0) {
     its.it_value.tv_sec = due / 1000000000;
     its.it_value.tv_nsec = due % 1000000000;
   }
-  return timerfd_settime(h->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0 ? 0 : -1;
+  return timerfd_settime(sh->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0 ? 0 : -1;
 }
 
 /* ---- the client ------------------------------------------------------------------------ */
+
+/* Cleans up a client sl_httpc_new made in part or in whole. */
+static void client_close(sl_httpc *h) {
+  pthread_mutex_lock(&h->mu);
+  while (h->npool > 0) curl_easy_cleanup(h->pool[--h->npool]);
+  for (int i = 0; i < NSHARD; i++) /* closes the pooled connections (their watches stop) */
+    if (h->shards[i].multi) curl_multi_cleanup(h->shards[i].multi);
+  pthread_mutex_unlock(&h->mu);
+  for (int i = 0; i < NSHARD; i++)
+    if (h->shards[i].tfd_watch > 0) sl_loop_io_stop(h->loop, h->shards[i].tfd_watch);
+  if (h->efd_watch > 0) sl_loop_io_stop(h->loop, h->efd_watch);
+  sl_loop_cancel_owner(h->loop, h); /* waits out a callback in progress */
+  for (int i = 0; i < NSHARD; i++)
+    if (h->shards[i].tfd >= 0) close(h->shards[i].tfd);
+  if (h->efd >= 0) close(h->efd);
+  sl__free(h->fds);
+  pthread_mutex_destroy(&h->mu);
+  pthread_mutex_destroy(&h->qmu);
+  sl__free(h);
+}
 
 int sl_httpc_new(sl_loop *loop, int max_per_host, sl_httpc **out) {
   pthread_once(&global_once, global_init);
   if (global_rc != CURLE_OK) return SL_EIO;
   sl_httpc *h = sl__xcalloc(1, sizeof *h);
   h->loop = loop;
-  h->due = -1;
   pthread_mutex_init(&h->mu, NULL);
   pthread_mutex_init(&h->qmu, NULL);
-  h->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   h->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  h->multi = curl_multi_init();
-  h->tfd_watch = h->efd_watch = -1;
-  if (h->tfd < 0 || h->efd < 0 || !h->multi) goto fail;
-  h->tfd_watch = sl_loop_io_start(loop, h->tfd, SL_LOOP_READ, h, timer_fired, h);
-  h->efd_watch = sl_loop_io_start(loop, h->efd, SL_LOOP_READ, h, queued_cb, h);
-  if (h->tfd_watch < 0 || h->efd_watch < 0) goto fail;
-  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-  curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_per_host);
-  /* curl's default keeps at most 4 idle connections per easy handle in the multi: when a burst
-   * of answers is collected before the next requests are added, that drops to a few and the
-   * rest are closed, so a fan-out opened three times its concurrency in connections */
-  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)max_per_host);
+  h->efd_watch = h->efd < 0 ? -1 : sl_loop_io_start(loop, h->efd, SL_LOOP_READ, h, queued_cb, h);
+  bool ok = h->efd_watch > 0;
+  long per_shard = (max_per_host + NSHARD - 1) / NSHARD;
+  for (int i = 0; i < NSHARD; i++) {
+    shard *sh = &h->shards[i];
+    *sh = (shard){.h = h, .due = -1, .tfd_watch = -1};
+    sh->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    sh->multi = curl_multi_init();
+    if (sh->tfd < 0 || !sh->multi) {
+      ok = false;
+      continue;
+    }
+    sh->tfd_watch = sl_loop_io_start(loop, sh->tfd, SL_LOOP_READ, h, timer_fired, sh);
+    if (sh->tfd_watch < 0) ok = false;
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+    curl_multi_setopt(sh->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_shard);
+    /* curl's default keeps at most 4 idle connections per easy handle in the multi: when a
+     * burst of answers is collected before the next requests are added, that drops to a few
+     * and the rest are closed, so a fan-out opened three times its concurrency in connections */
+    curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, per_shard);
+  }
+  if (!ok) {
+    client_close(h);
+    return SL_EIO;
+  }
   /* curl looks for proxy variables in the environment at every request (five getenv scans);
    * when none is set now, requests say "no proxy" and skip that */
   static const char *const proxy_vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
@@ -332,33 +404,10 @@ int sl_httpc_new(sl_loop *loop, int max_per_host, sl_httpc **out) {
     if (getenv(proxy_vars[i])) h->no_proxy_env = false;
   *out = h;
   return 0;
-fail:
-  if (h->tfd_watch > 0) sl_loop_io_stop(loop, h->tfd_watch);
-  if (h->efd_watch > 0) sl_loop_io_stop(loop, h->efd_watch);
-  if (h->multi) curl_multi_cleanup(h->multi);
-  if (h->tfd >= 0) close(h->tfd);
-  if (h->efd >= 0) close(h->efd);
-  pthread_mutex_destroy(&h->mu);
-  pthread_mutex_destroy(&h->qmu);
-  sl__free(h);
-  return SL_EIO;
 }
 
 void sl_httpc_free(sl_httpc *h) {
-  if (!h) return;
-  pthread_mutex_lock(&h->mu);
-  while (h->npool > 0) curl_easy_cleanup(h->pool[--h->npool]);
-  curl_multi_cleanup(h->multi); /* closes the pooled connections (their watches stop) */
-  pthread_mutex_unlock(&h->mu);
-  sl_loop_io_stop(h->loop, h->tfd_watch);
-  sl_loop_io_stop(h->loop, h->efd_watch);
-  sl_loop_cancel_owner(h->loop, h); /* waits out a callback in progress */
-  sl__free(h->fds);
-  close(h->tfd);
-  close(h->efd);
-  pthread_mutex_destroy(&h->mu);
-  pthread_mutex_destroy(&h->qmu);
-  sl__free(h);
+  if (h) client_close(h);
 }
 
 /* ---- requests -------------------------------------------------------------------------- */
@@ -509,7 +558,8 @@ static void cancel_locked(sl_httpc *h, sl_httpc_req *r) {
     }
     pthread_mutex_unlock(&h->qmu);
   } else if (st == R_RUNNING) {
-    curl_multi_remove_handle(h->multi, r->easy);
+    curl_multi_remove_handle(r->sh->multi, r->easy);
+    r->sh->nrunning--;
     if (r->prev) r->prev->next = r->next;
     else h->running = r->next;
     if (r->next) r->next->prev = r->prev;
