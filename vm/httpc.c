@@ -58,8 +58,8 @@ struct sl_httpc_req {
   int kind;                /* SL_HTTPC_* */
   long status;
   sl_buf resp;             /* response body */
-  char **hnames, **hvalues; /* response headers */
-  size_t nh, caph;
+  sl_buf hraw;             /* response headers: "name\0value\0" each, names lower-cased */
+  size_t nh;
   bool too_big;
   char err[CURL_ERROR_SIZE];
 };
@@ -429,33 +429,30 @@ static char *dup_n(const char *p, size_t n) {
   return s;
 }
 
-static void drop_headers(sl_httpc_req *r) {
-  for (size_t i = 0; i < r->nh; i++) sl__free(r->hnames[i]), sl__free(r->hvalues[i]);
-  r->nh = 0;
-}
-
-/* One header line of the response ("HTTP/..." starts a new response: a redirect or 100). */
+/* One header line of the response ("HTTP/..." starts a new response: a redirect or 100). It
+ * goes into one buffer (no allocation per header on the loop thread, no cross-thread frees). */
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   sl_httpc_req *r = ud;
   size_t len = size * n, end = len;
   while (end > 0 && (p[end - 1] == '\r' || p[end - 1] == '\n')) end--;
   if (end >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-    drop_headers(r);
+    r->hraw.len = 0;
+    r->nh = 0;
     return len;
   }
   const char *colon = memchr(p, ':', end);
   if (!colon || r->nh >= 1000) return len;
-  if (r->nh == r->caph) {
-    r->caph = r->caph ? r->caph * 2 : 16;
-    r->hnames = sl__xrealloc(r->hnames, r->caph * sizeof *r->hnames);
-    r->hvalues = sl__xrealloc(r->hvalues, r->caph * sizeof *r->hvalues);
-  }
-  char *name = dup_n(p, (size_t)(colon - p));
-  for (char *c = name; *c; c++) *c = (char)tolower((unsigned char)*c);
+  size_t nl = (size_t)(colon - p), at = r->hraw.len;
   const char *v = colon + 1;
   while (v < p + end && (*v == ' ' || *v == '\t')) v++;
-  r->hnames[r->nh] = name;
-  r->hvalues[r->nh++] = dup_n(v, (size_t)(p + end - v));
+  size_t vl = (size_t)(p + end - v);
+  if (sl_buf_append(&r->hraw, p, nl) != 0 || sl_buf_append(&r->hraw, "", 1) != 0 || sl_buf_append(&r->hraw, v, vl) != 0 ||
+      sl_buf_append(&r->hraw, "", 1) != 0) {
+    r->hraw.len = at; /* out of memory: the header is left out */
+    return len;
+  }
+  for (char *c = r->hraw.data + at; *c; c++) *c = (char)tolower((unsigned char)*c);
+  r->nh++;
   return len;
 }
 
@@ -463,6 +460,7 @@ sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, s
   sl_httpc_req *r = sl__xcalloc(1, sizeof *r);
   r->h = h;
   sl_buf_init(&r->resp);
+  sl_buf_init(&r->hraw);
   pthread_mutex_lock(&h->qmu);
   r->easy = h->npool > 0 ? h->pool[--h->npool] : NULL;
   pthread_mutex_unlock(&h->qmu);
@@ -603,9 +601,7 @@ void sl_httpc_req_free(sl_httpc_req *r) {
   pthread_mutex_unlock(&h->qmu);
   if (!keep) curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->hdrs);
-  drop_headers(r);
-  sl__free(r->hnames);
-  sl__free(r->hvalues);
+  sl_buf_close(&r->hraw);
   sl_buf_close(&r->resp);
   sl__free(r->body);
   sl__free(r->url);
@@ -624,10 +620,11 @@ const char *sl_httpc_body(const sl_httpc_req *r, size_t *len) {
   return r->resp.len ? r->resp.data : "";
 }
 
-bool sl_httpc_header(const sl_httpc_req *r, size_t i, const char **name, const char **value) {
-  if (i >= r->nh) return false;
-  *name = r->hnames[i];
-  *value = r->hvalues[i];
+bool sl_httpc_header(const sl_httpc_req *r, size_t *pos, const char **name, const char **value) {
+  if (*pos >= r->hraw.len) return false;
+  *name = r->hraw.data + *pos;
+  *value = *name + strlen(*name) + 1;
+  *pos = (size_t)(*value + strlen(*value) + 1 - r->hraw.data);
   return true;
 }
 

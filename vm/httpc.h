@@ -86,8 +86,9 @@ void sl_httpc_cancel_owner(sl_httpc *h, void *owner);
 /* The outcome of a finished request: SL_HTTPC_OK with a status, or an error kind and message. */
 int sl_httpc_result(const sl_httpc_req *r, long *status, const char **errmsg);
 const char *sl_httpc_body(const sl_httpc_req *r, size_t *len);
-/* Response header i (names lower-cased); false past the last. */
-bool sl_httpc_header(const sl_httpc_req *r, size_t i, const char **name, const char **value);
+/* The response header at *pos (start at 0; *pos moves to the next), names lower-cased; false
+ * past the last. */
+bool sl_httpc_header(const sl_httpc_req *r, size_t *pos, const char **name, const char **value);
 const char *sl_httpc_url(const sl_httpc_req *r);
 const char *sl_httpc_method(const sl_httpc_req *r);
 

@@ -100,7 +100,7 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
   lua_setfield(L, -2, "status");
   lua_newtable(L);
   const char *name, *value;
-  for (size_t i = 0; sl_httpc_header(r, i, &name, &value); i++) {
+  for (size_t pos = 0; sl_httpc_header(r, &pos, &name, &value);) {
     lua_pushstring(L, value);
     lua_setfield(L, -2, name);
   }
