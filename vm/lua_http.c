@@ -98,7 +98,7 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, code);
   lua_setfield(L, -2, "status");
-  lua_newtable(L);
+  lua_createtable(L, 0, 4);
   const char *name, *value;
   for (size_t pos = 0; sl_httpc_header(r, &pos, &name, &value);) {
     lua_pushstring(L, value);
@@ -125,33 +125,44 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+/* Pushes option key of the table at t (nil when t is 0: no options). */
+static int field(lua_State *L, int t, const char *key) {
+  if (t) return lua_getfield(L, t, key);
+  lua_pushnil(L);
+  return LUA_TNIL;
+}
+
 static const char *opt_string(lua_State *L, int t, const char *key) {
-  int ty = lua_getfield(L, t, key);
+  int ty = field(L, t, key);
   if (ty == LUA_TNIL) return NULL;
   if (ty != LUA_TSTRING) luaL_error(L, "sluice.http: %s must be a string (got %s)", key, lua_typename(L, ty));
   return lua_tostring(L, -1); /* stays on the stack */
 }
 
-/* sluice.http.request{method, url, headers, body, timeout, json, raise, ca_file, insecure} */
-static int l_request(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+/* A request with the options of the table at t (0: none): {method, url, headers, body,
+ * timeout, json, raise, ca_file, insecure}; url and body come from the arguments at url_i and
+ * body_i instead when those are not 0, and method defaults to `method`. */
+static int request(lua_State *L, int t, int url_i, const char *method, int body_i) {
   sl_lua_call *c = sl_lua_current(L);
   if (!c || !c->st) return luaL_error(L, "sluice.http can only be called inside a stage function");
   sl_httpc_opts o = {0};
-  o.url = opt_string(L, 1, "url");
+  o.url = url_i ? lua_tostring(L, url_i) : opt_string(L, t, "url");
   if (!o.url) return luaL_error(L, "sluice.http: url is missing (request{url = \"http://...\"})");
-  o.method = opt_string(L, 1, "method");
-  o.ca_file = opt_string(L, 1, "ca_file");
-  lua_getfield(L, 1, "insecure");
+  o.method = opt_string(L, t, "method");
+  if (!o.method) o.method = method;
+  o.ca_file = opt_string(L, t, "ca_file");
+  field(L, t, "insecure");
   o.insecure = lua_toboolean(L, -1);
-  lua_getfield(L, 1, "raise");
+  field(L, t, "raise");
   lua_KContext ctx = lua_toboolean(L, -1) ? 1 : 0;
-  lua_getfield(L, 1, "json");
+  field(L, t, "json");
   if (lua_toboolean(L, -1)) ctx |= 2;
-  if (lua_getfield(L, 1, "timeout") != LUA_TNIL) o.timeout = sl__lua_duration(L, -1, "sluice.http: timeout");
+  if (field(L, t, "timeout") != LUA_TNIL) o.timeout = sl__lua_duration(L, -1, "sluice.http: timeout");
   const char *lines[MAX_HEADERS + 1];
   bool json_body = false;
-  int ty = lua_getfield(L, 1, "body");
+  int ty;
+  if (body_i) lua_pushvalue(L, body_i), ty = lua_type(L, -1);
+  else ty = field(L, t, "body");
   if (ty == LUA_TSTRING) {
     o.body = lua_tolstring(L, -1, &o.body_len);
   } else if (ty == LUA_TTABLE) { /* a table is sent as JSON */
@@ -171,7 +182,7 @@ static int l_request(lua_State *L) {
     return luaL_error(L, "sluice.http: body must be a string or a table (sent as JSON), not %s", lua_typename(L, ty));
   }
   bool has_ctype = false;
-  ty = lua_getfield(L, 1, "headers");
+  ty = field(L, t, "headers");
   if (ty == LUA_TTABLE) { /* "Name: value" lines in an array on the stack, alive until the end */
     int ht = lua_gettop(L);
     lua_newtable(L);
@@ -212,35 +223,20 @@ static int l_request(lua_State *L) {
   return sl_lua_park_k(L, ctx, finish);
 }
 
-/* get(url [, opts]) and post(url, body [, opts]): request{} with url, method and body set. */
+static int l_request(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  return request(L, 1, 0, NULL, 0);
+}
+
+/* get(url [, opts]) and post(url, body [, opts]): request{} with url, method and body given
+ * (opts.method may say otherwise); no table is made for the call. */
 static int shorthand(lua_State *L, const char *method, bool body) {
-  const char *url = luaL_checkstring(L, 1);
+  luaL_checkstring(L, 1);
   int opts = body ? 3 : 2;
-  lua_newtable(L);
-  int t = lua_gettop(L);
-  if (!lua_isnoneornil(L, opts)) {
-    luaL_checktype(L, opts, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, opts)) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, t);
-    }
-  }
-  lua_pushstring(L, url);
-  lua_setfield(L, t, "url");
-  if (lua_getfield(L, t, "method") == LUA_TNIL) {
-    lua_pushstring(L, method);
-    lua_setfield(L, t, "method");
-  }
-  lua_pop(L, 1);
-  if (body) {
-    lua_pushvalue(L, 2);
-    lua_setfield(L, t, "body");
-  }
-  lua_replace(L, 1); /* request{} reads its table at 1 */
-  lua_settop(L, 1);
-  return l_request(L);
+  if (!lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
+  else opts = 0;
+  if (body && lua_gettop(L) < 2) lua_settop(L, 2); /* post(url): no body */
+  return request(L, opts, 1, method, body ? 2 : 0);
 }
 
 static int l_get(lua_State *L) { return shorthand(L, "GET", false); }
