@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sluice.http against the test server (tests/httpd/httpd.c) on a loopback port it picks: fan-out
-# through buffer_unordered with the server's connection count checked, retry on 503 (retry_on
-# reading e.status), 404 to the dead letter without retry, a resetting server tripping the circuit
+# through buffer_unordered with the server's connection count checked (at once and in all: kept-
+# alive connections reused), retry on 503 (retry_on reading e.status), 404 to the dead letter
+# without retry, a resetting server tripping the circuit
 # breaker and the half-open probe closing it, a timeout cancelling a request (the server sees the
 # connection close), a pipeline ending with requests in flight, and the error kinds.
 . "$(dirname "$0")/lib.bash"
@@ -35,6 +36,8 @@ assert sorted(r["r"] for r in rows) == list(range(1, 601))
 assert all(r["status"] == 200 and r["body"] == "/item/%d?delay=2" % r["r"] for r in rows), rows[:3]
 PY
 [ "$(stats max_conns)" -le 50 ] || fail "the server saw $(stats max_conns) connections at once (concurrency 50)"
+# kept-alive connections are reused: 50 for the fan-out, one for each stats query (this one too)
+[ "$(stats accepts)" -le 52 ] || fail "the server accepted $(stats accepts) connections for 50 in flight (not reused)"
 
 # ---- retry on 503 then success; 404 to the dead letter without a retry (virtual clock: exact waits)
 cat >retry.yaml <<YAML
