@@ -253,9 +253,11 @@ static void on_readable(int fd) {
       c->cap = c->cap ? c->cap * 2 : 8192;
       c->in = realloc(c->in, c->cap);
     }
-    ssize_t n = read(fd, c->in + c->len, c->cap - c->len);
+    size_t room = c->cap - c->len;
+    ssize_t n = read(fd, c->in + c->len, room);
     if (n > 0) {
       c->len += (size_t)n;
+      if ((size_t)n < room) break; /* drained: no second read for EAGAIN (epoll says when there is more) */
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
