@@ -3,8 +3,9 @@
  *
  * curl tells us which sockets to watch for what (sock_cb) and when to call it back (timer_cb);
  * we keep one persistent loop watch per socket (in `fds`, by socket) and a timerfd on the real
- * clock, and hand every readiness and timeout back with curl_multi_socket_action. Finished
- * transfers are collected after each action (done()).
+ * clock per multi handle, and hand every readiness and timeout back with
+ * curl_multi_socket_action. Finished transfers are collected after each action (done()).
+ * Requests are spread over NSHARD multi handles (pick()), each with its own connection cache.
  *
  * A kept-alive connection goes back to curl's pool after each response and curl stops watching
  * it (CURL_POLL_REMOVE), to watch it again when the next request reuses it: its epoll
@@ -166,10 +167,6 @@ static void done(shard *sh) {
   }
 }
 
-/* Adds the requests workers queued (sl_httpc_start) to the multi handle and runs them until
- * they wait: the loop thread is the only one that drives curl in the hot path, so a worker
- * starting a request never waits for the loop thread's `mu` (a lock convoy of two threads
- * taking turns through futex waits cost more than the requests). mu held. */
 /* The multi handle for the next request: the one with the most idle connections, so that a
  * new connection is only made when no multi handle has an idle one (with one host, the
  * connections stay as many as the requests in flight at most). mu held. */
@@ -180,6 +177,10 @@ static shard *pick(sl_httpc *h) {
   return best;
 }
 
+/* Adds the requests workers queued (sl_httpc_start) to the multi handles and runs them until
+ * they wait: the loop thread is the only one that drives curl in the hot path, so a worker
+ * starting a request never waits for the loop thread's `mu` (a lock convoy of two threads
+ * taking turns through futex waits cost more than the requests). mu held. */
 static void start_queued(sl_httpc *h) {
   pthread_mutex_lock(&h->qmu);
   sl_httpc_req *r = h->qhead;
