@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "pipeline.h"
 #include "reader.h"
 #include "test.h"
 #include "value.h"
@@ -504,6 +505,89 @@ TEST(codec_jsonl_roundtrip) {
     free(db);
     sl_engine_free(e);
   }
+  sl_value_free(recs);
+  sl_test_rmtree(dir);
+}
+
+/* Encoding ahead (graph.c add_encoders): with 2 workers a file sink writing JSON gets a hidden
+ * encode node in front of it and writes its text as lines. The file is byte for byte what the
+ * codec writes record by record (as with 1 worker), in order, for every codec it applies to;
+ * csv keeps encoding in the sink. */
+TEST(codec_encode_ahead) {
+  char dir[64], path[128], opts[300];
+  sl_test_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/out", dir);
+  sl_value recs = sl_array(0);
+  for (int i = 0; i < 5000; i++) {
+    switch (i % 5) {
+    case 0: sl_array_push(&recs, sl_strf("line %d \"quoted\" \t\xff", i)); break;
+    case 1: sl_array_push(&recs, sl_int(i)); break;
+    case 2: sl_array_push(&recs, sl_double(i / 8.0)); break;
+    default: {
+      sl_value m = sl_map(3);
+      sl_map_setc(&m, "i", sl_int(i));
+      sl_map_setc(&m, "s", sl_strf("v\n%d\xc3", i));
+      sl_value a = sl_array(2);
+      sl_array_push(&a, sl_nil());
+      sl_array_push(&a, sl_bool(i % 2));
+      sl_map_setc(&m, "a", a);
+      sl_array_push(&recs, m);
+    }
+    }
+  }
+  static const char *const codecs[] = {"jsonl", "json", "auto", "lines"};
+  sl_engine *e2 = sl_test_engine(2, false);
+  for (size_t c = 0; c < sizeof codecs / sizeof codecs[0]; c++) {
+    sl_codec_opts co = {0};
+    co.codec = c == 0 ? SL_CODEC_JSONL : c == 1 ? SL_CODEC_JSON : c == 2 ? SL_CODEC_AUTO : SL_CODEC_LINES;
+    sl_encoder enc;
+    ASSERT_EQ(sl_encoder_init(&enc, &co, NULL), 0);
+    sl_buf want;
+    sl_buf_init(&want);
+    char msg[100];
+    for (size_t i = 0; i < sl_array_len(&recs); i++) ASSERT_EQ(sl_encoder_put(&enc, &want, sl_array_get(&recs, i), true, msg, sizeof msg), 0);
+    sl_encoder_close(&enc);
+    snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"codec\": \"%s\"}", path, codecs[c]);
+    sl_error_t err;
+    ASSERT_OK(run_write(e2, sl_value_ref(&recs), "file", opts, &err), &err);
+    size_t n;
+    char *got = sl_test_read_file(path, &n);
+    if (n != want.len || memcmp(got, want.data, n) != 0) SL__FAIL("codec %s: the file differs from the codec's text", codecs[c]);
+    free(got);
+    sl_buf_close(&want);
+  }
+  /* the graph: values -> hidden encode (every worker) -> file (lines); none for csv or 1 worker */
+  for (int k = 0; k < 3; k++) {
+    sl_engine *e = k == 2 ? sl_test_engine(1, false) : e2;
+    sl_pipeline *p;
+    sl_error_t err;
+    sl_error_init(&err);
+    ASSERT_EQ(sl_pipeline_new(e, "g", &p, NULL), 0);
+    ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 10}", &err), &err);
+    snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"codec\": \"%s\"}", path, k == 1 ? "csv" : "jsonl");
+    ASSERT_OK(sl_pipeline_add_json(p, "file", opts, &err), &err);
+    ASSERT_OK(sl_pipeline_start(p, &err), &err);
+    sl_node *f = p->nodes[1];
+    if (k == 0) {
+      ASSERT_EQ(p->nhidden, 1);
+      ASSERT_STR(p->nodes[2]->kind->name, "encode");
+      ASSERT_EQ(p->nodes[2]->parallelism, 2);
+      ASSERT(f->nin == 1 && f->in[0]->from == p->nodes[2]);
+      ASSERT_STR(sl_str_data(sl_map_getc(&f->opts, "codec")), "lines");
+      ASSERT_EQ(sl_pipeline_stage_count(p), 2u);
+    } else {
+      ASSERT_EQ(p->nhidden, 0);
+      ASSERT(f->nin == 1 && f->in[0]->from == p->nodes[0]);
+    }
+    ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+    sl_stage_stats st;
+    ASSERT_EQ(sl_pipeline_stats(p, 1, &st), 0);
+    ASSERT_EQ(st.in, 10u);
+    ASSERT_EQ(st.out, 10u);
+    sl_pipeline_free(p);
+    if (k == 2) sl_engine_free(e);
+  }
+  sl_engine_free(e2);
   sl_value_free(recs);
   sl_test_rmtree(dir);
 }

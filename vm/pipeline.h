@@ -152,6 +152,7 @@ struct sl_node {
   char *part_by;           /* partition_by: the key function's text, or NULL */
   char *part_where;        /* "file:line:col: " of its value */
   sl_node *part_keys;      /* partitioned: the hidden node computing its keys (vm/partition.c) */
+  sl_node *encoder;        /* a sink encoding ahead: the hidden encode node in front (graph.c add_encoders) */
   bool hidden;             /* added by the runtime at start (a key node): not in stats or info */
   struct sl_breaker *breaker; /* the stage's circuit breaker (vm/policy.c), or NULL */
   atomic_int breaker_state;   /* SL_CB_* + 1 while it has one, else 0 */

@@ -66,14 +66,7 @@ const char *sl_type_name(sl_type t) {
 static inline const sl__str *as_str(const struct sl_obj *o) { return (const sl__str *)o; }
 
 /* The bytes and length of a string value (no type check). */
-static inline const char *str_bytes(const sl_value *v, size_t *n) {
-  if (v->slen) {
-    *n = v->slen - 1u;
-    return (const char *)v + offsetof(sl_value, sbuf);
-  }
-  *n = as_str(v->u.o)->len;
-  return as_str(v->u.o)->data;
-}
+static inline const char *str_bytes(const sl_value *v, size_t *n) { return sl__str_view(v, n); }
 
 static sl_value str_inline(const char *s, size_t n) {
   sl_value v = {0};
