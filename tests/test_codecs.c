@@ -5,6 +5,8 @@
  * encode/decode and parse.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -856,6 +858,70 @@ static int run_parse(sl_engine *e, const char *records, const char *opts, sl_val
   *errors = sl_pipeline_stats(p, 1, &st) == 0 ? st.errors : 99;
   sl_pipeline_free(p);
   return rc;
+}
+
+/* parse's own number reading (fast_number) gives what strtoll/strtod give, for every shape of
+ * token: signs, leading zeros, points, long digit runs, exponents, junk. */
+TEST(codec_parse_numbers) {
+  sl_value toks = sl_array(0);
+  uint64_t x = 0x9E3779B97F4A7C15u;
+  for (int i = 0; i < 20000; i++) {
+    char t[64];
+    size_t n = 0;
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    if (x % 5 == 0) t[n++] = '-';
+    if (x % 97 == 1) t[n++] = '+';
+    int id = (int)(x >> 8) % (x % 3 == 0 ? 20 : 8), fd = (int)(x >> 16) % (x % 7 == 0 ? 20 : 5);
+    for (int k = 0; k < id; k++) t[n++] = (char)('0' + (x >> (k * 3 % 60)) % 10);
+    if (x % 4 != 0) t[n++] = '.';
+    for (int k = 0; k < fd; k++) t[n++] = (char)('0' + (x >> (k * 5 % 60)) % 10);
+    if (x % 53 == 2) t[n++] = 'e', t[n++] = '7';
+    if (x % 61 == 3) t[n++] = 'x';
+    if (n == 0) t[n++] = '7';
+    sl_array_push(&toks, sl_str(t, n));
+  }
+  sl_buf text;
+  sl_buf_init(&text);
+  sl_value_to_json(&toks, &text);
+  sl_engine *e = sl_test_engine(2, false);
+  static const char *const types[] = {"auto", "double", "int"};
+  for (int ti = 0; ti < 3; ti++) {
+    char opts[200];
+    snprintf(opts, sizeof opts, "{\"format\": \"split\", \"names\": [\"x\"], \"types\": {\"x\": \"%s\"}, \"on_error\": \"skip\"}", types[ti]);
+    sl_value got;
+    uint64_t errors;
+    sl_error_t err;
+    ASSERT_OK(run_parse(e, text.data, opts, &got, &errors, &err), &err);
+    size_t g = 0, nerr = 0;
+    for (size_t i = 0; i < sl_array_len(&toks); i++) {
+      const char *t = sl_str_data(sl_array_get(&toks, i));
+      char *end;
+      errno = 0;
+      long long li = strtoll(t, &end, 10);
+      bool is_int = *end == 0 && errno == 0 && t[0] != '+';
+      double d = strtod(t, &end);
+      bool is_dbl = *end == 0 && isfinite(d);
+      sl_value want;
+      if (ti != 1 && is_int) want = sl_int(li);
+      else if (ti != 2 && is_dbl) want = sl_double(d);
+      else if (ti == 0) want = sl_cstr(t);
+      else {
+        nerr++;
+        continue;
+      }
+      const sl_value *rec = sl_array_get(&got, g++);
+      const sl_value *v = rec ? sl_map_getc(rec, "x") : NULL;
+      if (!v || !sl_value_equal(v, &want) || (v->type == SL_TDOUBLE && signbit(v->u.d) != signbit(want.u.d)))
+        SL__FAIL("type %s, token '%s': not what the C library reads", types[ti], t);
+      sl_value_free(want);
+    }
+    ASSERT_EQ(g, sl_array_len(&got));
+    ASSERT_EQ(errors, nerr);
+    sl_value_free(got);
+  }
+  sl_engine_free(e);
+  sl_buf_close(&text);
+  sl_value_free(toks);
 }
 
 TEST(codec_parse_formats) {

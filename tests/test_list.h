@@ -151,6 +151,7 @@ X(codec_jsonl_errors)
 X(codec_csv_rfc4180)
 X(codec_csv_write_read)
 X(codec_encode_decode)
+X(codec_parse_numbers)
 X(codec_parse_formats)
 X(codec_parse_errors)
 /* flow control (tests/test_flow.c) */
