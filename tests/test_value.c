@@ -767,6 +767,35 @@ TEST(value_json_strings_out) {
     sl_buf_close(&bin);
     sl_buf_close(&bwant);
   }
+  /* short strings (inline in the value, up to 13 bytes) with one piece that needs care at every
+   * position, as values and as map keys */
+  for (size_t pi = 2; pi < 10; pi++) {
+    size_t plen = strlen(pieces[pi].in);
+    for (size_t len = plen; len <= SL_STR_INLINE_MAX; len++)
+      for (size_t pos = 0; pos + plen <= len; pos++) {
+        char sin[16], swant[64];
+        memset(sin, 'x', len);
+        memcpy(sin + pos, pieces[pi].in, plen);
+        int sw = snprintf(swant, sizeof swant, "\"%.*s%s%.*s\"", (int)pos, sin, pieces[pi].out, (int)(len - pos - plen), sin + pos + plen);
+        sl_value sv = sl_str(sin, len);
+        ASSERT_STR(J(&sv), swant);
+        sl_value km = sl_map(1);
+        sl_map_set(&km, sin, len, sl_int(1));
+        char wantm[80];
+        snprintf(wantm, sizeof wantm, "{%.*s:1}", sw, swant);
+        ASSERT_STR(J(&km), wantm);
+        sl_value_free(sv);
+        sl_value_free(km);
+      }
+  }
+  for (size_t len = 0; len <= 20; len++) { /* plain, every length around the inline limit */
+    char sin[24], swant[32];
+    for (size_t k = 0; k < len; k++) sin[k] = (char)('a' + k);
+    snprintf(swant, sizeof swant, "\"%.*s\"", (int)len, sin);
+    sl_value sv = sl_str(sin, len);
+    ASSERT_STR(J(&sv), swant);
+    sl_value_free(sv);
+  }
   /* map keys are escaped the same way */
   sl_value m = sl_map(0);
   sl_map_set(&m, "k\"\n\xff", 4, sl_int(1));

@@ -163,6 +163,37 @@ static int write_string(sl_buf *b, const char *s, size_t n, uint64_t *bad_string
   return put(b, '"');
 }
 
+/* An inline string (at most SL_STR_INLINE_MAX bytes, inside the value itself): most keys and
+ * many values. Its bytes are read as two overlapping 8-byte words that stay inside the value,
+ * so a plain one is written without a loop; one that needs care goes to write_string. */
+static int write_inline(sl_buf *b, const sl_value *v, uint64_t *bad) {
+  const char *d = (const char *)v + offsetof(sl_value, sbuf);
+  size_t n = v->slen - 1u;
+  _Static_assert(offsetof(sl_value, sbuf) + SL_STR_INLINE_MAX + 1 <= sizeof(sl_value) && SL_STR_INLINE_MAX < 16,
+                 "an inline string and its NUL fit in the value");
+  uint64_t lo, hi;
+  if (n < 8) { /* bytes past n (still inside the value) are masked to a plain 'a' */
+    memcpy(&lo, d, 8);
+    uint64_t keep = n ? ~(uint64_t)0 >> (64 - 8 * n) : 0;
+    lo = (lo & keep) | (0x6161616161616161u & ~keep);
+    hi = lo;
+  } else {
+    memcpy(&lo, d, 8);
+    memcpy(&hi, d + n - 8, 8);
+  }
+  if (!plain8(lo) || !plain8(hi)) return write_string(b, d, n, bad);
+  int rc = room(b, 18);
+  if (rc) return rc;
+  char *o = b->data + b->len;
+  o[0] = '"';
+  memcpy(o + 1, &lo, 8);
+  if (n > 8) memcpy(o + 1 + n - 8, &hi, 8);
+  o[1 + n] = '"';
+  b->len += n + 2;
+  b->data[b->len] = '\0';
+  return SL_OK;
+}
+
 static int write_int(sl_buf *b, int64_t i) {
   char s[24], *e = s + sizeof s, *p = e;
   uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
@@ -257,6 +288,7 @@ static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth
   case SL_TINT: return write_int(b, v->u.i);
   case SL_TDOUBLE: return write_double(b, v->u.d);
   case SL_TSTR: {
+    if (v->slen) return write_inline(b, v, bad);
     const char *s = sl__str_view(v, &n);
     return write_string(b, s, n, bad);
   }
@@ -304,9 +336,10 @@ int sl__json_write(const sl_value *v, sl_buf *out, uint64_t *bad_utf8) {
         if (f->items) {
           cur = &f->items[f->i];
         } else {
+          const sl_value *key = &f->ents[f->i].key;
           size_t kn;
-          const char *k = sl__str_view(&f->ents[f->i].key, &kn);
-          if ((rc = write_string(out, k, kn, bad_utf8))) goto fail;
+          const char *k = key->slen ? NULL : sl__str_view(key, &kn);
+          if ((rc = k ? write_string(out, k, kn, bad_utf8) : write_inline(out, key, bad_utf8))) goto fail;
           if ((rc = put(out, ':'))) goto fail;
           cur = &f->ents[f->i].val;
         }
