@@ -98,15 +98,15 @@ static int fast_number(const char *s, size_t n, int64_t *i, double *d) {
   for (k = neg; k < n; k++) {
     char c = s[k];
     if (c >= '0' && c <= '9') {
+      if (++digits > 15) return 0;
       m = m * 10 + (c - '0');
-      digits++;
     } else if (c == '.' && !point) {
       point = k + 1;
     } else {
       return 0;
     }
   }
-  if (digits == 0 || digits > 15) return 0;
+  if (digits == 0) return 0;
   double v = point ? (double)m / p10[n - point] : (double)m;
   *d = neg ? -v : v; /* "-0" is -0.0 as a double */
   *i = neg ? -m : m;
