@@ -511,6 +511,136 @@ TEST(codec_jsonl_roundtrip) {
   sl_test_rmtree(dir);
 }
 
+/* Parsing behind (vm/jsonl.c): with 2 workers a jsonl file_in source cuts runs of lines and a
+ * hidden node parses them on every worker. Records, failed records and their messages, the
+ * warning and the stats are those of 1 worker, over blank and CRLF lines, bad lines, big
+ * integers, a line longer than a run, no final line break; a too-long line fails the same. */
+static int cmp_json(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Sorts an array of records by their JSON text. */
+static void sort_by_json(sl_value *a) {
+  size_t n = sl_array_len(a);
+  char **t = calloc(n ? n : 1, sizeof *t);
+  for (size_t i = 0; i < n; i++) {
+    sl_buf b;
+    sl_buf_init(&b);
+    sl_value_to_json(sl_array_get(a, i), &b);
+    t[i] = b.data;
+  }
+  qsort(t, n, sizeof *t, cmp_json);
+  sl_value out = sl_array(n);
+  for (size_t i = 0; i < n; i++) {
+    sl_value v;
+    sl_value_from_json(t[i], strlen(t[i]), &v, NULL);
+    sl_array_push(&out, v);
+    free(t[i]);
+  }
+  free(t);
+  sl_value_free(*a);
+  *a = out;
+}
+
+static void read_jsonl(int workers, const char *path, const char *extra, sl_value *good, sl_value *dead,
+                       sl_stage_stats *st, char *warn, size_t warnlen, char *fail, size_t faillen, int *hidden) {
+  logbuf lb;
+  sl_engine *e = logging_engine(workers, &lb);
+  sl_pipeline *p;
+  sl_error_t err;
+  char opts[400];
+  sl_pipeline_new(e, "behind", &p, NULL);
+  snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"codec\": \"jsonl\"%s}", path, extra);
+  sl_pipeline_add_json(p, "file_in", opts, &err);
+  sl_pipeline_add_json(p, "collect", "{\"name\": \"good\"}", &err);
+  sl_pipeline_add_json(p, "collect", "{\"name\": \"dead\", \"input\": []}", &err);
+  sl_pipeline_set_dead_letter(p, "dead", &err);
+  int rc = sl_pipeline_start(p, &err);
+  *hidden = p->nhidden;
+  *good = sl_array(0);
+  *dead = sl_array(0);
+  sl_value v;
+  while (!rc && sl_collect_pull(sl_pipeline_collect(p, "good"), &v, -1) == SL_OK) sl_array_push(good, v);
+  if (!rc) rc = sl_pipeline_wait(p, -1, &err);
+  while (sl_collect_pull(sl_pipeline_collect(p, "dead"), &v, 0) == SL_OK) {
+    sl_map_del(&v, "time", 4);
+    sl_array_push(dead, v);
+  }
+  snprintf(fail, faillen, "%s", rc ? err.msg : "");
+  sl_pipeline_stats(p, 0, st);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+  snprintf(warn, warnlen, "%s", lb.text.data ? lb.text.data : "");
+  logbuf_close(&lb);
+}
+
+TEST(codec_jsonl_parse_behind) {
+  char dir[64], path[128];
+  sl_test_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/in.jsonl", dir);
+  sl_buf text;
+  sl_buf_init(&text);
+  for (int i = 0; i < 60000; i++) {
+    if (i % 1000 == 7) sl_buf_append(&text, "\n", 1);
+    else if (i % 1000 == 8) sl_buf_append(&text, " \t\r\n", 4);
+    else if (i % 997 == 5) sl_buf_printf(&text, "{\"bad\": %d,}\n", i);
+    else if (i % 5003 == 11) sl_buf_printf(&text, "{\"big\": 99999999999999999999%d}\r\n", i);
+    else if (i == 30000) {
+      sl_buf_append(&text, "{\"long\": \"", 10);
+      for (int k = 0; k < 100000; k++) sl_buf_append(&text, k % 64 ? "x" : "\\n", k % 64 ? 1 : 2);
+      sl_buf_append(&text, "\"}\n", 3);
+    } else sl_buf_printf(&text, "{\"i\": %d, \"s\": \"v%d\"}%s\n", i, i, i % 3 ? "" : "\r");
+  }
+  sl_buf_append(&text, "[\"last line, no line break\"]", 28);
+  sl_test_write_file(path, text.data, text.len);
+  sl_value good[2], dead[2];
+  sl_stage_stats st[2];
+  char warn[2][2000], fail[2][1100];
+  int hidden[2];
+  for (int w = 0; w < 2; w++)
+    read_jsonl(w + 1, path, "", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w], sizeof fail[w], &hidden[w]);
+  ASSERT_EQ(hidden[0], 0);
+  ASSERT_EQ(hidden[1], 1);
+  ASSERT_STR(fail[0], "");
+  ASSERT_STR(fail[1], "");
+  ASSERT(sl_array_len(&good[0]) > 58000);
+  ASSERT_VALUE(&good[1], &good[0]);
+  ASSERT(sl_array_len(&dead[0]) > 50);
+  for (int w = 0; w < 2; w++) sort_by_json(&dead[w]); /* several instances feed the dead letter */
+  ASSERT_VALUE(&dead[1], &dead[0]);
+  bool line6 = false;
+  for (size_t i = 0; i < sl_array_len(&dead[0]); i++)
+    line6 |= strstr(sl_str_data(sl_map_getc(sl_array_get(&dead[0], i), "error")), "in.jsonl', line 6 (byte 102)") != NULL;
+  ASSERT(line6);
+  ASSERT_STR(warn[1], warn[0]);
+  ASSERT(strstr(warn[0], "integer(s) too big for 64 bits were read as doubles"));
+  ASSERT_EQ(st[1].out, st[0].out);
+  ASSERT_EQ(st[1].errors, st[0].errors);
+  ASSERT_EQ(st[0].out, sl_array_len(&good[0]));
+  for (int w = 0; w < 2; w++) {
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+  }
+  /* a line longer than max_record, past the first runs: the same failure */
+  for (int w = 0; w < 2; w++) {
+    read_jsonl(w + 1, path, ", \"max_record\": \"64KiB\"", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
+               sizeof fail[w], &hidden[w]);
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+  }
+  ASSERT(strstr(fail[0], "is longer than max_record (65536 bytes); raise max_record"));
+  ASSERT_STR(fail[1], fail[0]);
+  /* one inside the first run (line 12 has 32 bytes) */
+  for (int w = 0; w < 2; w++) {
+    read_jsonl(w + 1, path, ", \"max_record\": 30", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
+               sizeof fail[w], &hidden[w]);
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+  }
+  ASSERT(strstr(fail[0], "in.jsonl': the line at line 12 (byte "));
+  ASSERT_STR(fail[1], fail[0]);
+  sl_buf_close(&text);
+  sl_test_rmtree(dir);
+}
+
 /* Encoding ahead (graph.c add_encoders): with 2 workers a file sink writing JSON gets a hidden
  * encode node in front of it and writes its text as lines. The file is byte for byte what the
  * codec writes record by record (as with 1 worker), in order, for every codec it applies to;

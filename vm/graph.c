@@ -724,7 +724,38 @@ static void add_partitions(sl_pipeline *p, resolved *r) {
   }
 }
 
-extern const sl_stage_kind sl_stage_file, sl_stage_stdout, sl_stage_encode;
+extern const sl_stage_kind sl_stage_file, sl_stage_stdout, sl_stage_encode, sl_stage_file_in;
+
+/* Parsing behind a source (vm/jsonl.c). With 2 or more workers a file_in source reading jsonl
+ * cuts its input into runs of whole lines, and a hidden node after it (stateless: every worker,
+ * fused with a stateless chain after it, order kept) parses them: JSON parsing, most of such a
+ * source's work, leaves its one worker. The source's consumers read the hidden node instead;
+ * the queue between them holds few runs (a run is up to 64 KiB). */
+static void add_parsers(sl_pipeline *p, resolved *r) {
+  if (sl_engine_workers(p->e) < 2) return;
+  int n0 = p->nnodes;
+  for (int i = 0; i < n0; i++) {
+    sl_node *s = p->nodes[i];
+    if (s->kind != &sl_stage_file_in || s->opts.type != SL_TMAP) continue;
+    const sl_value *c = sl_map_getc(&s->opts, "codec");
+    if (!c || c->type != SL_TSTR || strcmp(sl_str_data(c), "jsonl") != 0) continue;
+    bool consumed = false;
+    for (int j = 0; j < n0 && !consumed; j++)
+      for (int k = 0; k < r->nins[j]; k++) consumed |= r->ins[j][k] == i;
+    if (!consumed) continue;
+    sl_node *h = hidden_before(p, r, s, &sl__jsonl_parse_kind, s->where);
+    h->queue_cap = 16;
+    for (int j = 0; j < n0; j++) /* the source's consumers read the parser */
+      for (int k = 0; k < r->nins[j]; k++)
+        if (r->ins[j][k] == i) r->ins[j][k] = h->index;
+    r->ins[h->index] = sl__xmalloc(sizeof(int)); /* and it reads the source */
+    r->ports[h->index] = sl__xmalloc(sizeof(int));
+    r->ins[h->index][0] = i;
+    r->ports[h->index][0] = -1;
+    r->nins[h->index] = 1;
+    s->parser = h;
+  }
+}
 
 /* Encoding ahead of a sink. A file or stdout sink writing JSON (codec jsonl, json, or auto/lines
  * with records that are not strings) spends most of its time encoding, on the one worker that
@@ -812,6 +843,7 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
   if (p->dead_letter_name) p->dead_letter = sl__pipeline_node(p, p->dead_letter_name);
   add_partitions(p, &r);
   add_encoders(p, &r);
+  add_parsers(p, &r);
   fuse(p, &r);
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *to = p->nodes[i];
