@@ -27,7 +27,7 @@ typedef struct fin {
   char *buf;          /* bytes read, not yet decoded: buf[start, end) */
   size_t start, end, cap;
   bool eof;
-  bool cut;           /* parsing behind: emit runs of whole lines (codec.h) */
+  bool cut;           /* splitting behind: emit runs of whole lines (codec.h) */
   uint64_t line, offset; /* cut: line breaks and bytes emitted so far */
   sl_value name;      /* cut: the input's name, shared by the runs */
   sl_stage *st;
@@ -47,19 +47,19 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   if (rc) return rc;
   f->dec_ready = true;
   if ((rc = sl_reader_open(f->path, &f->r, err))) return rc;
-  f->cut = sl_stage_parses_behind(st);
+  f->cut = sl_stage_splits_behind(st);
   if (f->cut && sl_str_try(sl_reader_name(f->r), strlen(sl_reader_name(f->r)), &f->name) != 0) return SL_ENOMEM;
   f->cap = (size_t)f->co.max_record + 16 > READ_SIZE ? (size_t)f->co.max_record + 16 : READ_SIZE;
   f->buf = malloc(f->cap);
   return f->buf ? 0 : sl_error_set(err, SL_ENOMEM, NULL, "out of memory for a %zu-byte buffer", f->cap);
 }
 
-/* Parsing behind: the next run of whole lines as [text, lines before it, its byte, name]. */
+/* Splitting behind: the next run of whole lines as [text, lines before it, its byte, name]. */
 static int cut_next(fin *f, sl_emitter *em, bool *more) {
   size_t take;
   uint64_t lines;
   *more = false;
-  int rc = sl_jsonl_cut(f->buf + f->start, f->end - f->start, f->eof, (size_t)f->co.max_record, &take, &lines);
+  int rc = sl_lines_cut(f->buf + f->start, f->end - f->start, f->eof, (size_t)f->co.max_record, false, &take, &lines);
   if (rc == SL_DECODE_MORE) {
     *more = true;
     return 0;

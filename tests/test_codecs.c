@@ -511,10 +511,11 @@ TEST(codec_jsonl_roundtrip) {
   sl_test_rmtree(dir);
 }
 
-/* Parsing behind (vm/jsonl.c): with 2 workers a jsonl file_in source cuts runs of lines and a
- * hidden node parses them on every worker. Records, failed records and their messages, the
- * warning and the stats are those of 1 worker, over blank and CRLF lines, bad lines, big
- * integers, a line longer than a run, no final line break; a too-long line fails the same. */
+/* Splitting behind (vm/cut.c): with 2 workers a `lines` source, or a jsonl file_in source, cuts
+ * runs of lines and a hidden node splits (and parses) them on every worker. Records, failed
+ * records and their messages, the warning and the stats are those of 1 worker, over blank and
+ * CRLF lines, bad lines, big integers, a line longer than a run, no final line break; a line too
+ * long fails the same. */
 static int cmp_json(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Sorts an array of records by their JSON text. */
@@ -540,7 +541,7 @@ static void sort_by_json(sl_value *a) {
   *a = out;
 }
 
-static void read_jsonl(int workers, const char *path, const char *extra, sl_value *good, sl_value *dead,
+static void read_lines(int workers, const char *kind, const char *path, const char *extra, sl_value *good, sl_value *dead,
                        sl_stage_stats *st, char *warn, size_t warnlen, char *fail, size_t faillen, int *hidden) {
   logbuf lb;
   sl_engine *e = logging_engine(workers, &lb);
@@ -548,8 +549,8 @@ static void read_jsonl(int workers, const char *path, const char *extra, sl_valu
   sl_error_t err;
   char opts[400];
   sl_pipeline_new(e, "behind", &p, NULL);
-  snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"codec\": \"jsonl\"%s}", path, extra);
-  sl_pipeline_add_json(p, "file_in", opts, &err);
+  snprintf(opts, sizeof opts, "{\"path\": \"%s\"%s%s}", path, strcmp(kind, "lines") ? ", \"codec\": \"jsonl\"" : "", extra);
+  sl_pipeline_add_json(p, kind, opts, &err);
   sl_pipeline_add_json(p, "collect", "{\"name\": \"good\"}", &err);
   sl_pipeline_add_json(p, "collect", "{\"name\": \"dead\", \"input\": []}", &err);
   sl_pipeline_set_dead_letter(p, "dead", &err);
@@ -572,7 +573,7 @@ static void read_jsonl(int workers, const char *path, const char *extra, sl_valu
   logbuf_close(&lb);
 }
 
-TEST(codec_jsonl_parse_behind) {
+TEST(codec_split_behind) {
   char dir[64], path[128];
   sl_test_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/in.jsonl", dir);
@@ -596,7 +597,7 @@ TEST(codec_jsonl_parse_behind) {
   char warn[2][2000], fail[2][1100];
   int hidden[2];
   for (int w = 0; w < 2; w++)
-    read_jsonl(w + 1, path, "", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w], sizeof fail[w], &hidden[w]);
+    read_lines(w + 1, "file_in", path, "", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w], sizeof fail[w], &hidden[w]);
   ASSERT_EQ(hidden[0], 0);
   ASSERT_EQ(hidden[1], 1);
   ASSERT_STR(fail[0], "");
@@ -621,7 +622,7 @@ TEST(codec_jsonl_parse_behind) {
   }
   /* a line longer than max_record, past the first runs: the same failure */
   for (int w = 0; w < 2; w++) {
-    read_jsonl(w + 1, path, ", \"max_record\": \"64KiB\"", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
+    read_lines(w + 1, "file_in", path, ", \"max_record\": \"64KiB\"", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
                sizeof fail[w], &hidden[w]);
     sl_value_free(good[w]);
     sl_value_free(dead[w]);
@@ -630,12 +631,34 @@ TEST(codec_jsonl_parse_behind) {
   ASSERT_STR(fail[1], fail[0]);
   /* one inside the first run (line 12 has 32 bytes) */
   for (int w = 0; w < 2; w++) {
-    read_jsonl(w + 1, path, ", \"max_record\": 30", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
+    read_lines(w + 1, "file_in", path, ", \"max_record\": 30", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
                sizeof fail[w], &hidden[w]);
     sl_value_free(good[w]);
     sl_value_free(dead[w]);
   }
   ASSERT(strstr(fail[0], "in.jsonl': the line at line 12 (byte "));
+  ASSERT_STR(fail[1], fail[0]);
+  /* the lines source: every line a string (blank ones too, CR removed), the last without a
+   * line break, a 100 KB line; with max_line 30, the same failure at line 12 */
+  for (int w = 0; w < 2; w++)
+    read_lines(w + 1, "lines", path, "", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w], sizeof fail[w], &hidden[w]);
+  ASSERT_EQ(hidden[1], 1);
+  ASSERT_STR(fail[1], "");
+  ASSERT_EQ(sl_array_len(&good[0]), 60001u);
+  ASSERT_VALUE(&good[1], &good[0]);
+  ASSERT_STR(sl_str_data(sl_array_get(&good[0], 7)), "");
+  ASSERT_STR(sl_str_data(sl_array_get(&good[0], 8)), " \t");
+  ASSERT_STR(sl_str_data(sl_array_get(&good[0], 60000)), "[\"last line, no line break\"]");
+  ASSERT_EQ(st[1].out, 60001u);
+  for (int w = 0; w < 2; w++) {
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+    read_lines(w + 1, "lines", path, ", \"max_line\": 30", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
+               sizeof fail[w], &hidden[w]);
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+  }
+  ASSERT(strstr(fail[0], "line 12 of '"));
   ASSERT_STR(fail[1], fail[0]);
   sl_buf_close(&text);
   sl_test_rmtree(dir);

@@ -724,28 +724,34 @@ static void add_partitions(sl_pipeline *p, resolved *r) {
   }
 }
 
-extern const sl_stage_kind sl_stage_file, sl_stage_stdout, sl_stage_encode, sl_stage_file_in;
+extern const sl_stage_kind sl_stage_file, sl_stage_stdout, sl_stage_encode, sl_stage_file_in, sl_stage_lines;
 
-/* Parsing behind a source (vm/jsonl.c). With 2 or more workers a file_in source reading jsonl
- * cuts its input into runs of whole lines, and a hidden node after it (stateless: every worker,
- * fused with a stateless chain after it, order kept) parses them: JSON parsing, most of such a
- * source's work, leaves its one worker. The source's consumers read the hidden node instead;
- * the queue between them holds few runs (a run is up to 64 KiB). */
-static void add_parsers(sl_pipeline *p, resolved *r) {
+/* Splitting behind a source (vm/cut.c). With 2 or more workers a `lines` source (long lines
+ * an error, the default) or a file_in source reading jsonl cuts its input into runs of whole
+ * lines, and a hidden node after it (stateless: every worker, fused with a stateless chain after
+ * it, order kept) splits them into lines and, for jsonl, parses them: the work per line, and the
+ * line strings' memory, leave the source's one worker. The source's consumers read the hidden
+ * node instead; the queue between them holds 4 runs (a run is at most 256 lines), so a stop
+ * drains no more lines than a source's queue of records holds. */
+static void add_splitters(sl_pipeline *p, resolved *r) {
   if (sl_engine_workers(p->e) < 2) return;
   int n0 = p->nnodes;
   for (int i = 0; i < n0; i++) {
     sl_node *s = p->nodes[i];
-    if (s->kind != &sl_stage_file_in || s->opts.type != SL_TMAP) continue;
-    const sl_value *c = sl_map_getc(&s->opts, "codec");
-    if (!c || c->type != SL_TSTR || strcmp(sl_str_data(c), "jsonl") != 0) continue;
+    const sl_value *o = s->opts.type == SL_TMAP ? sl_map_getc(&s->opts, s->kind == &sl_stage_file_in ? "codec" : "long_lines") : NULL;
+    const char *codec;
+    if (s->kind == &sl_stage_file_in && o && o->type == SL_TSTR && strcmp(sl_str_data(o), "jsonl") == 0) codec = "jsonl";
+    else if (s->kind == &sl_stage_lines && (!o || (o->type == SL_TSTR && strcmp(sl_str_data(o), "error") == 0))) codec = "lines";
+    else continue;
     bool consumed = false;
     for (int j = 0; j < n0 && !consumed; j++)
       for (int k = 0; k < r->nins[j]; k++) consumed |= r->ins[j][k] == i;
     if (!consumed) continue;
-    sl_node *h = hidden_before(p, r, s, &sl__jsonl_parse_kind, s->where);
-    h->queue_cap = 16;
-    for (int j = 0; j < n0; j++) /* the source's consumers read the parser */
+    sl_node *h = hidden_before(p, r, s, &sl__split_lines_kind, s->where);
+    h->opts = sl_map(1);
+    sl_map_setc(&h->opts, "codec", sl_cstr(codec));
+    h->queue_cap = 4;
+    for (int j = 0; j < n0; j++) /* the source's consumers read the splitter */
       for (int k = 0; k < r->nins[j]; k++)
         if (r->ins[j][k] == i) r->ins[j][k] = h->index;
     r->ins[h->index] = sl__xmalloc(sizeof(int)); /* and it reads the source */
@@ -753,7 +759,7 @@ static void add_parsers(sl_pipeline *p, resolved *r) {
     r->ins[h->index][0] = i;
     r->ports[h->index][0] = -1;
     r->nins[h->index] = 1;
-    s->parser = h;
+    s->splitter = h;
   }
 }
 
@@ -843,7 +849,7 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
   if (p->dead_letter_name) p->dead_letter = sl__pipeline_node(p, p->dead_letter_name);
   add_partitions(p, &r);
   add_encoders(p, &r);
-  add_parsers(p, &r);
+  add_splitters(p, &r);
   fuse(p, &r);
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *to = p->nodes[i];

@@ -497,7 +497,7 @@ bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq) {
 
 const char *sl_stage_name(const sl_stage *st) { return st->node->name; }
 int sl_stage_instance(const sl_stage *st) { return st->index; }
-bool sl_stage_parses_behind(const sl_stage *st) { return st->node->parser != NULL; }
+bool sl_stage_splits_behind(const sl_stage *st) { return st->node->splitter != NULL; }
 int sl_stage_parallelism(const sl_stage *st) { return st->node->parallelism; }
 void *sl_stage_sibling(const sl_stage *st, int i) {
   return i >= 0 && i < st->node->parallelism && st->node->insts ? st->node->insts[i].ctx : NULL;
@@ -1144,10 +1144,10 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
     o->dead_letter += atomic_load(&front->st_dead);
   }
   if (n->encoder) o->dropped += atomic_load(&n->encoder->st_dropped); /* its input queue is the encoder's */
-  if (n->parser) { /* its records are the parser's */
-    o->out = atomic_load(&n->parser->st_out);
-    o->errors += atomic_load(&n->parser->st_errors);
-    o->dead_letter += atomic_load(&n->parser->st_dead);
+  if (n->splitter) { /* its records are the splitter's */
+    o->out = atomic_load(&n->splitter->st_out);
+    o->errors += atomic_load(&n->splitter->st_errors);
+    o->dead_letter += atomic_load(&n->splitter->st_dead);
   }
   add_queues(o, n, !n->encoder);
   if (n->encoder) add_queues(o, n->encoder, true); /* records waiting to be encoded */
