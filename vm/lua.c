@@ -79,6 +79,7 @@ struct sl_lua {
   sl_lua_call *calls;   /* every call made (linked by `all`), freed with the state */
   int fns;              /* registry ref: table stage function text -> function */
   void *spare[POOL_CLASSES]; /* freed small blocks by size class, linked through their first word */
+  sl_lua_keys keys;     /* map keys as Lua strings (lua_value.c) */
   size_t spare_bytes;   /* bytes held in spare */
 #ifndef NDEBUG
   _Atomic(pthread_t) owner; /* the thread using it, or 0 */
@@ -374,6 +375,7 @@ static sl_lua *state_new(sl_pipeline *p, char *msg, size_t msglen) {
   l->p = p;
   l->limit = (size_t)setting_int(p, "lua_memory_limit", DEFAULT_MEMORY_LIMIT, true);
   l->instr_limit = setting_int(p, "lua_instruction_limit", DEFAULT_INSTRUCTION_LIMIT, false);
+  l->keys.ref = LUA_NOREF;
   l->L = lua_newstate(lalloc, l);
   if (!l->L) {
     pool_drain(l);
@@ -443,6 +445,8 @@ void sl__lua_close(sl_lua *l) {
   }
   sl__free(l);
 }
+
+sl_lua_keys *sl__lua_keys(sl_lua *l) { return &l->keys; }
 
 lua_State *sl_lua_L(sl_lua *l) { return l->L; }
 
@@ -657,16 +661,18 @@ static void reset(sl_lua_call *c) {
   *extra(c->co) = c;
 }
 
-int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen) {
+int sl_lua_result_hint(sl_lua_call *c, const sl_value *hint, sl_value *out, char *msg, size_t msglen) {
   *out = sl_nil();
   if (c->nres < 1 || lua_isnil(c->co, 1)) return 0;
-  return sl_lua_to_value(c->co, 1, out, msg, msglen);
+  return sl_lua_to_value_hint(c->co, 1, hint, out, msg, msglen);
 }
+
+int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen) { return sl_lua_result_hint(c, NULL, out, msg, msglen); }
 
 int sl_lua_apply(sl_lua *l, sl_stage *st, int ref, const sl_value *rec, sl_value *out, char **msg) {
   *out = sl_nil();
   sl_lua_call *c = sl_lua_call_new(l, st, ref);
-  sl_lua_push(c->co, rec);
+  sl_lua_push_rec(l, c->co, rec);
   int rc = sl_lua_resume(c, 1, msg);
   if (rc == SL_LUA_ERROR) return -1;
   if (rc == SL_LUA_PARKED) {
@@ -675,7 +681,7 @@ int sl_lua_apply(sl_lua *l, sl_stage *st, int ref, const sl_value *rec, sl_value
     return -1;
   }
   char buf[256];
-  rc = sl_lua_result(c, out, buf, sizeof buf);
+  rc = sl_lua_result_hint(c, rec, out, buf, sizeof buf);
   sl_lua_call_free(c);
   if (rc) *msg = sl__xstrdup(buf);
   return rc ? -1 : 0;

@@ -110,6 +110,8 @@ int sl_lua_resume(sl_lua_call *c, int nargs, char **msg);
 /* The first result of a finished call as a record in *out (nil when it returned nothing or
  * nil). errors: data (msg says why it cannot be a record) */
 int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen);
+/* sl_lua_result with a hint (see sl_lua_to_value_hint). */
+int sl_lua_result_hint(sl_lua_call *c, const sl_value *hint, sl_value *out, char *msg, size_t msglen);
 /* Calls function `ref` on rec (borrowed) and returns its first result as a record in *out (nil
  * when none): for decisions that must not wait (keys, predicates). Returns 0, or -1 with *msg
  * (owned, sl__free) when it raised, waited (sluice.sleep) or returned what cannot be a record. */
@@ -147,9 +149,22 @@ void sl__lua_open_http(lua_State *L);
 /* ---- values (DESIGN section 1) ---- */
 /* Pushes v (borrowed) as a Lua value. Aborts on Lua memory errors only outside user code. */
 void sl_lua_push(lua_State *L, const sl_value *v);
+/* A state's cache of map keys as Lua strings (lua_value.c, "records to Lua"). */
+#define SL_LUA_KEY_SLOTS 256
+typedef struct sl_lua_keys {
+  int ref;                             /* registry ref of the table of cached strings, or LUA_NOREF */
+  uint64_t key[SL_LUA_KEY_SLOTS][2];   /* the inline key cached in each slot; 0, 0: none */
+} sl_lua_keys;
+sl_lua_keys *sl__lua_keys(sl_lua *l);
+/* sl_lua_push onto L (l's state or one of its coroutines) with l's key cache: for records. */
+void sl_lua_push_rec(sl_lua *l, lua_State *L, const sl_value *v);
 /* Converts the Lua value at idx into *out (owned). errors: data (functions, userdata, cycles,
  * tables that are neither arrays nor string-keyed maps; *msg says which) */
 int sl_lua_to_value(lua_State *L, int idx, sl_value *out, char *msg, size_t msglen);
+/* sl_lua_to_value, reusing the parts of hint (borrowed; NULL: none) that the value has
+ * unchanged: typically the record the function was given. The result is the same as without a
+ * hint; it shares what it can with it. errors: as sl_lua_to_value */
+int sl_lua_to_value_hint(lua_State *L, int idx, const sl_value *hint, sl_value *out, char *msg, size_t msglen);
 /* sluice.null: a null item of an array (a Lua table cannot hold nil) or a null map value a
  * function sets. A light userdata of this address, the same in every state. */
 extern const char sl_lua_null;

@@ -80,6 +80,25 @@ static inline struct sl_obj *sl__value_obj(const sl_value *v) {
   return v->type >= SL_TSTR && v->slen == 0 ? v->u.o : NULL;
 }
 
+/* The bytes and length of a string value (no type check). */
+static inline const char *sl__str_bytes(const sl_value *v, size_t *n) {
+  if (v->slen) {
+    *n = v->slen - 1u;
+    return (const char *)v + offsetof(sl_value, sbuf);
+  }
+  *n = ((const sl__str *)v->u.o)->len;
+  return ((const sl__str *)v->u.o)->data;
+}
+
+/* The position of key in m, or SL__MAP_NOTFOUND. Reads only. */
+#define SL__MAP_NOTFOUND SIZE_MAX
+size_t sl__map_find(const sl__map *m, const char *key, size_t klen);
+
+/* A map of the n entries (keys and values consumed; the keys must be distinct strings), in
+ * their order, allocated at exactly n entries, with its index built once. For converters that
+ * know their keys are distinct (a Lua table's). Aborts on nomem like sl_map. */
+sl_value sl__map_from(sl__map_entry *ents, size_t n);
+
 /* Frees an object whose count reached 0, and the children that die with it, without
  * recursion. */
 void sl__obj_destroy(struct sl_obj *o);
