@@ -51,6 +51,44 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad) {
   return need + 1;
 }
 
+/* 1 for the bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
+static const unsigned char plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* The end of the run of bytes from p that a JSON string holds as they are: printable ASCII
+ * other than '"' and '\\'. Eight bytes at a time while eight remain (a byte needs a look when it
+ * is < 0x20, >= 0x80, '"' or '\\'; the word test finds whether any does), then one at a time. */
+static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  while (end - p >= 8) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t ctl = (w - ones * 0x20) & ~w;        /* high bit set where a byte < 0x20 (or >= 0x80) */
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    uint64_t hits = (ctl | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high;
+    if (hits) break;
+    p += 8;
+  }
+  while (p < end && plain[*p]) p++;
+  return p;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Writer
  * ------------------------------------------------------------------------------------------- */
@@ -75,11 +113,9 @@ static int write_string(sl_buf *b, const char *s, size_t n, uint64_t *bad_string
   int rc;
   if ((rc = put(b, '"'))) return rc;
   while (i < n) {
+    i = (size_t)(plain_run(p + i, p + n) - p);
+    if (i >= n) break;
     unsigned c = p[i];
-    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-      i++;
-      continue;
-    }
     size_t bad = 1, skip = 1;
     if (c >= 0x80 && (skip = utf8_seq(p + i, n - i, &bad)) != 0) {
       i += skip;
@@ -192,6 +228,12 @@ static int write_double(sl_buf *b, double d) {
   return sl_buf_append(b, s, (size_t)n);
 }
 
+/* The items or entries of an array or map. */
+static inline size_t items(const sl_value *c) {
+  if (!c->u.o) return 0;
+  return c->type == SL_TARRAY ? ((const sl__array *)c->u.o)->len : ((const sl__map *)c->u.o)->len;
+}
+
 /* An open container of the writer's stack and the index of its next child. */
 typedef struct frame {
   const sl_value *c; /* array or map */
@@ -206,12 +248,16 @@ static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth
   case SL_TBOOL: return v->u.b ? sl_buf_append(b, "true", 4) : sl_buf_append(b, "false", 5);
   case SL_TINT: return write_int(b, v->u.i);
   case SL_TDOUBLE: return write_double(b, v->u.d);
-  case SL_TSTR: return write_string(b, sl_str_data(v), sl_str_len(v), bad);
+  case SL_TSTR: {
+    size_t n;
+    const char *p = sl__str_bytes(v, &n);
+    return write_string(b, p, n, bad);
+  }
   case SL_TARRAY:
   case SL_TMAP: break;
   }
   bool arr = v->type == SL_TARRAY;
-  if ((arr ? sl_array_len(v) : sl_map_len(v)) == 0) return sl_buf_append(b, arr ? "[]" : "{}", 2);
+  if (items(v) == 0) return sl_buf_append(b, arr ? "[]" : "{}", 2);
   if (*depth == *cap) {
     size_t ncap = *cap * 2;
     frame *ns = *stack == small ? sl__trymalloc(ncap * sizeof *ns)
@@ -237,15 +283,17 @@ int sl__json_write(const sl_value *v, sl_buf *out, uint64_t *bad_utf8) {
     while (depth && !cur) {
       frame *f = &stack[depth - 1];
       bool arr = f->c->type == SL_TARRAY;
-      if (f->i < (arr ? sl_array_len(f->c) : sl_map_len(f->c))) {
+      if (f->i < items(f->c)) {
         if (f->i && (rc = put(out, ','))) goto fail;
         if (arr) {
-          cur = sl_array_get(f->c, f->i);
+          cur = &((const sl__array *)f->c->u.o)->items[f->i];
         } else {
-          const sl_value *k = sl_map_key(f->c, f->i);
-          if ((rc = write_string(out, sl_str_data(k), sl_str_len(k), bad_utf8))) goto fail;
+          const sl__map_entry *e = &((const sl__map *)f->c->u.o)->ent[f->i];
+          size_t kn;
+          const char *kp = sl__str_bytes(&e->key, &kn);
+          if ((rc = write_string(out, kp, kn, bad_utf8))) goto fail;
           if ((rc = put(out, ':'))) goto fail;
-          cur = sl_map_val(f->c, f->i);
+          cur = &e->val;
         }
         f->i++;
       } else {
@@ -277,6 +325,9 @@ typedef struct parser {
   sl_error_t *err;            /* where errors go (may be NULL) */
   int depth;                  /* open arrays and objects */
   uint64_t big_ints;          /* integers beyond int64 read as doubles */
+  sl__map_entry *ents;        /* entries of the open objects, innermost last (then made a map) */
+  size_t nents, capents;
+  sl__map_entry small[32];    /* ents until more are needed */
 } parser;
 
 static int parse_value(parser *ps, sl_value *out);
@@ -367,8 +418,7 @@ static int string_body(parser *ps, unsigned char *dst, size_t *n, bool *escaped)
   size_t len = 0;
   *escaped = false;
   for (;;) {
-    const unsigned char *q = p;
-    while (q < end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') q++;
+    const unsigned char *q = plain_run(p, end);
     if (dst && q > p) memcpy(dst + len, p, (size_t)(q - p));
     len += (size_t)(q - p);
     p = q;
@@ -563,8 +613,22 @@ fail:
   return rc;
 }
 
+/* Room for one more entry on the parser's stack. */
+static int ents_room(parser *ps) {
+  if (ps->nents < ps->capents) return SL_OK;
+  size_t cap = ps->capents * 2;
+  sl__map_entry *ne = ps->ents == ps->small ? sl__trymalloc(cap * sizeof *ne) : sl__tryrealloc(ps->ents, cap * sizeof *ne);
+  if (!ne) return nomem(ps, cap * sizeof *ne);
+  if (ps->ents == ps->small) memcpy(ne, ps->small, ps->nents * sizeof *ne);
+  ps->ents = ne;
+  ps->capents = cap;
+  return SL_OK;
+}
+
+/* The entries are gathered on the parser's stack and the map is made at its size at the end. */
 static int parse_object(parser *ps, sl_value *out) {
-  sl_value map = sl_map(0), key = sl_nil(), val;
+  size_t base = ps->nents;
+  sl_value key = sl_nil(), val;
   int rc;
   if (++ps->depth > JSON_MAX_DEPTH) {
     rc = syntax_error(ps, ps->p, "nesting deeper than 1000 levels");
@@ -588,7 +652,11 @@ static int parse_object(parser *ps, sl_value *out) {
       }
       ps->p++;
       if ((rc = parse_value(ps, &val))) goto fail;
-      sl__map_set_kv(&map, key, val); /* a duplicate key: the last value wins */
+      if ((rc = ents_room(ps))) {
+        sl_value_free(val);
+        goto fail;
+      }
+      ps->ents[ps->nents++] = (sl__map_entry){key, val};
       key = sl_nil();
       skip_ws(ps);
       if (at(ps, ',')) {
@@ -605,11 +673,16 @@ static int parse_object(parser *ps, sl_value *out) {
     }
   }
   ps->depth--;
-  *out = map;
+  *out = sl__map_from_dups(ps->ents + base, ps->nents - base); /* a duplicate key: the last value wins */
+  ps->nents = base;
   return SL_OK;
 fail:
   sl_value_free(key);
-  sl_value_free(map);
+  for (size_t i = base; i < ps->nents; i++) {
+    sl_value_free(ps->ents[i].key);
+    sl_value_free(ps->ents[i].val);
+  }
+  ps->nents = base;
   return rc;
 }
 
@@ -643,8 +716,11 @@ int sl__json_parse(const char *text, size_t n, sl_value *out, sl_error_t *err, u
     text = "";
   }
   parser ps = {(const unsigned char *)text, (const unsigned char *)text,
-               (const unsigned char *)text + n, err, 0, 0};
+               (const unsigned char *)text + n, err, 0, 0, NULL, 0, 0, {{{0}, {0}}}};
+  ps.ents = ps.small;
+  ps.capents = sizeof ps.small / sizeof ps.small[0];
   int rc = parse_value(&ps, &v);
+  if (ps.ents != ps.small) sl__free(ps.ents);
   if (big_ints) *big_ints += ps.big_ints;
   if (rc) return rc;
   skip_ws(&ps);

@@ -469,6 +469,16 @@ sl_value sl__map_from(sl__map_entry *ents, size_t n) {
   return v;
 }
 
+sl_value sl__map_from_dups(sl__map_entry *ents, size_t n) {
+  sl_value v = sl_map(n);
+  for (size_t i = 0; i < n; i++) {
+    size_t klen;
+    const char *k = sl__str_bytes(&ents[i].key, &klen); /* points into ents[i] when inline */
+    map_set(&v, k, klen, &ents[i].key, ents[i].val);
+  }
+  return v;
+}
+
 const sl_value *sl_map_key(const sl_value *m, size_t i) {
   if (i >= sl_map_len(m)) return NULL;
   return &((const sl__map *)m->u.o)->ent[i].key;

@@ -98,6 +98,9 @@ size_t sl__map_find(const sl__map *m, const char *key, size_t klen);
  * their order, allocated at exactly n entries, with its index built once. For converters that
  * know their keys are distinct (a Lua table's). Aborts on nomem like sl_map. */
 sl_value sl__map_from(sl__map_entry *ents, size_t n);
+/* sl__map_from for keys that may repeat (JSON objects): a repeated key keeps its first place and
+ * takes its last value, as with sl_map_set. */
+sl_value sl__map_from_dups(sl__map_entry *ents, size_t n);
 
 /* Frees an object whose count reached 0, and the children that die with it, without
  * recursion. */
