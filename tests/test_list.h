@@ -178,3 +178,8 @@ X(ack_flat_map_async_throttle)
 X(ack_reduce_holds_until_output)
 X(ack_partial_chunk_at_end)
 X(ack_held_below_a_finished_stage)
+/* records to Lua and back: hints, the key cache (tests/test_luaconv.c) */
+X(luaconv_hint_shares_unchanged)
+X(luaconv_hint_same_result)
+X(luaconv_errors_with_hint)
+X(luaconv_key_cache)
