@@ -184,3 +184,8 @@ X(luaconv_hint_same_result)
 X(luaconv_errors_with_hint)
 X(luaconv_key_cache)
 X(value_json_fast_paths)
+/* generate with fn (tests/test_generate.c) */
+X(generate_fn_records)
+X(generate_fn_errors)
+X(generate_fn_waits)
+X(generate_fn_config_errors)

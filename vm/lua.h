@@ -78,6 +78,8 @@ void sl__lua_prog_set_path(sl_pipeline *p, const char *path, const char *cpath);
 /* Checks that fn (an option string) makes a function, in the pipeline's control state (which
  * runs the pipeline's Lua code). where/stage prefix the messages. errors: config */
 int sl_lua_check_fn(sl_pipeline *p, const char *fn, const char *where, const char *stage, sl_error_t *err);
+/* sl_lua_check_fn for a function whose expression forms are over `params` (e.g. "i"). */
+int sl_lua_check_fn_of(sl_pipeline *p, const char *fn, const char *params, const char *where, const char *stage, sl_error_t *err);
 
 /* ---- states ---- */
 /* The state of the task running instance st (created and loaded on first use). Errors (the
@@ -92,6 +94,9 @@ void sl__lua_close(sl_lua *l);
 /* Loads fn (an option string: a global name, a function expression, an expression or a body over
  * r, or a shipped blob) as a function; returns its registry ref in *ref. errors: config */
 int sl_lua_fn(sl_lua *l, const char *fn, const char *where, const char *stage, int *ref, sl_error_t *err);
+/* sl_lua_fn whose expression and body forms are over `params` (a Lua parameter list, e.g. "i")
+ * instead of "r, e". */
+int sl_lua_fn_of(sl_lua *l, const char *fn, const char *params, const char *where, const char *stage, int *ref, sl_error_t *err);
 
 /* Evaluates a predicate over `records` (text: an expression, a body with return, or a function
  * of records; numbered from `line` of `file`) in a fresh state: *result is its truth. Returns 0,
