@@ -73,7 +73,8 @@ static const unsigned char plain[256] = {
 
 /* The end of the run of bytes from p that a JSON string holds as they are: printable ASCII
  * other than '"' and '\\'. Eight bytes at a time while eight remain (a byte needs a look when it
- * is < 0x20, >= 0x80, '"' or '\\'; the word test finds whether any does), then one at a time. */
+ * is < 0x20, >= 0x80, '"' or '\\'; the word test finds whether any does, and where the first one
+ * is), then one at a time. */
 static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
   const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
   while (end - p >= 8) {
@@ -82,7 +83,12 @@ static inline const unsigned char *plain_run(const unsigned char *p, const unsig
     uint64_t ctl = (w - ones * 0x20) & ~w;        /* high bit set where a byte < 0x20 (or >= 0x80) */
     uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
     uint64_t hits = (ctl | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high;
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* the lowest flag is a true one (a borrow only flags bytes above a byte that matched) */
+    if (hits) return p + (__builtin_ctzll(hits) >> 3);
+#else
     if (hits) break;
+#endif
     p += 8;
   }
   while (p < end && plain[*p]) p++;
@@ -111,6 +117,18 @@ static int write_string(sl_buf *b, const char *s, size_t n, uint64_t *bad_string
   size_t i = 0, run = 0;
   bool counted = false;
   int rc;
+  if (b->cap - b->len > n + 2) { /* room for it as it is: copy it at once if it needs no escape */
+    const unsigned char *q = plain_run(p, p + n);
+    if (q == p + n) {
+      char *d = b->data + b->len;
+      d[0] = '"';
+      memcpy(d + 1, s, n);
+      d[n + 1] = '"';
+      d[n + 2] = '\0';
+      b->len += n + 2;
+      return SL_OK;
+    }
+  }
   if ((rc = put(b, '"'))) return rc;
   while (i < n) {
     i = (size_t)(plain_run(p + i, p + n) - p);
@@ -355,7 +373,7 @@ static int nomem(parser *ps, size_t n) {
 }
 
 static inline void skip_ws(parser *ps) {
-  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
+  while (ps->p < ps->end && *ps->p <= ' ' && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
     ps->p++;
 }
 
@@ -472,6 +490,14 @@ static int parse_string(parser *ps, sl_value *out) {
   size_t n;
   bool escaped;
   char *dst;
+  const unsigned char *q = plain_run(body, ps->end);
+  if (q < ps->end && *q == '"') { /* the common case: nothing to decode or check further */
+    n = (size_t)(q - body);
+    if (sl__str_new_try(n, out, &dst)) return nomem(ps, n);
+    if (n) memcpy(dst, body, n);
+    ps->p = q + 1;
+    return SL_OK;
+  }
   int rc = string_body(ps, NULL, &n, &escaped);
   if (rc) return rc;
   if (sl__str_new_try(n, out, &dst)) return nomem(ps, n);

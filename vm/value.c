@@ -264,6 +264,15 @@ static inline bool key_is(const sl_value *k, const char *key, size_t klen) {
   return n == klen && (klen == 0 || memcmp(p, key, klen) == 0);
 }
 
+/* The position of key (whose hash is h) in m's index, or NOTFOUND. */
+static size_t index_find(const sl__map *m, uint32_t h, const char *key, size_t klen) {
+  for (uint32_t s = h & m->index_mask;; s = (s + 1) & m->index_mask) {
+    const sl__map_slot *slot = &m->index[s];
+    if (!slot->pos) return NOTFOUND;
+    if (slot->hash == h && key_is(&m->ent[slot->pos - 1].key, key, klen)) return slot->pos - 1;
+  }
+}
+
 /* The position of key in m, or NOTFOUND. Small maps are scanned: inline keys compare slen
  * first, which holds the length. */
 size_t sl__map_find(const sl__map *m, const char *key, size_t klen) {
@@ -281,12 +290,7 @@ size_t sl__map_find(const sl__map *m, const char *key, size_t klen) {
     }
     return NOTFOUND;
   }
-  uint32_t h = hash_key(key, klen);
-  for (uint32_t s = h & m->index_mask;; s = (s + 1) & m->index_mask) {
-    const sl__map_slot *slot = &m->index[s];
-    if (!slot->pos) return NOTFOUND;
-    if (slot->hash == h && key_is(&m->ent[slot->pos - 1].key, key, klen)) return slot->pos - 1;
-  }
+  return index_find(m, hash_key(key, klen), key, klen);
 }
 
 static void index_put(sl__map_slot *index, uint32_t mask, uint32_t h, size_t pos) {
@@ -469,12 +473,37 @@ sl_value sl__map_from(sl__map_entry *ents, size_t n) {
   return v;
 }
 
+/* Like sl__map_from, looking for each key among those before it: through an index made at its
+ * final size from the start when there are more than SL__MAP_INDEX_MIN entries. */
 sl_value sl__map_from_dups(sl__map_entry *ents, size_t n) {
   sl_value v = sl_map(n);
+  if (!n) return v;
+  sl__map *o = (sl__map *)v.u.o;
+  if (n > SL__MAP_INDEX_MIN) {
+    size_t slots = 32;
+    while (slots / 2 < n) slots *= 2;
+    o->index = sl__xcalloc(slots, sizeof *o->index);
+    o->index_mask = (uint32_t)(slots - 1);
+  }
   for (size_t i = 0; i < n; i++) {
     size_t klen;
-    const char *k = sl__str_bytes(&ents[i].key, &klen); /* points into ents[i] when inline */
-    map_set(&v, k, klen, &ents[i].key, ents[i].val);
+    const char *k = sl__str_bytes(&ents[i].key, &klen);
+    uint32_t h = o->index ? hash_key(k, klen) : 0;
+    size_t pos = o->index ? index_find(o, h, k, klen) : sl__map_find(o, k, klen);
+    if (pos != NOTFOUND) { /* a repeated key: its first place, its last value */
+      sl_value_free(o->ent[pos].val);
+      o->ent[pos].val = ents[i].val;
+      sl_value_free(ents[i].key);
+      continue;
+    }
+    o->ent[o->len] = ents[i];
+    if (o->index) index_put(o->index, o->index_mask, h, o->len);
+    o->len++;
+  }
+  if (o->index && o->len <= SL__MAP_INDEX_MIN) { /* repeats made it small: no index */
+    sl__free(o->index);
+    o->index = NULL;
+    o->index_mask = 0;
   }
   return v;
 }
