@@ -122,6 +122,12 @@ TEST(luaconv_hint_same_result) {
       {"{\"a\": 1}", "return { a = sluice.null }", "{\"a\":null}"},
       {"{\"a\": 1}", "return {}", "{}"},
       {"{\"a\": [1]}", "return { a = sluice.array{} }", "{\"a\":[]}"},
+      /* items stored in the hash part, out of order */
+      {"[0]", "local t = {}; t[3] = 'c'; t[1] = 'a'; t[2] = 'b'; return t", "[\"a\",\"b\",\"c\"]"},
+      /* more items than the converter's first buffer, one changed */
+      {"[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]", "r[20] = 'x'; return r",
+       "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,\"x\"]"},
+      {"[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]", "return r", "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]"},
   };
   lua_State *L = new_state();
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -157,6 +163,8 @@ TEST(luaconv_errors_with_hint) {
       {"r.a.b = { f = print }; return r", "function"},
       {"return { [2.5] = 1 }", "keys other than strings"},
       {"return { a = coroutine.create(print) }", "thread"},
+      /* a border of 2^30 with 31 entries: holes, found without allocating by the border */
+      {"local t = {}; for k = 0, 30 do t[1 << k] = k end; return t", "holes"},
   };
   lua_State *L = new_state();
   sl_value rec;

@@ -385,30 +385,41 @@ static int fast_map(conv *cv, int idx, const sl_value *hint, sl_value *out, bool
   return rc;
 }
 
+/* One item of an array being converted: its key (1..n) and value. */
+typedef struct aent {
+  lua_Integer k;
+  sl_value v;
+} aent;
+
 /* A table whose first key (a number) and value are on the stack. It is an array when its keys
- * are exactly 1..n, n being lua_rawlen (any other case goes to the reference path). */
+ * are exactly 1..n, n being lua_rawlen (any other case goes to the reference path). The items are
+ * gathered as they come (nothing is allocated by n, which a sparse table can make huge), then put
+ * in their places: n distinct keys in 1..n are exactly 1..n. */
 static int fast_array(conv *cv, int idx, const sl_value *hint, sl_value *out, bool *same) {
   lua_State *L = cv->L;
   const sl__array *ha = hint && hint->type == SL_TARRAY ? (const sl__array *)hint->u.o : NULL;
-  size_t n = lua_rawlen(L, idx), got = 0;
-  sl_value small[16], *items = n <= 16 ? small : sl__trymalloc(n * sizeof *items);
+  size_t n = lua_rawlen(L, idx), got = 0, cap = 16;
+  aent small[16], *ents = small;
   bool all_same = ha != NULL && ha->len == n;
-  int rc = 0; /* keys are distinct: n of them in 1..n are exactly 1..n */
-  if (!items) {
-    lua_pop(L, 2);
-    return FAST_NO;
-  }
-  memset(items, 0, n * sizeof *items); /* nil: freeing the slots never filled is harmless */
+  int rc = 0;
   do {
     lua_Integer k;
-    if (!lua_isinteger(L, -2) || (k = lua_tointeger(L, -2)) < 1 || (lua_Unsigned)k > n) {
+    if (!lua_isinteger(L, -2) || (k = lua_tointeger(L, -2)) < 1 || (lua_Unsigned)k > n || got == n) {
       lua_pop(L, 2);
       rc = FAST_NO;
       break;
     }
+    if (got == cap) {
+      cap *= 2;
+      aent *ne = sl__xmalloc(cap * sizeof *ne);
+      memcpy(ne, ents, got * sizeof *ents);
+      if (ents != small) sl__free(ents);
+      ents = ne;
+    }
     bool s = false;
     const sl_value *hv = ha && (size_t)k <= ha->len ? &ha->items[k - 1] : NULL;
-    rc = fast_value(cv, lua_gettop(L), hv, &items[k - 1], &s);
+    ents[got].k = k;
+    rc = fast_value(cv, lua_gettop(L), hv, &ents[got].v, &s);
     lua_pop(L, 1);
     if (rc) {
       lua_pop(L, 1);
@@ -419,19 +430,18 @@ static int fast_array(conv *cv, int idx, const sl_value *hint, sl_value *out, bo
   } while (lua_next(L, idx));
   if (rc == 0 && got != n) rc = FAST_NO; /* holes */
   if (rc == 0 && all_same) {
-    *out = sl_value_ref(hint);
+    *out = sl_value_ref(hint); /* the converted items (references to the hint's) are dropped */
     *same = true;
   } else if (rc == 0) {
     sl_value a = sl_array(n);
     sl__array *o = (sl__array *)a.u.o;
-    memcpy(o->items, items, n * sizeof *items);
+    for (size_t i = 0; i < n; i++) o->items[ents[i].k - 1] = ents[i].v;
     o->len = n;
     *out = a;
     got = 0; /* the items are the array's now */
   }
-  if (got || rc)
-    for (size_t i = 0; i < n; i++) sl_value_free(items[i]);
-  if (items != small) sl__free(items);
+  for (size_t i = 0; i < got; i++) sl_value_free(ents[i].v);
+  if (ents != small) sl__free(ents);
   return rc;
 }
 
