@@ -731,6 +731,71 @@ TEST(value_json_strings_out) {
   sl_value s = sl_str(in, sizeof in);
   ASSERT_STR(J(&s), want);
   sl_value_free(s);
+  /* random strings made of pieces whose JSON is known, so UTF-8 sequences and escapes land on
+   * every alignment of the 8-byte fast path and across the writer's 4096-byte steps */
+  static const struct {
+    const char *in, *out;
+  } pieces[] = {{"a", "a"},         {"Z", "Z"},           {"\"", "\\\""},           {"\\", "\\\\"},
+                {"\n", "\\n"},     {"\x1f", "\\u001f"}, {"\xC3\xA9", "\xC3\xA9"}, {"\xE2\x82\xAC", "\xE2\x82\xAC"},
+                {"\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80"}, {"\xff", "\xEF\xBF\xBD"}, {"0123456789", "0123456789"}};
+  uint64_t seed = 42;
+  for (int round = 0; round < 200; round++) {
+    sl_buf bin, bwant;
+    sl_buf_init(&bin);
+    sl_buf_init(&bwant);
+    sl_buf_append(&bwant, "\"", 1);
+    seed = seed * 6364136223846793005u + 1442695040888963407u;
+    size_t npieces = (size_t)(seed >> 33) % 3000;
+    for (size_t k = 0; k < npieces; k++) {
+      seed = seed * 6364136223846793005u + 1442695040888963407u;
+      size_t pi = (size_t)(seed >> 33) % (sizeof pieces / sizeof pieces[0]);
+      if (round % 2 && pi != 9 && pi != 2) pi = 0; /* half the rounds: long plain runs */
+      sl_buf_append(&bin, pieces[pi].in, strlen(pieces[pi].in));
+      sl_buf_append(&bwant, pieces[pi].out, strlen(pieces[pi].out));
+    }
+    sl_buf_append(&bwant, "\"", 1);
+    sl_value rs = sl_str(bin.data ? bin.data : "", bin.len);
+    uint64_t bad = 0;
+    sl_buf got;
+    sl_buf_init(&got);
+    ASSERT_EQ(sl__json_write(&rs, &got, &bad), SL_OK);
+    if (got.len != bwant.len || memcmp(got.data, bwant.data, got.len) != 0)
+      SL__FAIL("round %d: %zu bytes in, JSON differs (%zu vs %zu bytes)", round, bin.len, got.len, bwant.len);
+    ASSERT_EQ(bad, memchr(bin.data ? bin.data : "", 0xff, bin.len) ? 1u : 0u);
+    sl_value_free(rs);
+    sl_buf_close(&got);
+    sl_buf_close(&bin);
+    sl_buf_close(&bwant);
+  }
+  /* short strings (inline in the value, up to 13 bytes) with one piece that needs care at every
+   * position, as values and as map keys */
+  for (size_t pi = 2; pi < 10; pi++) {
+    size_t plen = strlen(pieces[pi].in);
+    for (size_t len = plen; len <= SL_STR_INLINE_MAX; len++)
+      for (size_t pos = 0; pos + plen <= len; pos++) {
+        char sin[16], swant[64];
+        memset(sin, 'x', len);
+        memcpy(sin + pos, pieces[pi].in, plen);
+        int sw = snprintf(swant, sizeof swant, "\"%.*s%s%.*s\"", (int)pos, sin, pieces[pi].out, (int)(len - pos - plen), sin + pos + plen);
+        sl_value sv = sl_str(sin, len);
+        ASSERT_STR(J(&sv), swant);
+        sl_value km = sl_map(1);
+        sl_map_set(&km, sin, len, sl_int(1));
+        char wantm[80];
+        snprintf(wantm, sizeof wantm, "{%.*s:1}", sw, swant);
+        ASSERT_STR(J(&km), wantm);
+        sl_value_free(sv);
+        sl_value_free(km);
+      }
+  }
+  for (size_t len = 0; len <= 20; len++) { /* plain, every length around the inline limit */
+    char sin[24], swant[32];
+    for (size_t k = 0; k < len; k++) sin[k] = (char)('a' + k);
+    snprintf(swant, sizeof swant, "\"%.*s\"", (int)len, sin);
+    sl_value sv = sl_str(sin, len);
+    ASSERT_STR(J(&sv), swant);
+    sl_value_free(sv);
+  }
   /* map keys are escaped the same way */
   sl_value m = sl_map(0);
   sl_map_set(&m, "k\"\n\xff", 4, sl_int(1));

@@ -106,4 +106,14 @@ int sl_encoder_put(sl_encoder *e, sl_buf *out, const sl_value *v, bool term, cha
 /* Logs a warning through st if strings with invalid UTF-8 were written since the last report. */
 void sl_encoder_report(sl_encoder *e, sl_stage *st);
 
+/* Parsing behind a source (vm/jsonl.c). With 2 or more workers a file_in source reading jsonl
+ * only cuts its input into runs of whole lines; a hidden node parses them on every worker.
+ * sl_stage_parses_behind says whether st is such a source. sl_jsonl_cut finds where the next run
+ * of buf[0, len) ends and checks its lines against max_record as the decoder would: it returns
+ * SL_DECODE_RECORD (*take bytes of whole lines, *lines line breaks in them; a run ends at the
+ * first line break at or past 64 KiB, before a line too long, or at eof with the rest),
+ * SL_DECODE_MORE (no whole line yet), or SL_EINVAL (the first line is longer than max_record). */
+bool sl_stage_parses_behind(const sl_stage *st);
+int sl_jsonl_cut(const char *buf, size_t len, bool eof, size_t max_record, size_t *take, uint64_t *lines);
+
 #endif

@@ -51,6 +51,41 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad) {
   return need + 1;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Writer
+ * ------------------------------------------------------------------------------------------- */
+
+/* Room for n more bytes and the NUL at the end of b, without a call while there is some. */
+static inline int room(sl_buf *b, size_t n) { return b->cap - b->len > n ? SL_OK : sl__buf_reserve(b, n); }
+
+static inline int append(sl_buf *b, const void *p, size_t n) {
+  int rc = room(b, n);
+  if (rc) return rc;
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return SL_OK;
+}
+
+static inline int put(sl_buf *b, char c) { return append(b, &c, 1); }
+
+/* The bytes of x (8 of them) that need care in a JSON string: a control character, '"', '\\' or
+ * a byte >= 0x80, each flagged by its high bit in the result. Each test sets a byte's high bit
+ * when that byte matches (the "has a zero byte" / "has a byte less than n" bit tricks); a borrow
+ * may also flag bytes above a match, never below one, so "none" is exact and the lowest flag
+ * (on a little-endian load, the first byte) is a true match. */
+static inline uint64_t special8(uint64_t x) {
+  const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+  uint64_t ctl = (x - ones * 0x20) & ~x;
+  uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+  q = (q - ones) & ~q;
+  bs = (bs - ones) & ~bs;
+  return (x | ctl | q | bs) & high;
+}
+
+/* True when none of the 8 bytes of x needs care in a JSON string. */
+static inline bool plain8(uint64_t x) { return special8(x) == 0; }
+
 /* 1 for the bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
 static const unsigned char plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -71,20 +106,15 @@ static const unsigned char plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
-/* The end of the run of bytes from p that a JSON string holds as they are: printable ASCII
- * other than '"' and '\\'. Eight bytes at a time while eight remain (a byte needs a look when it
- * is < 0x20, >= 0x80, '"' or '\\'; the word test finds whether any does, and where the first one
- * is), then one at a time. */
+/* The end of the run of bytes from p that a JSON string holds as they are (before end): eight
+ * bytes at a time while eight remain, the first byte to look at found from the word test, then
+ * one at a time. */
 static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
-  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
   while (end - p >= 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    uint64_t ctl = (w - ones * 0x20) & ~w;        /* high bit set where a byte < 0x20 (or >= 0x80) */
-    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-    uint64_t hits = (ctl | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high;
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t hits = special8(x);
 #if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    /* the lowest flag is a true one (a borrow only flags bytes above a byte that matched) */
     if (hits) return p + (__builtin_ctzll(hits) >> 3);
 #else
     if (hits) break;
@@ -95,80 +125,117 @@ static inline const unsigned char *plain_run(const unsigned char *p, const unsig
   return p;
 }
 
-/* ---------------------------------------------------------------------------------------------
- * Writer
- * ------------------------------------------------------------------------------------------- */
+/* Input bytes written per reservation: each becomes at most 6 output bytes. */
+#define STRING_STEP 4096
 
-/* One byte, without a call while there is room. */
-static inline int put(sl_buf *b, char c) {
-  if (b->cap - b->len > 1) {
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
-    return SL_OK;
-  }
-  return sl_buf_append(b, &c, 1);
-}
-
-/* Runs of bytes that need no escape are copied at once. A string with ill-formed UTF-8 adds 1
- * to *bad (when bad is not NULL). */
+/* Writes s as a JSON string straight into the buffer, 8 plain bytes at a time. A string with
+ * ill-formed UTF-8 adds 1 to *bad (when bad is not NULL); each maximal ill-formed subpart is
+ * written as U+FFFD. */
 static int write_string(sl_buf *b, const char *s, size_t n, uint64_t *bad_strings) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0, run = 0;
+  size_t i = 0;
   bool counted = false;
   int rc;
-  if (b->cap - b->len > n + 2) { /* room for it as it is: copy it at once if it needs no escape */
-    const unsigned char *q = plain_run(p, p + n);
-    if (q == p + n) {
-      char *d = b->data + b->len;
-      d[0] = '"';
-      memcpy(d + 1, s, n);
-      d[n + 1] = '"';
-      d[n + 2] = '\0';
-      b->len += n + 2;
-      return SL_OK;
-    }
-  }
   if ((rc = put(b, '"'))) return rc;
   while (i < n) {
-    i = (size_t)(plain_run(p + i, p + n) - p);
-    if (i >= n) break;
-    unsigned c = p[i];
-    size_t bad = 1, skip = 1;
-    if (c >= 0x80 && (skip = utf8_seq(p + i, n - i, &bad)) != 0) {
-      i += skip;
-      continue;
-    }
-    if (i > run && (rc = sl_buf_append(b, s + run, i - run))) return rc;
-    char esc[6] = {'\\', 0, '0', '0', 0, 0};
-    size_t elen = 2;
-    switch (c) {
-    case '"': esc[1] = '"'; break;
-    case '\\': esc[1] = '\\'; break;
-    case '\b': esc[1] = 'b'; break;
-    case '\f': esc[1] = 'f'; break;
-    case '\n': esc[1] = 'n'; break;
-    case '\r': esc[1] = 'r'; break;
-    case '\t': esc[1] = 't'; break;
-    default:
-      if (c < 0x20) {
-        esc[1] = 'u';
-        esc[4] = hex[c >> 4];
-        esc[5] = hex[c & 15];
-        elen = 6;
-      } else { /* ill-formed UTF-8: U+FFFD */
-        memcpy(esc, "\xEF\xBF\xBD", 3);
-        elen = 3;
-        if (bad_strings && !counted) (*bad_strings)++;
-        counted = true;
+    size_t end = n - i > STRING_STEP ? i + STRING_STEP : n;
+    /* 6 per byte, and a UTF-8 sequence started before end may run 3 bytes past it */
+    if ((rc = room(b, 6 * (end - i) + 8))) return rc;
+    char *o = b->data + b->len;
+    while (i < end) {
+      uint64_t x;
+      if (end - i >= 8) {
+        memcpy(&x, p + i, 8);
+        if (plain8(x)) {
+          memcpy(o, &x, 8);
+          o += 8;
+          i += 8;
+          continue;
+        }
+      } else { /* the last 1 to 7 bytes (most keys and short values are only that), padded */
+        x = 0x6161616161616161u;
+        memcpy(&x, p + i, end - i);
+        if (plain8(x)) {
+          memcpy(o, &x, 8); /* the room covers 8 */
+          o += end - i;
+          i = end;
+          continue;
+        }
       }
+      unsigned c = p[i];
+      if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+        *o++ = (char)c;
+        i++;
+        continue;
+      }
+      if (c >= 0x80) {
+        size_t bad = 1, seq = utf8_seq(p + i, n - i, &bad);
+        if (seq) {
+          memcpy(o, p + i, seq);
+          o += seq;
+          i += seq;
+        } else { /* ill-formed: U+FFFD */
+          memcpy(o, "\xEF\xBF\xBD", 3);
+          o += 3;
+          i += bad;
+          if (bad_strings && !counted) (*bad_strings)++;
+          counted = true;
+        }
+        continue;
+      }
+      *o++ = '\\';
+      switch (c) {
+      case '"': *o++ = '"'; break;
+      case '\\': *o++ = '\\'; break;
+      case '\b': *o++ = 'b'; break;
+      case '\f': *o++ = 'f'; break;
+      case '\n': *o++ = 'n'; break;
+      case '\r': *o++ = 'r'; break;
+      case '\t': *o++ = 't'; break;
+      default:
+        memcpy(o, "u00", 3);
+        o[3] = hex[c >> 4];
+        o[4] = hex[c & 15];
+        o += 5;
+      }
+      i++;
     }
-    if ((rc = sl_buf_append(b, esc, elen))) return rc;
-    i += bad;
-    run = i;
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
   }
-  if (i > run && (rc = sl_buf_append(b, s + run, i - run))) return rc;
   return put(b, '"');
+}
+
+/* An inline string (at most SL_STR_INLINE_MAX bytes, inside the value itself): most keys and
+ * many values. Its bytes are read as two overlapping 8-byte words that stay inside the value,
+ * so a plain one is written without a loop; one that needs care goes to write_string. */
+static int write_inline(sl_buf *b, const sl_value *v, uint64_t *bad) {
+  const char *d = (const char *)v + offsetof(sl_value, sbuf);
+  size_t n = v->slen - 1u;
+  _Static_assert(offsetof(sl_value, sbuf) + SL_STR_INLINE_MAX + 1 <= sizeof(sl_value) && SL_STR_INLINE_MAX < 16,
+                 "an inline string and its NUL fit in the value");
+  uint64_t lo, hi;
+  if (n < 8) { /* bytes past n (still inside the value) are masked to a plain 'a' */
+    memcpy(&lo, d, 8);
+    uint64_t keep = n ? ~(uint64_t)0 >> (64 - 8 * n) : 0;
+    lo = (lo & keep) | (0x6161616161616161u & ~keep);
+    hi = lo;
+  } else {
+    memcpy(&lo, d, 8);
+    memcpy(&hi, d + n - 8, 8);
+  }
+  if (!plain8(lo) || !plain8(hi)) return write_string(b, d, n, bad);
+  int rc = room(b, 18);
+  if (rc) return rc;
+  char *o = b->data + b->len;
+  o[0] = '"';
+  memcpy(o + 1, &lo, 8);
+  if (n > 8) memcpy(o + 1 + n - 8, &hi, 8);
+  o[1 + n] = '"';
+  b->len += n + 2;
+  b->data[b->len] = '\0';
+  return SL_OK;
 }
 
 static int write_int(sl_buf *b, int64_t i) {
@@ -179,7 +246,7 @@ static int write_int(sl_buf *b, int64_t i) {
     u /= 10;
   } while (u);
   if (i < 0) *--p = '-';
-  return sl_buf_append(b, p, (size_t)(e - p));
+  return append(b, p, (size_t)(e - p));
 }
 
 /* The common doubles without snprintf/strtod (which cost far more than the rest of a record):
@@ -232,9 +299,9 @@ static int write_fixed(double d, char *s) {
 static int write_double(sl_buf *b, double d) {
   char s[40];
   int n = 0;
-  if (!isfinite(d)) return sl_buf_append(b, "null", 4);
-  if (d == 0) return signbit(d) ? sl_buf_append(b, "-0.0", 4) : sl_buf_append(b, "0.0", 3);
-  if ((n = write_fixed(d, s)) > 0) return sl_buf_append(b, s, (size_t)n);
+  if (!isfinite(d)) return append(b, "null", 4);
+  if (d == 0) return signbit(d) ? append(b, "-0.0", 4) : append(b, "0.0", 3);
+  if ((n = write_fixed(d, s)) > 0) return append(b, s, (size_t)n);
   for (int prec = 15; prec <= 17; prec++) {
     n = snprintf(s, sizeof s - 2, "%.*g", prec, d);
     if (prec == 17 || strtod(s, NULL) == d) break;
@@ -243,39 +310,47 @@ static int write_double(sl_buf *b, double d) {
     memcpy(s + n, ".0", 3);
     n += 2;
   }
-  return sl_buf_append(b, s, (size_t)n);
+  return append(b, s, (size_t)n);
 }
 
-/* The items or entries of an array or map. */
-static inline size_t items(const sl_value *c) {
-  if (!c->u.o) return 0;
-  return c->type == SL_TARRAY ? ((const sl__array *)c->u.o)->len : ((const sl__map *)c->u.o)->len;
-}
-
-/* An open container of the writer's stack and the index of its next child. */
+/* An open container of the writer's stack: its items (an array) or entries (a map), how many,
+ * and the next one. */
 typedef struct frame {
-  const sl_value *c; /* array or map */
-  size_t i;          /* next item or entry */
+  const sl_value *items;
+  const sl__map_entry *ents;
+  size_t n, i;
 } frame;
 
 /* Writes a scalar, or opens a container (pushing a frame unless it is empty). */
 static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth, size_t *cap,
                       frame *small, uint64_t *bad) {
+  frame f = {NULL, NULL, 0, 0};
+  size_t n;
   switch ((sl_type)v->type) {
-  case SL_TNIL: return sl_buf_append(b, "null", 4);
-  case SL_TBOOL: return v->u.b ? sl_buf_append(b, "true", 4) : sl_buf_append(b, "false", 5);
+  case SL_TNIL: return append(b, "null", 4);
+  case SL_TBOOL: return v->u.b ? append(b, "true", 4) : append(b, "false", 5);
   case SL_TINT: return write_int(b, v->u.i);
   case SL_TDOUBLE: return write_double(b, v->u.d);
   case SL_TSTR: {
-    size_t n;
-    const char *p = sl__str_bytes(v, &n);
-    return write_string(b, p, n, bad);
+    if (v->slen) return write_inline(b, v, bad);
+    const char *s = sl__str_view(v, &n);
+    return write_string(b, s, n, bad);
   }
   case SL_TARRAY:
-  case SL_TMAP: break;
+    if (v->u.o) {
+      f.items = ((const sl__array *)v->u.o)->items;
+      f.n = ((const sl__array *)v->u.o)->len;
+    }
+    if (!f.n) return append(b, "[]", 2);
+    break;
+  case SL_TMAP:
+    if (v->u.o) {
+      f.ents = ((const sl__map *)v->u.o)->ent;
+      f.n = ((const sl__map *)v->u.o)->len;
+    }
+    if (!f.n) return append(b, "{}", 2);
+    break;
   }
-  bool arr = v->type == SL_TARRAY;
-  if (items(v) == 0) return sl_buf_append(b, arr ? "[]" : "{}", 2);
   if (*depth == *cap) {
     size_t ncap = *cap * 2;
     frame *ns = *stack == small ? sl__trymalloc(ncap * sizeof *ns)
@@ -285,8 +360,8 @@ static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth
     *stack = ns;
     *cap = ncap;
   }
-  (*stack)[(*depth)++] = (frame){v, 0};
-  return put(b, arr ? '[' : '{');
+  (*stack)[(*depth)++] = f;
+  return put(b, f.items ? '[' : '{');
 }
 
 /* On error the text appended so far is taken back, so out is as it was. */
@@ -300,22 +375,21 @@ int sl__json_write(const sl_value *v, sl_buf *out, uint64_t *bad_utf8) {
     cur = NULL;
     while (depth && !cur) {
       frame *f = &stack[depth - 1];
-      bool arr = f->c->type == SL_TARRAY;
-      if (f->i < items(f->c)) {
+      if (f->i < f->n) {
         if (f->i && (rc = put(out, ','))) goto fail;
-        if (arr) {
-          cur = &((const sl__array *)f->c->u.o)->items[f->i];
+        if (f->items) {
+          cur = &f->items[f->i];
         } else {
-          const sl__map_entry *e = &((const sl__map *)f->c->u.o)->ent[f->i];
+          const sl_value *key = &f->ents[f->i].key;
           size_t kn;
-          const char *kp = sl__str_bytes(&e->key, &kn);
-          if ((rc = write_string(out, kp, kn, bad_utf8))) goto fail;
+          const char *k = key->slen ? NULL : sl__str_view(key, &kn);
+          if ((rc = k ? write_string(out, k, kn, bad_utf8) : write_inline(out, key, bad_utf8))) goto fail;
           if ((rc = put(out, ':'))) goto fail;
-          cur = &e->val;
+          cur = &f->ents[f->i].val;
         }
         f->i++;
       } else {
-        if ((rc = put(out, arr ? ']' : '}'))) goto fail;
+        if ((rc = put(out, f->items ? ']' : '}'))) goto fail;
         depth--;
       }
     }

@@ -51,7 +51,7 @@ static inline unsigned key_slot(const uint64_t w[2]) {
 static void push_key(lua_State *L, sl_lua_keys *kc, int kt, const sl_value *k) {
   if (!kc || !k->slen) {
     size_t n;
-    const char *p = sl__str_bytes(k, &n);
+    const char *p = sl__str_view(k, &n);
     lua_pushlstring(L, p, n);
     return;
   }
@@ -310,7 +310,7 @@ static void sort_fents(fent *e, size_t n) {
 static bool keys_sorted(const sl__map *m) {
   for (size_t i = 1; i < m->len; i++) {
     size_t an, bn;
-    const char *a = sl__str_bytes(&m->ent[i - 1].key, &an), *b = sl__str_bytes(&m->ent[i].key, &bn);
+    const char *a = sl__str_view(&m->ent[i - 1].key, &an), *b = sl__str_view(&m->ent[i].key, &bn);
     if (cmp_keys(a, an, b, bn) >= 0) return false;
   }
   return true;
@@ -501,7 +501,7 @@ static int fast_value(conv *cv, int idx, const sl_value *hint, sl_value *out, bo
     size_t n, hn;
     const char *s = lua_tolstring(L, idx, &n);
     if (hint && hint->type == SL_TSTR) {
-      const char *h = sl__str_bytes(hint, &hn);
+      const char *h = sl__str_view(hint, &hn);
       if (hn == n && memcmp(h, s, n) == 0) {
         *out = sl_value_ref(hint);
         *same = true;

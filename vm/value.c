@@ -144,12 +144,12 @@ sl_value sl_strf(const char *fmt, ...) {
 
 const char *sl_str_data(const sl_value *v) {
   size_t n;
-  return v->type == SL_TSTR ? sl__str_bytes(v, &n) : NULL;
+  return v->type == SL_TSTR ? sl__str_view(v, &n) : NULL;
 }
 
 size_t sl_str_len(const sl_value *v) {
   size_t n = 0;
-  if (v->type == SL_TSTR) sl__str_bytes(v, &n);
+  if (v->type == SL_TSTR) sl__str_view(v, &n);
   return n;
 }
 
@@ -260,7 +260,7 @@ static sl__map *map_alloc(size_t cap) {
 
 static inline bool key_is(const sl_value *k, const char *key, size_t klen) {
   size_t n;
-  const char *p = sl__str_bytes(k, &n);
+  const char *p = sl__str_view(k, &n);
   return n == klen && (klen == 0 || memcmp(p, key, klen) == 0);
 }
 
@@ -315,7 +315,7 @@ static void index_rebuild(sl__map *m) {
   } else {
     for (size_t i = 0; i < m->len; i++) {
       size_t n;
-      const char *p = sl__str_bytes(&m->ent[i].key, &n);
+      const char *p = sl__str_view(&m->ent[i].key, &n);
       index_put(index, mask, hash_key(p, n), i);
     }
   }
@@ -327,7 +327,7 @@ static void index_rebuild(sl__map *m) {
  * then renumbers the entries after it, which move down by one. */
 static void index_remove(sl__map *m, size_t pos) {
   size_t n;
-  const char *p = sl__str_bytes(&m->ent[pos].key, &n);
+  const char *p = sl__str_view(&m->ent[pos].key, &n);
   uint32_t mask = m->index_mask, i = hash_key(p, n) & mask;
   while (m->index[i].pos != pos + 1) i = (i + 1) & mask;
   for (uint32_t j = i;;) {
@@ -407,7 +407,7 @@ static void map_append(sl_value *m, sl_value k, sl_value v) {
       index_rebuild(o); /* hashes every key, the new one too */
     } else {
       if (o->len > ((size_t)o->index_mask + 1) / 2) index_rebuild(o); /* the old entries */
-      const char *key = sl__str_bytes(&o->ent[pos].key, &klen);
+      const char *key = sl__str_view(&o->ent[pos].key, &klen);
       index_put(o->index, o->index_mask, hash_key(key, klen), pos);
     }
   }
@@ -449,7 +449,7 @@ int sl__map_set_kv(sl_value *m, sl_value key, sl_value v) {
     return SL_EINVAL;
   }
   size_t klen;
-  const char *kp = sl__str_bytes(&key, &klen); /* points into key (a local) when inline */
+  const char *kp = sl__str_view(&key, &klen); /* points into key (a local) when inline */
   return map_set(m, kp, klen, &key, v);
 }
 
@@ -487,7 +487,7 @@ sl_value sl__map_from_dups(sl__map_entry *ents, size_t n) {
   }
   for (size_t i = 0; i < n; i++) {
     size_t klen;
-    const char *k = sl__str_bytes(&ents[i].key, &klen);
+    const char *k = sl__str_view(&ents[i].key, &klen);
     uint32_t h = o->index ? hash_key(k, klen) : 0;
     size_t pos = o->index ? index_find(o, h, k, klen) : sl__map_find(o, k, klen);
     if (pos != NOTFOUND) { /* a repeated key: its first place, its last value */
@@ -606,7 +606,7 @@ bool sl_value_equal(const sl_value *a, const sl_value *b) {
   case SL_TDOUBLE: return a->u.d == b->u.d || (isnan(a->u.d) && isnan(b->u.d));
   case SL_TSTR: {
     size_t na, nb;
-    const char *pa = sl__str_bytes(a, &na), *pb = sl__str_bytes(b, &nb);
+    const char *pa = sl__str_view(a, &na), *pb = sl__str_view(b, &nb);
     return na == nb && (na == 0 || memcmp(pa, pb, na) == 0);
   }
   case SL_TARRAY: {
@@ -625,7 +625,7 @@ bool sl_value_equal(const sl_value *a, const sl_value *b) {
     const sl__map *oa = (const sl__map *)a->u.o, *ob = (const sl__map *)b->u.o;
     for (size_t i = 0; i < n; i++) {
       size_t klen;
-      const char *k = sl__str_bytes(&oa->ent[i].key, &klen);
+      const char *k = sl__str_view(&oa->ent[i].key, &klen);
       size_t j = sl__map_find(ob, k, klen);
       if (j == NOTFOUND || !sl_value_equal(&oa->ent[i].val, &ob->ent[j].val)) return false;
     }

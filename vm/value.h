@@ -80,8 +80,8 @@ static inline struct sl_obj *sl__value_obj(const sl_value *v) {
   return v->type >= SL_TSTR && v->slen == 0 ? v->u.o : NULL;
 }
 
-/* The bytes and length of a string value (no type check). */
-static inline const char *sl__str_bytes(const sl_value *v, size_t *n) {
+/* The bytes and length of a string value (v->type must be SL_TSTR): inline or on the heap. */
+static inline const char *sl__str_view(const sl_value *v, size_t *n) {
   if (v->slen) {
     *n = v->slen - 1u;
     return (const char *)v + offsetof(sl_value, sbuf);
@@ -116,6 +116,9 @@ int sl__map_set_kv(sl_value *m, sl_value key, sl_value v);
 /* Consumes key (a string) and v: appends them without looking for the key, for a caller that
  * knows it is not in m (a parser's distinct field names). errors: einval */
 int sl__map_append(sl_value *m, sl_value key, sl_value v);
+
+/* buf.c: makes room for n more bytes and the NUL after b->len. errors: nomem */
+int sl__buf_reserve(sl_buf *b, size_t n);
 
 /* json.c: sl_value_to_json, adding to *bad_utf8 (if not NULL) one per string written with
  * U+FFFD for ill-formed UTF-8. errors: nomem */
