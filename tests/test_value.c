@@ -1435,3 +1435,111 @@ TEST(value_alloc_fail) {
   sl_buf_close(&b);
   sl_value_free(v);
 }
+
+/* The parser's and writer's fast paths: a byte that needs a look at every offset of a string
+ * (runs are scanned eight bytes at a time), objects gathered on the parser's stack past its
+ * first 32 entries, duplicate keys in small and indexed maps, and no memory for that stack. */
+TEST(value_json_fast_paths) {
+  sl_error_t err;
+  sl_error_init(&err);
+  sl_error_t *ep = &err;
+  sl_value v;
+  sl_buf in, out;
+  sl_buf_init(&in);
+  sl_buf_init(&out);
+  static const struct {
+    const char *json;    /* as written in JSON */
+    const char *raw;     /* the bytes it stands for */
+    size_t rawlen;
+  } specials[] = {{"\\\"", "\"", 1}, {"\\\\", "\\", 1}, {"\\n", "\n", 1}, {"\\u0001", "\x01", 1},
+                  {"\xC3\xA9", "\xC3\xA9", 2}, {"\x7f", "\x7f", 1}, {"\\u0000", "\0", 1}};
+  for (size_t s = 0; s < sizeof specials / sizeof specials[0]; s++)
+    for (size_t at = 0; at <= 20; at++) {
+      char raw[64];
+      in.len = 0;
+      sl_buf_append(&in, "\"", 1);
+      for (size_t i = 0; i < at; i++) sl_buf_append(&in, "x", 1);
+      sl_buf_append(&in, specials[s].json, strlen(specials[s].json));
+      sl_buf_append(&in, "yyyyyyyyy\"", 10);
+      memset(raw, 'x', at);
+      memcpy(raw + at, specials[s].raw, specials[s].rawlen);
+      memcpy(raw + at + specials[s].rawlen, "yyyyyyyyy", 9);
+      size_t rawlen = at + specials[s].rawlen + 9;
+      ASSERT_OK(sl_value_from_json(in.data, in.len, &v, &err), ep);
+      bool ok = sl_str_len(&v) == rawlen && memcmp(sl_str_data(&v), raw, rawlen) == 0;
+      out.len = 0;
+      ASSERT_OK(sl_value_to_json(&v, &out), NO_ERR);
+      sl_value_free(v);
+      ok = ok && out.len == in.len && memcmp(out.data, in.data, in.len) == 0; /* written back the same */
+      if (!ok) SL__FAIL("special %zu at %zu: %s -> %s", s, at, in.data, out.data);
+    }
+  /* bytes that are errors, at every offset */
+  static const char *const bad[] = {"\x01", "\xff", "\xC3"};
+  for (size_t s = 0; s < sizeof bad / sizeof bad[0]; s++)
+    for (size_t at = 0; at <= 20; at++) {
+      in.len = 0;
+      sl_buf_append(&in, "\"", 1);
+      for (size_t i = 0; i < at; i++) sl_buf_append(&in, "x", 1);
+      sl_buf_append(&in, bad[s], strlen(bad[s]));
+      sl_buf_append(&in, "yyyyyyyyy\"", 10);
+      int rc = sl_value_from_json(in.data, in.len, &v, &err);
+      if (rc != SL_EDATA || v.type != SL_TNIL) SL__FAIL("bad %zu at %zu: rc %d", s, at, rc);
+      char want[32];
+      snprintf(want, sizeof want, "at byte %zu", at + 1);
+      if (!strstr(err.msg, want)) SL__FAIL("bad %zu at %zu: %s", s, at, err.msg);
+    }
+  /* ill-formed UTF-8 in a long string is written as U+FFFD */
+  char bin[24];
+  memset(bin, 'b', sizeof bin);
+  bin[17] = '\xff';
+  v = sl_str(bin, sizeof bin);
+  out.len = 0;
+  ASSERT_OK(sl_value_to_json(&v, &out), NO_ERR);
+  sl_value_free(v);
+  ASSERT_STR(out.data, "\"bbbbbbbbbbbbbbbbb\xEF\xBF\xBD" "bbbbbb\"");
+  /* 40 keys, one repeated: the last value in the first place, with the index */
+  in.len = 0;
+  sl_buf_append(&in, "{", 1);
+  for (int i = 0; i < 40; i++) sl_buf_printf(&in, "\"k%d\":%d,", i, i);
+  sl_buf_append(&in, "\"k5\":\"dup\"}", 11);
+  ASSERT_OK(sl_value_from_json(in.data, in.len, &v, &err), ep);
+  ASSERT_EQ(sl_map_len(&v), 40);
+  ASSERT_STR(sl_str_data(sl_map_getc(&v, "k5")), "dup");
+  ASSERT_STR(sl_str_data(sl_map_key(&v, 5)), "k5");
+  ASSERT_EQ(sl_map_getc(&v, "k39")->u.i, 39);
+  sl_value_free(v);
+  /* nested objects while the outer ones' entries wait on the stack */
+  in.len = 0;
+  sl_buf_append(&in, "{", 1);
+  for (int i = 0; i < 20; i++) {
+    sl_buf_printf(&in, "%s\"o%d\":{", i ? "," : "", i);
+    for (int j = 0; j < 20; j++) sl_buf_printf(&in, "%s\"i%d\":%d", j ? "," : "", j, i * 100 + j);
+    sl_buf_append(&in, ",\"i3\":-1}", 9);
+  }
+  sl_buf_append(&in, "}", 1);
+  ASSERT_OK(sl_value_from_json(in.data, in.len, &v, &err), ep);
+  ASSERT_EQ(sl_map_len(&v), 20);
+  for (int i = 0; i < 20; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "o%d", i);
+    const sl_value *o = sl_map_getc(&v, k);
+    ASSERT(o && sl_map_len(o) == 20);
+    ASSERT_EQ(sl_map_getc(o, "i19")->u.i, i * 100 + 19);
+    ASSERT_EQ(sl_map_getc(o, "i3")->u.i, -1);
+    ASSERT_STR(sl_str_data(sl_map_key(o, 3)), "i3");
+  }
+  sl_value_free(v);
+  /* no memory to grow the stack: a clean error */
+  in.len = 0;
+  sl_buf_append(&in, "{", 1);
+  for (int i = 0; i < 40; i++) sl_buf_printf(&in, "%s\"k%d\":[%d]", i ? "," : "", i, i);
+  sl_buf_append(&in, "}", 1);
+  sl__alloc_fail_after(0);
+  int rc = sl_value_from_json(in.data, in.len, &v, &err);
+  sl__alloc_fail_after(-1);
+  ASSERT_EQ(rc, SL_ENOMEM);
+  ASSERT_EQ(v.type, SL_TNIL);
+  ASSERT(strstr(err.msg, "out of memory"));
+  sl_buf_close(&in);
+  sl_buf_close(&out);
+}

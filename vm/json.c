@@ -69,16 +69,60 @@ static inline int append(sl_buf *b, const void *p, size_t n) {
 
 static inline int put(sl_buf *b, char c) { return append(b, &c, 1); }
 
-/* True when none of the 8 bytes of x needs care in a JSON string: no control character, '"',
- * '\\' or byte >= 0x80. Each test sets a byte's high bit exactly when that byte matches (the
- * "has a zero byte" / "has a byte less than n" bit tricks), so the answer is exact. */
-static inline bool plain8(uint64_t x) {
+/* The bytes of x (8 of them) that need care in a JSON string: a control character, '"', '\\' or
+ * a byte >= 0x80, each flagged by its high bit in the result. Each test sets a byte's high bit
+ * when that byte matches (the "has a zero byte" / "has a byte less than n" bit tricks); a borrow
+ * may also flag bytes above a match, never below one, so "none" is exact and the lowest flag
+ * (on a little-endian load, the first byte) is a true match. */
+static inline uint64_t special8(uint64_t x) {
   const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
   uint64_t ctl = (x - ones * 0x20) & ~x;
   uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
   q = (q - ones) & ~q;
   bs = (bs - ones) & ~bs;
-  return ((x | ctl | q | bs) & high) == 0;
+  return (x | ctl | q | bs) & high;
+}
+
+/* True when none of the 8 bytes of x needs care in a JSON string. */
+static inline bool plain8(uint64_t x) { return special8(x) == 0; }
+
+/* 1 for the bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
+static const unsigned char plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* The end of the run of bytes from p that a JSON string holds as they are (before end): eight
+ * bytes at a time while eight remain, the first byte to look at found from the word test, then
+ * one at a time. */
+static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+  while (end - p >= 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t hits = special8(x);
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (hits) return p + (__builtin_ctzll(hits) >> 3);
+#else
+    if (hits) break;
+#endif
+    p += 8;
+  }
+  while (p < end && plain[*p]) p++;
+  return p;
 }
 
 /* Input bytes written per reservation: each becomes at most 6 output bytes. */
@@ -373,6 +417,9 @@ typedef struct parser {
   sl_error_t *err;            /* where errors go (may be NULL) */
   int depth;                  /* open arrays and objects */
   uint64_t big_ints;          /* integers beyond int64 read as doubles */
+  sl__map_entry *ents;        /* entries of the open objects, innermost last (then made a map) */
+  size_t nents, capents;
+  sl__map_entry small[32];    /* ents until more are needed */
 } parser;
 
 static int parse_value(parser *ps, sl_value *out);
@@ -400,7 +447,7 @@ static int nomem(parser *ps, size_t n) {
 }
 
 static inline void skip_ws(parser *ps) {
-  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
+  while (ps->p < ps->end && *ps->p <= ' ' && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
     ps->p++;
 }
 
@@ -463,8 +510,7 @@ static int string_body(parser *ps, unsigned char *dst, size_t *n, bool *escaped)
   size_t len = 0;
   *escaped = false;
   for (;;) {
-    const unsigned char *q = p;
-    while (q < end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') q++;
+    const unsigned char *q = plain_run(p, end);
     if (dst && q > p) memcpy(dst + len, p, (size_t)(q - p));
     len += (size_t)(q - p);
     p = q;
@@ -518,6 +564,14 @@ static int parse_string(parser *ps, sl_value *out) {
   size_t n;
   bool escaped;
   char *dst;
+  const unsigned char *q = plain_run(body, ps->end);
+  if (q < ps->end && *q == '"') { /* the common case: nothing to decode or check further */
+    n = (size_t)(q - body);
+    if (sl__str_new_try(n, out, &dst)) return nomem(ps, n);
+    if (n) memcpy(dst, body, n);
+    ps->p = q + 1;
+    return SL_OK;
+  }
   int rc = string_body(ps, NULL, &n, &escaped);
   if (rc) return rc;
   if (sl__str_new_try(n, out, &dst)) return nomem(ps, n);
@@ -659,8 +713,22 @@ fail:
   return rc;
 }
 
+/* Room for one more entry on the parser's stack. */
+static int ents_room(parser *ps) {
+  if (ps->nents < ps->capents) return SL_OK;
+  size_t cap = ps->capents * 2;
+  sl__map_entry *ne = ps->ents == ps->small ? sl__trymalloc(cap * sizeof *ne) : sl__tryrealloc(ps->ents, cap * sizeof *ne);
+  if (!ne) return nomem(ps, cap * sizeof *ne);
+  if (ps->ents == ps->small) memcpy(ne, ps->small, ps->nents * sizeof *ne);
+  ps->ents = ne;
+  ps->capents = cap;
+  return SL_OK;
+}
+
+/* The entries are gathered on the parser's stack and the map is made at its size at the end. */
 static int parse_object(parser *ps, sl_value *out) {
-  sl_value map = sl_map(0), key = sl_nil(), val;
+  size_t base = ps->nents;
+  sl_value key = sl_nil(), val;
   int rc;
   if (++ps->depth > JSON_MAX_DEPTH) {
     rc = syntax_error(ps, ps->p, "nesting deeper than 1000 levels");
@@ -684,7 +752,11 @@ static int parse_object(parser *ps, sl_value *out) {
       }
       ps->p++;
       if ((rc = parse_value(ps, &val))) goto fail;
-      sl__map_set_kv(&map, key, val); /* a duplicate key: the last value wins */
+      if ((rc = ents_room(ps))) {
+        sl_value_free(val);
+        goto fail;
+      }
+      ps->ents[ps->nents++] = (sl__map_entry){key, val};
       key = sl_nil();
       skip_ws(ps);
       if (at(ps, ',')) {
@@ -701,11 +773,16 @@ static int parse_object(parser *ps, sl_value *out) {
     }
   }
   ps->depth--;
-  *out = map;
+  *out = sl__map_from_dups(ps->ents + base, ps->nents - base); /* a duplicate key: the last value wins */
+  ps->nents = base;
   return SL_OK;
 fail:
   sl_value_free(key);
-  sl_value_free(map);
+  for (size_t i = base; i < ps->nents; i++) {
+    sl_value_free(ps->ents[i].key);
+    sl_value_free(ps->ents[i].val);
+  }
+  ps->nents = base;
   return rc;
 }
 
@@ -739,8 +816,11 @@ int sl__json_parse(const char *text, size_t n, sl_value *out, sl_error_t *err, u
     text = "";
   }
   parser ps = {(const unsigned char *)text, (const unsigned char *)text,
-               (const unsigned char *)text + n, err, 0, 0};
+               (const unsigned char *)text + n, err, 0, 0, NULL, 0, 0, {{{0}, {0}}}};
+  ps.ents = ps.small;
+  ps.capents = sizeof ps.small / sizeof ps.small[0];
   int rc = parse_value(&ps, &v);
+  if (ps.ents != ps.small) sl__free(ps.ents);
   if (big_ints) *big_ints += ps.big_ints;
   if (rc) return rc;
   skip_ws(&ps);

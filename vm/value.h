@@ -90,6 +90,18 @@ static inline const char *sl__str_view(const sl_value *v, size_t *n) {
   return ((const sl__str *)v->u.o)->data;
 }
 
+/* The position of key in m, or SL__MAP_NOTFOUND. Reads only. */
+#define SL__MAP_NOTFOUND SIZE_MAX
+size_t sl__map_find(const sl__map *m, const char *key, size_t klen);
+
+/* A map of the n entries (keys and values consumed; the keys must be distinct strings), in
+ * their order, allocated at exactly n entries, with its index built once. For converters that
+ * know their keys are distinct (a Lua table's). Aborts on nomem like sl_map. */
+sl_value sl__map_from(sl__map_entry *ents, size_t n);
+/* sl__map_from for keys that may repeat (JSON objects): a repeated key keeps its first place and
+ * takes its last value, as with sl_map_set. */
+sl_value sl__map_from_dups(sl__map_entry *ents, size_t n);
+
 /* Frees an object whose count reached 0, and the children that die with it, without
  * recursion. */
 void sl__obj_destroy(struct sl_obj *o);
