@@ -330,3 +330,10 @@ void sl_bytes_put(sl_value *rec, const char *field, sl_value v) {
     *rec = v;
   }
 }
+
+bool sl_bytes_heap(const sl_value *v) { return v->type == SL_TSTR && sl__value_obj(v) != NULL; }
+
+bool sl_bytes_shared(const sl_value *v) {
+  struct sl_obj *o = sl__value_obj(v);
+  return o && atomic_load_explicit(&o->rc, memory_order_acquire) > 1;
+}
