@@ -1,8 +1,8 @@
 /*
  * protect.c — protect and restore throughput (issue 6): a file of access-log text is read in
  * 1 MiB chunks → compress → encrypt → frames, and back (frames → decrypt → decompress → raw),
- * at workers 1 and 2, against what the libraries reach alone on the same chunks (LZ4F + mbedtls
- * AES-256-GCM on one core, no engine) and against `lz4 -1 -c | openssl enc -aes-256-ctr -pbkdf2`
+ * at workers 1 and 2, against what the libraries reach alone on the same chunks (LZ4F + OpenSSL
+ * AES-256-GCM on one core, no engine: the libraries the stages use) and against `lz4 -1 -c | openssl enc -aes-256-ctr -pbkdf2`
  * (and back) in the same run.
  *
  *   bench_protect [MiB] [--runs R] [--dir D]     (default 256 MiB, 1 run; 1024 for the real run)
@@ -16,7 +16,7 @@
  */
 #include <fcntl.h>
 #include <lz4frame.h>
-#include <mbedtls/gcm.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +81,7 @@ static char *slurp(const char *path, size_t *n) {
   return b;
 }
 
-/* Seconds of each library call in libs_alone (lz4 and mbedtls apart, for bench/run). */
+/* Seconds of each library call in libs_alone (lz4 and AES-GCM apart, for bench/run). */
 static double lz4_s, lz4d_s, gcm_s, gcmd_s;
 
 /* The libraries alone, one core, the same chunks and settings as the stages. Returns seconds
@@ -99,24 +99,26 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   char **z = calloc(nchunks, sizeof *z);
   size_t *zl = calloc(nchunks, sizeof *zl);
   char *tmp = malloc(cap), *plain = malloc(CHUNK);
-  unsigned char key[32] = {1}, iv[12] = {2}, tag[16];
-  mbedtls_gcm_context gcm;
-  mbedtls_gcm_init(&gcm);
-  mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key, 256);
+  unsigned char key[32] = {1}, iv[12] = {2};
+  EVP_CIPHER_CTX *gcm = EVP_CIPHER_CTX_new();
+  EVP_CipherInit_ex(gcm, EVP_aes_256_gcm(), NULL, key, NULL, 1);
+  int len;
   double t0 = now();
   for (size_t i = 0; i < nchunks; i++) {
-    size_t len = n - i * CHUNK < CHUNK ? n - i * CHUNK : CHUNK;
-    prefs.frameInfo.contentSize = len;
+    size_t clen = n - i * CHUNK < CHUNK ? n - i * CHUNK : CHUNK;
+    prefs.frameInfo.contentSize = clen;
     double t1 = now();
     size_t h = LZ4F_compressBegin(cctx, tmp, cap, &prefs);
-    h += LZ4F_compressUpdate(cctx, tmp + h, cap - h, data + i * CHUNK, len, NULL);
+    h += LZ4F_compressUpdate(cctx, tmp + h, cap - h, data + i * CHUNK, clen, NULL);
     h += LZ4F_compressEnd(cctx, tmp + h, cap - h, NULL);
     z[i] = malloc(h + 16);
     iv[11] = (unsigned char)i;
     double t2 = now();
-    mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, h, iv, 12, NULL, 0, (unsigned char *)tmp, (unsigned char *)z[i], 16, tag);
+    EVP_CipherInit_ex(gcm, NULL, NULL, NULL, iv, 1);
+    EVP_CipherUpdate(gcm, (unsigned char *)z[i], &len, (unsigned char *)tmp, (int)h);
+    EVP_CipherFinal_ex(gcm, (unsigned char *)z[i] + h, &len);
+    EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_GET_TAG, 16, z[i] + h);
     lz4_s += t2 - t1, gcm_s += now() - t2;
-    memcpy(z[i] + h, tag, 16);
     zl[i] = h;
   }
   *seal_s = now() - t0;
@@ -124,9 +126,10 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   for (size_t i = 0; i < nchunks; i++) {
     iv[11] = (unsigned char)i;
     double t1 = now();
-    if (mbedtls_gcm_auth_decrypt(&gcm, zl[i], iv, 12, NULL, 0, (unsigned char *)z[i] + zl[i], 16, (unsigned char *)z[i],
-                                 (unsigned char *)tmp) != 0)
-      abort();
+    EVP_CipherInit_ex(gcm, NULL, NULL, NULL, iv, 0);
+    EVP_CipherUpdate(gcm, (unsigned char *)tmp, &len, (unsigned char *)z[i], (int)zl[i]);
+    EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_TAG, 16, z[i] + zl[i]);
+    if (EVP_CipherFinal_ex(gcm, (unsigned char *)tmp + zl[i], &len) != 1) abort();
     double t2 = now();
     size_t out = CHUNK, in = zl[i];
     LZ4F_decompress(dctx, plain, &out, tmp, &in, NULL);
@@ -135,7 +138,7 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   *open_s = now() - t0;
   for (size_t i = 0; i < nchunks; i++) free(z[i]);
   free(z), free(zl), free(tmp), free(plain);
-  mbedtls_gcm_free(&gcm);
+  EVP_CIPHER_CTX_free(gcm);
   LZ4F_freeCompressionContext(cctx);
   LZ4F_freeDecompressionContext(dctx);
 }
@@ -302,7 +305,7 @@ int main(int argc, char **argv) {
   double S1 = mb / median(s1, runs), S2 = mb / median(s2, runs);
   printf("  protected size: %.1f%% of the input (ratio %.2f)\n", 100.0 / ratio, ratio);
   printf("  %-44s %9s %9s   CPU s: %7s %7s\n", "", "protect", "restore", "protect", "restore");
-  printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "libraries alone, 1 core (LZ4F + mbedtls GCM)", L, LO, median(cls, runs), median(clo, runs));
+  printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "libraries alone, 1 core (LZ4F + OpenSSL GCM)", L, LO, median(cls, runs), median(clo, runs));
   printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "sluice workers=1", P1, R1, median(cp1, runs), median(cr1, runs));
   printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "sluice workers=2", P2, R2, median(cp2, runs), median(cr2, runs));
   printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "lz4 -1 | openssl enc -aes-256-ctr -pbkdf2", S1, S2, median(cs1, runs), median(cs2, runs));
