@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <mbedtls/gcm.h>
+
+#include "crypt.h"
 #include "test.h"
 
 /* ---- helpers ---- */
@@ -611,6 +614,49 @@ TEST(data_encrypt_errors) {
 
 /* Many chunks on 2 workers: batches go to both instances, the header's instance derives the key
  * while the other one parks; the stream still opens, in order. */
+/* The chunk bytes do not depend on the AES-GCM library: sl_crypt_seal (OpenSSL's GCM) writes
+ * exactly what docs/formats.md describes, computed here with mbedtls's GCM (the library sluice
+ * sealed with before), and sl_crypt_open opens those bytes and refuses them with one bit
+ * changed: streams sealed by either open with the other. */
+TEST(data_crypt_gcm_bytes) {
+  sl_crypt_keys k;
+  sl_crypt_header h;
+  memset(&h, 0, sizeof h);
+  for (int i = 0; i < 32; i++) k.payload[i] = (uint8_t)(i * 7 + 1), k.mac[i] = (uint8_t)i, h.mac[i] = (uint8_t)(0xC0 ^ i);
+  for (int i = 0; i < 7; i++) h.prefix[i] = (uint8_t)(0xA0 + i);
+  sl_crypt_aead *a = NULL;
+  ASSERT(sl_crypt_aead_new(&k, &h, &a) == 0);
+  mbedtls_gcm_context g;
+  mbedtls_gcm_init(&g);
+  ASSERT(mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, k.payload, 256) == 0);
+  static const size_t sizes[] = {0, 1, 15, 16, 17, 1000, 70000};
+  for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+    size_t n = sizes[t];
+    uint32_t index = (uint32_t)(t * 1000003u + 5);
+    uint8_t flags = t % 2 ? SL_CRYPT_LAST : 0;
+    char *p = make_bytes(n, (unsigned)t);
+    uint8_t *got = malloc(n + SL_CRYPT_CHUNK_OVERHEAD), *want = malloc(n + SL_CRYPT_CHUNK_OVERHEAD), *back = malloc(n + 1);
+    ASSERT(sl_crypt_seal(a, index, flags, (const uint8_t *)p, n, got) == 0);
+    uint8_t nonce[12], aad[37], be[4] = {(uint8_t)(index >> 24), (uint8_t)(index >> 16), (uint8_t)(index >> 8), (uint8_t)index};
+    memcpy(nonce, h.prefix, 7), memcpy(nonce + 7, be, 4), nonce[11] = flags;
+    memcpy(aad, h.mac, 32), aad[32] = flags, memcpy(aad + 33, be, 4);
+    want[0] = flags;
+    memcpy(want + 1, be, 4);
+    ASSERT(mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, n, nonce, 12, aad, 37, (const uint8_t *)p, want + 5, 16, want + 5 + n) == 0);
+    ASSERT(memcmp(got, want, n + SL_CRYPT_CHUNK_OVERHEAD) == 0);
+    ASSERT(sl_crypt_open(a, want, n + SL_CRYPT_CHUNK_OVERHEAD, back) == 0);
+    ASSERT(n == 0 || memcmp(back, p, n) == 0);
+    for (size_t bit = 0; bit < (n + SL_CRYPT_CHUNK_OVERHEAD) * 8; bit += n > 100 ? 997 : 1) { /* every bit of small chunks */
+      want[bit / 8] ^= (uint8_t)(1u << bit % 8);
+      ASSERT(sl_crypt_open(a, want, n + SL_CRYPT_CHUNK_OVERHEAD, back) != 0);
+      want[bit / 8] ^= (uint8_t)(1u << bit % 8);
+    }
+    free(p), free(got), free(want), free(back);
+  }
+  mbedtls_gcm_free(&g);
+  sl_crypt_aead_free(a);
+}
+
 TEST(data_encrypt_many_chunks) {
   setenv("SL_TEST_PASS", "many", 1);
   size_t n = 64 * 1000 + 5;
