@@ -103,6 +103,10 @@ void sl_encoder_close(sl_encoder *e);
  * always get their length. errors: data (v cannot be written in this codec: raw and frames
  * take strings; msg says why; out is unchanged), nomem */
 int sl_encoder_put(sl_encoder *e, sl_buf *out, const sl_value *v, bool term, char *msg, size_t msglen);
+/* raw and frames: appends what goes before the bytes of string record v (frames: its length),
+ * so that a sink can write big records' bytes from where they are rather than copy them into
+ * out. errors: data (v is not a string, or too long for a frame; msg says why), nomem */
+int sl_encoder_put_head(sl_encoder *e, sl_buf *out, const sl_value *v, char *msg, size_t msglen);
 /* Logs a warning through st if strings with invalid UTF-8 were written since the last report. */
 void sl_encoder_report(sl_encoder *e, sl_stage *st);
 
