@@ -282,6 +282,12 @@ static void cancel_inputs(sl_node *n) {
 }
 
 /* Pops the next input batch round-robin. *all_eof: every input is closed and empty. */
+/* Does the chain headed by n number its input batches? When its output is put back in order,
+ * and whenever it runs as several instances: a stage in it may ask for the order of its input
+ * (sl_emitter_seq; decrypt checks its chunks' order) even when the chain ends unordered (a null
+ * sink fused after it). */
+static bool stamps_seq(const sl_node *n) { return n->fuse_tail->ordered || n->parallelism > 1; }
+
 static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
   sl_node *n = st->node;
   *all_eof = true;
@@ -289,7 +295,7 @@ static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
     int i = (st->rr + k) % n->nin;
     if (n->in[i]->inst >= 0 && n->in[i]->inst != st->index) continue; /* another instance's keys */
     bool eof, wake;
-    sl_qbatch *b = sl_queue_pop(n->in[i], &eof, &wake, n->fuse_tail->ordered ? &n->seq_counter : NULL);
+    sl_qbatch *b = sl_queue_pop(n->in[i], &eof, &wake, stamps_seq(n) ? &n->seq_counter : NULL);
     if (wake && n->in[i]->from) sl__node_wake(n->in[i]->from);
     if (b) {
       st->rr = i + 1;
@@ -861,7 +867,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
       st->input_done = true;
       continue;
     }
-    int rc = process_chain(st, qb, tail->ordered, qb->seq);
+    int rc = process_chain(st, qb, stamps_seq(n), qb->seq);
     if (rc < 0) return end_inst(st);
     if (rc == SL_PARKED) return SL_TASK_IDLE; /* its event will finish the batch */
     if (rc == SL_DONE) {
