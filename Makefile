@@ -11,7 +11,7 @@ CMAKE_FLAGS ?=
 DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedtls-dev libyaml-dev \
        clang libclang-rt-14-dev graphviz lz4 libpcre2-dev libedit-dev tmux \
        jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl libmicrohttpd-dev curl libcurl4-openssl-dev \
-       libhiredis-dev redis-server redis-tools python3 gawk luajit libmimalloc-dev
+       libhiredis-dev redis-server redis-tools python3 gawk luajit libmimalloc-dev libssl-dev
 
 .PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
 

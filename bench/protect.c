@@ -1,8 +1,8 @@
 /*
  * protect.c — protect and restore throughput (issue 6): a file of access-log text is read in
  * 1 MiB chunks → compress → encrypt → frames, and back (frames → decrypt → decompress → raw),
- * at workers 1 and 2, against what the libraries reach alone on the same chunks (LZ4F + mbedtls
- * AES-256-GCM on one core, no engine) and against `lz4 -1 -c | openssl enc -aes-256-ctr -pbkdf2`
+ * at workers 1 and 2, against what the libraries reach alone on the same chunks (LZ4F + OpenSSL
+ * AES-256-GCM on one core, no engine: the libraries the stages use) and against `lz4 -1 -c | openssl enc -aes-256-ctr -pbkdf2`
  * (and back) in the same run.
  *
  *   bench_protect [MiB] [--runs R] [--dir D]     (default 256 MiB, 1 run; 1024 for the real run)
@@ -16,11 +16,12 @@
  */
 #include <fcntl.h>
 #include <lz4frame.h>
-#include <mbedtls/gcm.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,6 +60,15 @@ static void make_log(const char *path, size_t mib) {
   fclose(f);
 }
 
+/* CPU seconds (user + system) of this process (who = RUSAGE_SELF: the engine's threads count)
+ * or of its waited-for children (RUSAGE_CHILDREN: the shell pipelines). Load from other
+ * programs on the machine stretches wall time but hardly CPU time. */
+static double cpu_s(int who) {
+  struct rusage ru;
+  getrusage(who, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static char *slurp(const char *path, size_t *n) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -71,7 +81,7 @@ static char *slurp(const char *path, size_t *n) {
   return b;
 }
 
-/* Seconds of each library call in libs_alone (lz4 and mbedtls apart, for bench/run). */
+/* Seconds of each library call in libs_alone (lz4 and AES-GCM apart, for bench/run). */
 static double lz4_s, lz4d_s, gcm_s, gcmd_s;
 
 /* The libraries alone, one core, the same chunks and settings as the stages. Returns seconds
@@ -89,24 +99,26 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   char **z = calloc(nchunks, sizeof *z);
   size_t *zl = calloc(nchunks, sizeof *zl);
   char *tmp = malloc(cap), *plain = malloc(CHUNK);
-  unsigned char key[32] = {1}, iv[12] = {2}, tag[16];
-  mbedtls_gcm_context gcm;
-  mbedtls_gcm_init(&gcm);
-  mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key, 256);
+  unsigned char key[32] = {1}, iv[12] = {2};
+  EVP_CIPHER_CTX *gcm = EVP_CIPHER_CTX_new();
+  EVP_CipherInit_ex(gcm, EVP_aes_256_gcm(), NULL, key, NULL, 1);
+  int len;
   double t0 = now();
   for (size_t i = 0; i < nchunks; i++) {
-    size_t len = n - i * CHUNK < CHUNK ? n - i * CHUNK : CHUNK;
-    prefs.frameInfo.contentSize = len;
+    size_t clen = n - i * CHUNK < CHUNK ? n - i * CHUNK : CHUNK;
+    prefs.frameInfo.contentSize = clen;
     double t1 = now();
     size_t h = LZ4F_compressBegin(cctx, tmp, cap, &prefs);
-    h += LZ4F_compressUpdate(cctx, tmp + h, cap - h, data + i * CHUNK, len, NULL);
+    h += LZ4F_compressUpdate(cctx, tmp + h, cap - h, data + i * CHUNK, clen, NULL);
     h += LZ4F_compressEnd(cctx, tmp + h, cap - h, NULL);
     z[i] = malloc(h + 16);
     iv[11] = (unsigned char)i;
     double t2 = now();
-    mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, h, iv, 12, NULL, 0, (unsigned char *)tmp, (unsigned char *)z[i], 16, tag);
+    EVP_CipherInit_ex(gcm, NULL, NULL, NULL, iv, 1);
+    EVP_CipherUpdate(gcm, (unsigned char *)z[i], &len, (unsigned char *)tmp, (int)h);
+    EVP_CipherFinal_ex(gcm, (unsigned char *)z[i] + h, &len);
+    EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_GET_TAG, 16, z[i] + h);
     lz4_s += t2 - t1, gcm_s += now() - t2;
-    memcpy(z[i] + h, tag, 16);
     zl[i] = h;
   }
   *seal_s = now() - t0;
@@ -114,9 +126,10 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   for (size_t i = 0; i < nchunks; i++) {
     iv[11] = (unsigned char)i;
     double t1 = now();
-    if (mbedtls_gcm_auth_decrypt(&gcm, zl[i], iv, 12, NULL, 0, (unsigned char *)z[i] + zl[i], 16, (unsigned char *)z[i],
-                                 (unsigned char *)tmp) != 0)
-      abort();
+    EVP_CipherInit_ex(gcm, NULL, NULL, NULL, iv, 0);
+    EVP_CipherUpdate(gcm, (unsigned char *)tmp, &len, (unsigned char *)z[i], (int)zl[i]);
+    EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_TAG, 16, z[i] + zl[i]);
+    if (EVP_CipherFinal_ex(gcm, (unsigned char *)tmp + zl[i], &len) != 1) abort();
     double t2 = now();
     size_t out = CHUNK, in = zl[i];
     LZ4F_decompress(dctx, plain, &out, tmp, &in, NULL);
@@ -125,13 +138,35 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   *open_s = now() - t0;
   for (size_t i = 0; i < nchunks; i++) free(z[i]);
   free(z), free(zl), free(tmp), free(plain);
-  mbedtls_gcm_free(&gcm);
+  EVP_CIPHER_CTX_free(gcm);
   LZ4F_freeCompressionContext(cctx);
   LZ4F_freeDecompressionContext(dctx);
 }
 
-/* One sluice run of a pipeline (stages as kind/json pairs) on `workers`; returns seconds. */
-static double run(int workers, const char *const *kinds, const char *const *jsons, int n) {
+/* Before a run that writes `out` (about `bytes` long): writes that much into it, then removes it,
+ * so that the run finds as much just-freed page cache as it needs, whatever ran before it. On a
+ * VM that hands freed guest memory back to its host (this machine: virtio-balloon free page
+ * reporting), writing into pages nobody touched lately costs ~10x the CPU (~2.7 ms per MiB
+ * against ~0.25): without this, whether the previous run's output was still there (sluice
+ * renames its temporary file over it, so the old pages are freed only after the new ones were
+ * taken; `> file` truncates first and reuses them) decided the restore figures. */
+static const char *prime_data;
+static void prime(const char *out, size_t bytes) {
+  int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) abort();
+  for (size_t off = 0; off < bytes;) {
+    ssize_t w = write(fd, prime_data, bytes - off < CHUNK ? bytes - off : CHUNK);
+    if (w <= 0) abort();
+    off += (size_t)w;
+  }
+  close(fd);
+  unlink(out);
+}
+
+/* One sluice run of a pipeline (stages as kind/json pairs) on `workers` writing `out` (about
+ * `bytes`; see prime); returns seconds, and the CPU seconds in *cpu. */
+static double run(int workers, const char *const *kinds, const char *const *jsons, int n, const char *out, size_t bytes, double *cpu) {
+  prime(out, bytes);
   sl_engine_config cfg;
   sl_engine_config_init(&cfg);
   cfg.workers = workers;
@@ -144,23 +179,27 @@ static double run(int workers, const char *const *kinds, const char *const *json
       fprintf(stderr, "%s: %s\n", kinds[i], err.msg);
       exit(1);
     }
-  double t0 = now();
+  double t0 = now(), c0 = cpu_s(RUSAGE_SELF);
   if (sl_pipeline_run(p, &err)) {
     fprintf(stderr, "run: %s\n", err.msg);
     exit(1);
   }
   double t = now() - t0;
+  *cpu = cpu_s(RUSAGE_SELF) - c0;
   sl_pipeline_free(p);
   sl_engine_free(e);
   return t;
 }
 
-static double shell(const char *cmd) {
-  double t0 = now();
+/* One shell pipeline writing `out` (about `bytes`; see prime); seconds, and the CPU seconds in *cpu. */
+static double shell(const char *cmd, const char *out, size_t bytes, double *cpu) {
+  prime(out, bytes);
+  double t0 = now(), c0 = cpu_s(RUSAGE_CHILDREN);
   if (system(cmd) != 0) {
     fprintf(stderr, "failed: %s\n", cmd);
     exit(1);
   }
+  *cpu = cpu_s(RUSAGE_CHILDREN) - c0;
   return now() - t0;
 }
 
@@ -180,6 +219,12 @@ static bool same_file(const char *a, const char *b) {
   bool same = x && y && na == nb && memcmp(x, y, na) == 0;
   free(x), free(y);
   return same;
+}
+
+static void usage(FILE *f) {
+  fputs("usage: bench_protect [MiB] [--runs R] [--dir D]   protect/restore throughput (default 256 MiB, 1 run, /tmp)\n"
+        "       bench_protect --make FILE MiB               write the access-log text\n"
+        "       bench_protect --libs FILE seal|open         the libraries alone on FILE's chunks (one BENCH line)\n", f);
 }
 
 int main(int argc, char **argv) {
@@ -206,9 +251,18 @@ int main(int argc, char **argv) {
   int runs = 1;
   const char *dir = "/tmp";
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
-    else mib = (size_t)atol(argv[i]);
+    char *end;
+    if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
+      runs = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
+      dir = argv[++i];
+    } else if (argv[i][0] != '-' && (mib = (size_t)strtoul(argv[i], &end, 10)) > 0 && !*end) {
+      continue;
+    } else {
+      bool help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+      usage(help ? stdout : stderr);
+      return help ? 0 : 2;
+    }
   }
   if (runs < 1 || runs > 15) runs = 1;
   setenv("SL_BENCH_KEY", "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", 1);
@@ -228,7 +282,9 @@ int main(int argc, char **argv) {
   if (la) fclose(la);
   printf("bench_protect: %.0f MB of access-log text in 1 MiB chunks, %d run(s), load average %s\n", mb, runs, load);
 
+  /* wall seconds, then CPU seconds, of each variant and run */
   double ls[15], lo[15], p1[15], p2[15], r1[15], r2[15], s1[15], s2[15];
+  double cls[15], clo[15], cp1[15], cp2[15], cr1[15], cr2[15], cs1[15], cs2[15];
   char jin[600], jslc[600], jback[600], jslcin[600];
   snprintf(jin, sizeof jin, "{\"path\": \"%s\", \"size\": \"1MiB\"}", in);
   snprintf(jslc, sizeof jslc, "{\"path\": \"%s\", \"codec\": \"frames\"}", slc);
@@ -238,18 +294,21 @@ int main(int argc, char **argv) {
   const char *pj[] = {jin, "{}", "{\"key_env\": \"SL_BENCH_KEY\"}", jslc};
   const char *rk[] = {"file_in", "decrypt", "decompress", "file"}; /* decrypt with queue capacity 4, as restore.yaml */
   const char *rj[] = {jslcin, "{\"key_env\": \"SL_BENCH_KEY\", \"on_error\": \"fail\", \"queue\": {\"capacity\": 4}}", "{\"on_error\": \"fail\"}", jback};
+  prime_data = data; /* every output is primed and removed before the run that writes it */
   for (int r = 0; r < runs; r++) {
+    double c0 = cpu_s(RUSAGE_SELF);
     libs_alone(data, n, &ls[r], &lo[r]);
-    p1[r] = run(1, pk, pj, 4);
-    r1[r] = run(1, rk, rj, 4);
+    cls[r] = (cpu_s(RUSAGE_SELF) - c0) * ls[r] / (ls[r] + lo[r]), clo[r] = (cpu_s(RUSAGE_SELF) - c0) - cls[r];
+    p1[r] = run(1, pk, pj, 4, slc, n / 4, &cp1[r]);
+    r1[r] = run(1, rk, rj, 4, back, n, &cr1[r]);
     if (r == 0 && !same_file(in, back)) { fprintf(stderr, "restored file differs (w=1)\n"); return 1; }
-    p2[r] = run(2, pk, pj, 4);
-    r2[r] = run(2, rk, rj, 4);
+    p2[r] = run(2, pk, pj, 4, slc, n / 4, &cp2[r]);
+    r2[r] = run(2, rk, rj, 4, back, n, &cr2[r]);
     if (r == 0 && !same_file(in, back)) { fprintf(stderr, "restored file differs (w=2)\n"); return 1; }
     snprintf(cmd, sizeof cmd, "lz4 -1 -q -c '%s' | openssl enc -aes-256-ctr -pbkdf2 -pass pass:bench -out '%s'", in, sh);
-    s1[r] = shell(cmd);
+    s1[r] = shell(cmd, sh, n / 4, &cs1[r]);
     snprintf(cmd, sizeof cmd, "openssl enc -d -aes-256-ctr -pbkdf2 -pass pass:bench -in '%s' | lz4 -d -q -c > '%s'", sh, shb);
-    s2[r] = shell(cmd);
+    s2[r] = shell(cmd, shb, n, &cs2[r]);
   }
   free(data);
   struct stat st;
@@ -259,11 +318,11 @@ int main(int argc, char **argv) {
   double P1 = mb / median(p1, runs), P2 = mb / median(p2, runs), R1 = mb / median(r1, runs), R2 = mb / median(r2, runs);
   double S1 = mb / median(s1, runs), S2 = mb / median(s2, runs);
   printf("  protected size: %.1f%% of the input (ratio %.2f)\n", 100.0 / ratio, ratio);
-  printf("  %-44s %9s %9s\n", "", "protect", "restore");
-  printf("  %-44s %7.0f MB/s %7.0f MB/s\n", "libraries alone, 1 core (LZ4F + mbedtls GCM)", L, LO);
-  printf("  %-44s %7.0f MB/s %7.0f MB/s\n", "sluice workers=1", P1, R1);
-  printf("  %-44s %7.0f MB/s %7.0f MB/s\n", "sluice workers=2", P2, R2);
-  printf("  %-44s %7.0f MB/s %7.0f MB/s\n", "lz4 -1 | openssl enc -aes-256-ctr -pbkdf2", S1, S2);
+  printf("  %-44s %9s %9s   CPU s: %7s %7s\n", "", "protect", "restore", "protect", "restore");
+  printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "libraries alone, 1 core (LZ4F + OpenSSL GCM)", L, LO, median(cls, runs), median(clo, runs));
+  printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "sluice workers=1", P1, R1, median(cp1, runs), median(cr1, runs));
+  printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "sluice workers=2", P2, R2, median(cp2, runs), median(cr2, runs));
+  printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "lz4 -1 | openssl enc -aes-256-ctr -pbkdf2", S1, S2, median(cs1, runs), median(cs2, runs));
   printf("  workers=1 / libraries: %.0f%% / %.0f%%;  workers=2 / workers=1: %.2fx / %.2fx;  workers=2 / 2 x libraries: %.0f%% / %.0f%%\n",
          100 * P1 / L, 100 * R1 / LO, P2 / P1, R2 / R1, 100 * P2 / (2 * L), 100 * R2 / (2 * LO));
   printf("  workers=2 / shell pipeline: %.2fx / %.2fx\n", P2 / S1, R2 / S2);

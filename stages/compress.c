@@ -2,7 +2,8 @@
  *
  * The frame carries the content size and a content checksum (xxHash32), so `decompress` knows
  * how much to allocate and detects corruption. Each instance keeps its lz4 context and a
- * scratch buffer, so a chunk costs no allocation but its output string. */
+ * scratch buffer, so a chunk costs no allocation but its output string. The frame is compressed
+ * in one call with autoFlush (see frame()). */
 #include <lz4frame.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -36,10 +37,13 @@ static size_t frame(compress *c, const char *src, size_t n, int *rc) {
   LZ4F_preferences_t prefs = {0};
   prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
   prefs.frameInfo.contentSize = n;
-  /* the smallest block size that holds the record: LZ4F_compressBegin clears a buffer of the
-   * block size for every frame, which would dominate small records with 4 MB blocks */
+  /* the smallest block size that holds the record: decoders size their buffers by it */
   prefs.frameInfo.blockSizeID = n <= (64 << 10) ? LZ4F_max64KB : n <= (256 << 10) ? LZ4F_max256KB : n <= (1 << 20) ? LZ4F_max1MB : LZ4F_max4MB;
   prefs.compressionLevel = c->level == 1 ? 0 : (int)c->level;
+  /* the whole record is handed over in one call, so nothing needs buffering: without autoFlush,
+   * LZ4F_compressBegin would also clear an input buffer of the block size for every frame
+   * (~40 us of a 1 MiB chunk's ~1.6 ms) */
+  prefs.autoFlush = 1;
   size_t bound = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(n, &prefs);
   if (bound > c->cap) {
     char *nb = realloc(c->buf, bound);

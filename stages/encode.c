@@ -33,7 +33,12 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
 static int process(void *ctx, sl_batch *in, sl_emitter *em) {
   encode *c = ctx;
   char msg[200];
+  bool text = c->co.codec == SL_CODEC_AUTO || c->co.codec == SL_CODEC_LINES;
   for (uint32_t i = 0; i < in->len; i++) {
+    if (text && in->recs[i].type == SL_TSTR) { /* a string is its own text */
+      sl_emit(em, i, sl_batch_take(in, i));
+      continue;
+    }
     sl_encoder enc;
     sl_encoder_init(&enc, &c->co, NULL); /* checked in init */
     c->buf.len = 0;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <lz4frame.h>
@@ -23,6 +24,7 @@
 #include "sluice.h"
 
 #define FLUSH_AT (256 * 1024)
+#define DIRECT_AT (64 * 1024) /* raw and frames: records this big are written from where they are */
 
 enum { C_NONE = 0, C_LZ4 };
 
@@ -144,10 +146,40 @@ static int drain(file *f, bool last) {
   return write_all(f, f->zbuf, n);
 }
 
+/* Writes the pending bytes, then n bytes at p, with writev: a big record of raw or frames goes
+ * to the file from where it is, not copied into buf first (1 MiB chunks of a restore: a copy of
+ * every byte saved). */
+static int write_with(file *f, const char *p, size_t n) {
+  struct iovec iov[2] = {{f->buf.data, f->buf.len}, {(void *)p, n}};
+  struct iovec *v = f->buf.len ? iov : iov + 1;
+  int cnt = f->buf.len ? 2 : 1;
+  while (cnt > 0) {
+    ssize_t w = writev(f->fd, v, cnt);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return sl_stage_fail(f->st, "cannot write '%s': %s", f->path, strerror(errno));
+    size_t left = (size_t)w;
+    for (; cnt > 0 && left >= v->iov_len; v++, cnt--) left -= v->iov_len;
+    if (cnt > 0) { /* a short write: go on inside v */
+      v->iov_base = (char *)v->iov_base + left;
+      v->iov_len -= left;
+    }
+  }
+  f->buf.len = 0;
+  return 0;
+}
+
 static int process(void *ctx, sl_batch *in, sl_emitter *em) {
   file *f = ctx;
   char msg[200];
   for (uint32_t i = 0; i < in->len; i++) {
+    const sl_value *v = &in->recs[i];
+    if (!f->cctx && (f->co.codec == SL_CODEC_RAW || f->co.codec == SL_CODEC_FRAMES) && v->type == SL_TSTR &&
+        sl_str_len(v) >= DIRECT_AT) { /* no copy of a big record into buf: its length, then writev */
+      int rc = sl_encoder_put_head(&f->enc, &f->buf, v, msg, sizeof msg);
+      if (rc == SL_EDATA) sl_emit_error(em, i, "%s", msg);
+      else if (rc || (rc = write_with(f, sl_str_data(v), sl_str_len(v)))) return rc;
+      continue;
+    }
     int rc = sl_encoder_put(&f->enc, &f->buf, &in->recs[i], true, msg, sizeof msg);
     if (rc == SL_EDATA) sl_emit_error(em, i, "%s", msg);
     else if (rc) return rc;

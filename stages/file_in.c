@@ -27,6 +27,9 @@ typedef struct fin {
   char *buf;          /* bytes read, not yet decoded: buf[start, end) */
   size_t start, end, cap;
   bool eof;
+  bool cut;           /* splitting behind: emit runs of whole lines (codec.h) */
+  uint64_t line, offset; /* cut: line breaks and bytes emitted so far */
+  sl_value name;      /* cut: the input's name, shared by the runs */
   sl_stage *st;
 } fin;
 
@@ -44,14 +47,58 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   if (rc) return rc;
   f->dec_ready = true;
   if ((rc = sl_reader_open(f->path, &f->r, err))) return rc;
+  f->cut = sl_stage_splits_behind(st);
+  if (f->cut && sl_str_try(sl_reader_name(f->r), strlen(sl_reader_name(f->r)), &f->name) != 0) return SL_ENOMEM;
   f->cap = (size_t)f->co.max_record + 16 > READ_SIZE ? (size_t)f->co.max_record + 16 : READ_SIZE;
   f->buf = malloc(f->cap);
   return f->buf ? 0 : sl_error_set(err, SL_ENOMEM, NULL, "out of memory for a %zu-byte buffer", f->cap);
 }
 
+/* Splitting behind: the next run of whole lines as [text, lines before it, its byte, name]. */
+static int cut_next(fin *f, sl_emitter *em, bool *more) {
+  size_t take;
+  uint64_t lines;
+  *more = false;
+  int rc = sl_lines_cut(f->buf + f->start, f->end - f->start, f->eof, (size_t)f->co.max_record, false, &take, &lines);
+  if (rc == SL_DECODE_MORE) {
+    *more = true;
+    return 0;
+  }
+  if (rc == SL_EINVAL)
+    return sl_stage_fail(f->st, "%s: the line at line %llu (byte %llu) is longer than max_record (%zu bytes); raise max_record",
+                         sl_reader_name(f->r), (unsigned long long)f->line + 1, (unsigned long long)f->offset, (size_t)f->co.max_record);
+  const char *p = f->buf + f->start;
+  sl_value text, run = sl_array(4);
+  if (sl_str_try(p, take, &text) != 0) {
+    sl_value_free(run);
+    return SL_ENOMEM;
+  }
+  sl_array_push(&run, text);
+  sl_array_push(&run, sl_int((int64_t)f->line));
+  sl_array_push(&run, sl_int((int64_t)f->offset));
+  sl_array_push(&run, sl_value_ref(&f->name));
+  f->line += lines;
+  f->offset += take;
+  f->start += take;
+  return sl_emit(em, SL_NO_ORIGIN, run) != 0 ? SL_ENOMEM : 0;
+}
+
 static int produce(void *ctx, sl_emitter *em) {
   fin *f = ctx;
   uint32_t room = sl_emitter_room(em), emitted = 0;
+  while (f->cut && emitted < room) {
+    bool more;
+    int rc = cut_next(f, em, &more);
+    if (rc) return rc;
+    if (!more) {
+      emitted++;
+      continue;
+    }
+    if (f->eof) return SL_DONE;
+    rc = sl_reader_fill(f->r, f->st, f->buf, &f->start, &f->end, f->cap, &f->eof);
+    if (rc) return rc;
+  }
+  if (f->cut) return 0;
   while (emitted < room) {
     size_t used;
     sl_value v;
@@ -83,6 +130,7 @@ static void destroy(void *ctx) {
   fin *f = ctx;
   sl_reader_free(f->r);
   if (f->dec_ready) sl_decoder_close(&f->dec);
+  sl_value_free(f->name);
   free(f->buf);
 }
 

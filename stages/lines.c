@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "reader.h"
 #include "sluice.h"
 
@@ -22,6 +23,9 @@ typedef struct lines {
   char *buf;         /* bytes read, not yet emitted: buf[start, end) */
   size_t start, end, cap;
   uint64_t lineno;   /* lines emitted (for messages) */
+  bool cut;          /* splitting behind: emit runs of whole lines (codec.h) */
+  uint64_t offset;   /* cut: bytes emitted */
+  sl_value name;     /* cut: the input's name, shared by the runs */
   sl_stage *st;
 } lines;
 
@@ -38,6 +42,8 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   if (l->max_line < 1) return sl_error_set(err, SL_ECONFIG, NULL, "max_line must be at least 1 byte");
   int rc = sl_reader_open(l->path, &l->r, err);
   if (rc) return rc;
+  l->cut = sl_stage_splits_behind(st);
+  if (l->cut && sl_str_try(sl_reader_name(l->r), strlen(sl_reader_name(l->r)), &l->name) != 0) return SL_ENOMEM;
   l->cap = READ_SIZE > (size_t)l->max_line + 1 ? READ_SIZE : (size_t)l->max_line + 1;
   l->buf = malloc(l->cap);
   return l->buf ? 0 : SL_ENOMEM;
@@ -53,8 +59,45 @@ static int emit_line(lines *l, sl_emitter *em, const char *s, size_t n) {
   return sl_emit(em, SL_NO_ORIGIN, v);
 }
 
+static int too_long(lines *l) {
+  return sl_stage_fail(l->st, "line %llu of %s is longer than max_line (%lld bytes); raise max_line or set long_lines: split",
+                       (unsigned long long)l->lineno + 1, name_of(l), (long long)l->max_line);
+}
+
+/* Splitting behind: runs of whole lines as [text, lines before it, its byte, name]. */
+static int produce_runs(lines *l, sl_emitter *em) {
+  uint32_t room = sl_emitter_room(em), emitted = 0;
+  while (emitted < room) {
+    size_t take;
+    uint64_t n;
+    int rc = sl_lines_cut(l->buf + l->start, l->end - l->start, l->eof, (size_t)l->max_line, true, &take, &n);
+    if (rc == SL_EINVAL) return too_long(l);
+    if (rc == SL_DECODE_MORE) {
+      if (l->eof) return SL_DONE;
+      if ((rc = sl_reader_fill(l->r, l->st, l->buf, &l->start, &l->end, l->cap, &l->eof))) return rc;
+      continue;
+    }
+    sl_value text, run = sl_array(4);
+    if (sl_str_try(l->buf + l->start, take, &text) != 0) {
+      sl_value_free(run);
+      return SL_ENOMEM;
+    }
+    sl_array_push(&run, text);
+    sl_array_push(&run, sl_int((int64_t)l->lineno));
+    sl_array_push(&run, sl_int((int64_t)l->offset));
+    sl_array_push(&run, sl_value_ref(&l->name));
+    l->lineno += n;
+    l->offset += take;
+    l->start += take;
+    if (sl_emit(em, SL_NO_ORIGIN, run) != 0) return SL_ENOMEM;
+    emitted++;
+  }
+  return 0;
+}
+
 static int produce(void *ctx, sl_emitter *em) {
   lines *l = ctx;
+  if (l->cut) return produce_runs(l, em);
   uint32_t room = sl_emitter_room(em), emitted = 0;
   while (emitted < room) {
     char *s = l->buf + l->start;
@@ -62,9 +105,7 @@ static int produce(void *ctx, sl_emitter *em) {
     char *nl = memchr(s, '\n', avail);
     size_t len = nl ? (size_t)(nl - s) : avail;
     if (len > (size_t)l->max_line) { /* too long, whether or not its end is in the buffer */
-      if (l->long_lines == 0)
-        return sl_stage_fail(l->st, "line %llu of %s is longer than max_line (%lld bytes); raise max_line or set long_lines: split",
-                             (unsigned long long)l->lineno + 1, name_of(l), (long long)l->max_line);
+      if (l->long_lines == 0) return too_long(l);
       if (emit_line(l, em, s, (size_t)l->max_line) != 0) return SL_ENOMEM;
       l->start += (size_t)l->max_line;
       emitted++;
@@ -94,6 +135,7 @@ static int produce(void *ctx, sl_emitter *em) {
 static void destroy(void *ctx) {
   lines *l = ctx;
   sl_reader_free(l->r);
+  sl_value_free(l->name);
   free(l->buf);
 }
 

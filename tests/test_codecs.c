@@ -5,6 +5,8 @@
  * encode/decode and parse.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "pipeline.h"
 #include "reader.h"
 #include "test.h"
 #include "value.h"
@@ -131,6 +134,23 @@ TEST(codec_frames_roundtrip) {
     ASSERT_OK(run_read(e, "file_in", opts, &got, &err), &err);
     ASSERT_VALUE(&got, &want);
     sl_value_free(got);
+    sl_value_free(want);
+    /* raw: the bytes end to end. Records of 64 KiB and more go to the file from where they are
+     * (writev after what is pending), two of them in a row too */
+    want = binary_records();
+    sl_array_push(&want, sl_value_ref(sl_array_get(&want, 3)));
+    sl_array_push(&want, sl_value_ref(sl_array_get(&want, 3)));
+    snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"codec\": \"raw\"}", path);
+    ASSERT_OK(run_write(e, sl_value_ref(&want), "file", opts, &err), &err);
+    data = sl_test_read_file(path, &n);
+    size_t off = 0;
+    for (size_t i = 0; i < sl_array_len(&want); i++) {
+      const sl_value *r = sl_array_get(&want, i);
+      ASSERT(off + sl_str_len(r) <= n && memcmp(data + off, sl_str_data(r), sl_str_len(r)) == 0);
+      off += sl_str_len(r);
+    }
+    ASSERT_EQ(off, n);
+    free(data);
     sl_value_free(want);
     /* a record that is not a string fails alone (on_error), the others are written */
     snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"codec\": \"frames\"}", path);
@@ -508,6 +528,242 @@ TEST(codec_jsonl_roundtrip) {
   sl_test_rmtree(dir);
 }
 
+/* Splitting behind (vm/cut.c): with 2 workers a `lines` source, or a jsonl file_in source, cuts
+ * runs of lines and a hidden node splits (and parses) them on every worker. Records, failed
+ * records and their messages, the warning and the stats are those of 1 worker, over blank and
+ * CRLF lines, bad lines, big integers, a line longer than a run, no final line break; a line too
+ * long fails the same. */
+static int cmp_json(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Sorts an array of records by their JSON text. */
+static void sort_by_json(sl_value *a) {
+  size_t n = sl_array_len(a);
+  char **t = calloc(n ? n : 1, sizeof *t);
+  for (size_t i = 0; i < n; i++) {
+    sl_buf b;
+    sl_buf_init(&b);
+    sl_value_to_json(sl_array_get(a, i), &b);
+    t[i] = b.data;
+  }
+  qsort(t, n, sizeof *t, cmp_json);
+  sl_value out = sl_array(n);
+  for (size_t i = 0; i < n; i++) {
+    sl_value v;
+    sl_value_from_json(t[i], strlen(t[i]), &v, NULL);
+    sl_array_push(&out, v);
+    free(t[i]);
+  }
+  free(t);
+  sl_value_free(*a);
+  *a = out;
+}
+
+static void read_lines(int workers, const char *kind, const char *path, const char *extra, sl_value *good, sl_value *dead,
+                       sl_stage_stats *st, char *warn, size_t warnlen, char *fail, size_t faillen, int *hidden) {
+  logbuf lb;
+  sl_engine *e = logging_engine(workers, &lb);
+  sl_pipeline *p;
+  sl_error_t err;
+  char opts[400];
+  sl_pipeline_new(e, "behind", &p, NULL);
+  snprintf(opts, sizeof opts, "{\"path\": \"%s\"%s%s}", path, strcmp(kind, "lines") ? ", \"codec\": \"jsonl\"" : "", extra);
+  sl_pipeline_add_json(p, kind, opts, &err);
+  sl_pipeline_add_json(p, "collect", "{\"name\": \"good\"}", &err);
+  sl_pipeline_add_json(p, "collect", "{\"name\": \"dead\", \"input\": []}", &err);
+  sl_pipeline_set_dead_letter(p, "dead", &err);
+  int rc = sl_pipeline_start(p, &err);
+  *hidden = p->nhidden;
+  *good = sl_array(0);
+  *dead = sl_array(0);
+  sl_value v;
+  while (!rc && sl_collect_pull(sl_pipeline_collect(p, "good"), &v, -1) == SL_OK) sl_array_push(good, v);
+  if (!rc) rc = sl_pipeline_wait(p, -1, &err);
+  while (sl_collect_pull(sl_pipeline_collect(p, "dead"), &v, 0) == SL_OK) {
+    sl_map_del(&v, "time", 4);
+    sl_array_push(dead, v);
+  }
+  snprintf(fail, faillen, "%s", rc ? err.msg : "");
+  sl_pipeline_stats(p, 0, st);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+  snprintf(warn, warnlen, "%s", lb.text.data ? lb.text.data : "");
+  logbuf_close(&lb);
+}
+
+TEST(codec_split_behind) {
+  char dir[64], path[128];
+  sl_test_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/in.jsonl", dir);
+  sl_buf text;
+  sl_buf_init(&text);
+  for (int i = 0; i < 60000; i++) {
+    if (i % 1000 == 7) sl_buf_append(&text, "\n", 1);
+    else if (i % 1000 == 8) sl_buf_append(&text, " \t\r\n", 4);
+    else if (i % 997 == 5) sl_buf_printf(&text, "{\"bad\": %d,}\n", i);
+    else if (i % 5003 == 11) sl_buf_printf(&text, "{\"big\": 99999999999999999999%d}\r\n", i);
+    else if (i == 30000) {
+      sl_buf_append(&text, "{\"long\": \"", 10);
+      for (int k = 0; k < 100000; k++) sl_buf_append(&text, k % 64 ? "x" : "\\n", k % 64 ? 1 : 2);
+      sl_buf_append(&text, "\"}\n", 3);
+    } else sl_buf_printf(&text, "{\"i\": %d, \"s\": \"v%d\"}%s\n", i, i, i % 3 ? "" : "\r");
+  }
+  sl_buf_append(&text, "[\"last line, no line break\"]", 28);
+  sl_test_write_file(path, text.data, text.len);
+  sl_value good[2], dead[2];
+  sl_stage_stats st[2];
+  char warn[2][2000], fail[2][1100];
+  int hidden[2];
+  for (int w = 0; w < 2; w++)
+    read_lines(w + 1, "file_in", path, "", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w], sizeof fail[w], &hidden[w]);
+  ASSERT_EQ(hidden[0], 0);
+  ASSERT_EQ(hidden[1], 1);
+  ASSERT_STR(fail[0], "");
+  ASSERT_STR(fail[1], "");
+  ASSERT(sl_array_len(&good[0]) > 58000);
+  ASSERT_VALUE(&good[1], &good[0]);
+  ASSERT(sl_array_len(&dead[0]) > 50);
+  for (int w = 0; w < 2; w++) sort_by_json(&dead[w]); /* several instances feed the dead letter */
+  ASSERT_VALUE(&dead[1], &dead[0]);
+  bool line6 = false;
+  for (size_t i = 0; i < sl_array_len(&dead[0]); i++)
+    line6 |= strstr(sl_str_data(sl_map_getc(sl_array_get(&dead[0], i), "error")), "in.jsonl', line 6 (byte 102)") != NULL;
+  ASSERT(line6);
+  ASSERT_STR(warn[1], warn[0]);
+  ASSERT(strstr(warn[0], "integer(s) too big for 64 bits were read as doubles"));
+  ASSERT_EQ(st[1].out, st[0].out);
+  ASSERT_EQ(st[1].errors, st[0].errors);
+  ASSERT_EQ(st[0].out, sl_array_len(&good[0]));
+  for (int w = 0; w < 2; w++) {
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+  }
+  /* a line longer than max_record, past the first runs: the same failure */
+  for (int w = 0; w < 2; w++) {
+    read_lines(w + 1, "file_in", path, ", \"max_record\": \"64KiB\"", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
+               sizeof fail[w], &hidden[w]);
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+  }
+  ASSERT(strstr(fail[0], "is longer than max_record (65536 bytes); raise max_record"));
+  ASSERT_STR(fail[1], fail[0]);
+  /* one inside the first run (line 12 has 32 bytes) */
+  for (int w = 0; w < 2; w++) {
+    read_lines(w + 1, "file_in", path, ", \"max_record\": 30", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
+               sizeof fail[w], &hidden[w]);
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+  }
+  ASSERT(strstr(fail[0], "in.jsonl': the line at line 12 (byte "));
+  ASSERT_STR(fail[1], fail[0]);
+  /* the lines source: every line a string (blank ones too, CR removed), the last without a
+   * line break, a 100 KB line; with max_line 30, the same failure at line 12 */
+  for (int w = 0; w < 2; w++)
+    read_lines(w + 1, "lines", path, "", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w], sizeof fail[w], &hidden[w]);
+  ASSERT_EQ(hidden[1], 1);
+  ASSERT_STR(fail[1], "");
+  ASSERT_EQ(sl_array_len(&good[0]), 60001u);
+  ASSERT_VALUE(&good[1], &good[0]);
+  ASSERT_STR(sl_str_data(sl_array_get(&good[0], 7)), "");
+  ASSERT_STR(sl_str_data(sl_array_get(&good[0], 8)), " \t");
+  ASSERT_STR(sl_str_data(sl_array_get(&good[0], 60000)), "[\"last line, no line break\"]");
+  ASSERT_EQ(st[1].out, 60001u);
+  for (int w = 0; w < 2; w++) {
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+    read_lines(w + 1, "lines", path, ", \"max_line\": 30", &good[w], &dead[w], &st[w], warn[w], sizeof warn[w], fail[w],
+               sizeof fail[w], &hidden[w]);
+    sl_value_free(good[w]);
+    sl_value_free(dead[w]);
+  }
+  ASSERT(strstr(fail[0], "line 12 of '"));
+  ASSERT_STR(fail[1], fail[0]);
+  sl_buf_close(&text);
+  sl_test_rmtree(dir);
+}
+
+/* Encoding ahead (graph.c add_encoders): with 2 workers a file sink writing JSON gets a hidden
+ * encode node in front of it and writes its text as lines. The file is byte for byte what the
+ * codec writes record by record (as with 1 worker), in order, for every codec it applies to;
+ * csv keeps encoding in the sink. */
+TEST(codec_encode_ahead) {
+  char dir[64], path[128], opts[300];
+  sl_test_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/out", dir);
+  sl_value recs = sl_array(0);
+  for (int i = 0; i < 5000; i++) {
+    switch (i % 5) {
+    case 0: sl_array_push(&recs, sl_strf("line %d \"quoted\" \t\xff", i)); break;
+    case 1: sl_array_push(&recs, sl_int(i)); break;
+    case 2: sl_array_push(&recs, sl_double(i / 8.0)); break;
+    default: {
+      sl_value m = sl_map(3);
+      sl_map_setc(&m, "i", sl_int(i));
+      sl_map_setc(&m, "s", sl_strf("v\n%d\xc3", i));
+      sl_value a = sl_array(2);
+      sl_array_push(&a, sl_nil());
+      sl_array_push(&a, sl_bool(i % 2));
+      sl_map_setc(&m, "a", a);
+      sl_array_push(&recs, m);
+    }
+    }
+  }
+  static const char *const codecs[] = {"jsonl", "json", "auto", "lines"};
+  sl_engine *e2 = sl_test_engine(2, false);
+  for (size_t c = 0; c < sizeof codecs / sizeof codecs[0]; c++) {
+    sl_codec_opts co = {0};
+    co.codec = c == 0 ? SL_CODEC_JSONL : c == 1 ? SL_CODEC_JSON : c == 2 ? SL_CODEC_AUTO : SL_CODEC_LINES;
+    sl_encoder enc;
+    ASSERT_EQ(sl_encoder_init(&enc, &co, NULL), 0);
+    sl_buf want;
+    sl_buf_init(&want);
+    char msg[100];
+    for (size_t i = 0; i < sl_array_len(&recs); i++) ASSERT_EQ(sl_encoder_put(&enc, &want, sl_array_get(&recs, i), true, msg, sizeof msg), 0);
+    sl_encoder_close(&enc);
+    snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"codec\": \"%s\"}", path, codecs[c]);
+    sl_error_t err;
+    ASSERT_OK(run_write(e2, sl_value_ref(&recs), "file", opts, &err), &err);
+    size_t n;
+    char *got = sl_test_read_file(path, &n);
+    if (n != want.len || memcmp(got, want.data, n) != 0) SL__FAIL("codec %s: the file differs from the codec's text", codecs[c]);
+    free(got);
+    sl_buf_close(&want);
+  }
+  /* the graph: values -> hidden encode (every worker) -> file (lines); none for csv or 1 worker */
+  for (int k = 0; k < 3; k++) {
+    sl_engine *e = k == 2 ? sl_test_engine(1, false) : e2;
+    sl_pipeline *p;
+    sl_error_t err;
+    sl_error_init(&err);
+    ASSERT_EQ(sl_pipeline_new(e, "g", &p, NULL), 0);
+    ASSERT_OK(sl_pipeline_add_json(p, "generate", "{\"count\": 10}", &err), &err);
+    snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"codec\": \"%s\"}", path, k == 1 ? "csv" : "jsonl");
+    ASSERT_OK(sl_pipeline_add_json(p, "file", opts, &err), &err);
+    ASSERT_OK(sl_pipeline_start(p, &err), &err);
+    sl_node *f = p->nodes[1];
+    if (k == 0) {
+      ASSERT_EQ(p->nhidden, 1);
+      ASSERT_STR(p->nodes[2]->kind->name, "encode");
+      ASSERT_EQ(p->nodes[2]->parallelism, 2);
+      ASSERT(f->nin == 1 && f->in[0]->from == p->nodes[2]);
+      ASSERT_STR(sl_str_data(sl_map_getc(&f->opts, "codec")), "lines");
+      ASSERT_EQ(sl_pipeline_stage_count(p), 2u);
+    } else {
+      ASSERT_EQ(p->nhidden, 0);
+      ASSERT(f->nin == 1 && f->in[0]->from == p->nodes[0]);
+    }
+    ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+    sl_stage_stats st;
+    ASSERT_EQ(sl_pipeline_stats(p, 1, &st), 0);
+    ASSERT_EQ(st.in, 10u);
+    ASSERT_EQ(st.out, 10u);
+    sl_pipeline_free(p);
+    if (k == 2) sl_engine_free(e);
+  }
+  sl_engine_free(e2);
+  sl_value_free(recs);
+  sl_test_rmtree(dir);
+}
+
 /* A bad line fails alone (to the dead letter, with its text, line and byte); blank lines are
  * skipped; CRLF is read; invalid UTF-8 is written as U+FFFD and counted. */
 TEST(codec_jsonl_errors) {
@@ -772,6 +1028,70 @@ static int run_parse(sl_engine *e, const char *records, const char *opts, sl_val
   *errors = sl_pipeline_stats(p, 1, &st) == 0 ? st.errors : 99;
   sl_pipeline_free(p);
   return rc;
+}
+
+/* parse's own number reading (fast_number) gives what strtoll/strtod give, for every shape of
+ * token: signs, leading zeros, points, long digit runs, exponents, junk. */
+TEST(codec_parse_numbers) {
+  sl_value toks = sl_array(0);
+  uint64_t x = 0x9E3779B97F4A7C15u;
+  for (int i = 0; i < 20000; i++) {
+    char t[64];
+    size_t n = 0;
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    if (x % 5 == 0) t[n++] = '-';
+    if (x % 97 == 1) t[n++] = '+';
+    int id = (int)(x >> 8) % (x % 3 == 0 ? 20 : 8), fd = (int)(x >> 16) % (x % 7 == 0 ? 20 : 5);
+    for (int k = 0; k < id; k++) t[n++] = (char)('0' + (x >> (k * 3 % 60)) % 10);
+    if (x % 4 != 0) t[n++] = '.';
+    for (int k = 0; k < fd; k++) t[n++] = (char)('0' + (x >> (k * 5 % 60)) % 10);
+    if (x % 53 == 2) t[n++] = 'e', t[n++] = '7';
+    if (x % 61 == 3) t[n++] = 'x';
+    if (n == 0) t[n++] = '7';
+    sl_array_push(&toks, sl_str(t, n));
+  }
+  sl_buf text;
+  sl_buf_init(&text);
+  sl_value_to_json(&toks, &text);
+  sl_engine *e = sl_test_engine(2, false);
+  static const char *const types[] = {"auto", "double", "int"};
+  for (int ti = 0; ti < 3; ti++) {
+    char opts[200];
+    snprintf(opts, sizeof opts, "{\"format\": \"split\", \"names\": [\"x\"], \"types\": {\"x\": \"%s\"}, \"on_error\": \"skip\"}", types[ti]);
+    sl_value got;
+    uint64_t errors;
+    sl_error_t err;
+    ASSERT_OK(run_parse(e, text.data, opts, &got, &errors, &err), &err);
+    size_t g = 0, nerr = 0;
+    for (size_t i = 0; i < sl_array_len(&toks); i++) {
+      const char *t = sl_str_data(sl_array_get(&toks, i));
+      char *end;
+      errno = 0;
+      long long li = strtoll(t, &end, 10);
+      bool is_int = *end == 0 && errno == 0 && t[0] != '+';
+      double d = strtod(t, &end);
+      bool is_dbl = *end == 0 && isfinite(d);
+      sl_value want;
+      if (ti != 1 && is_int) want = sl_int(li);
+      else if (ti != 2 && is_dbl) want = sl_double(d);
+      else if (ti == 0) want = sl_cstr(t);
+      else {
+        nerr++;
+        continue;
+      }
+      const sl_value *rec = sl_array_get(&got, g++);
+      const sl_value *v = rec ? sl_map_getc(rec, "x") : NULL;
+      if (!v || !sl_value_equal(v, &want) || (v->type == SL_TDOUBLE && signbit(v->u.d) != signbit(want.u.d)))
+        SL__FAIL("type %s, token '%s': not what the C library reads", types[ti], t);
+      sl_value_free(want);
+    }
+    ASSERT_EQ(g, sl_array_len(&got));
+    ASSERT_EQ(errors, nerr);
+    sl_value_free(got);
+  }
+  sl_engine_free(e);
+  sl_buf_close(&text);
+  sl_value_free(toks);
 }
 
 TEST(codec_parse_formats) {

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <mbedtls/gcm.h>
+
+#include "crypt.h"
 #include "test.h"
 
 /* ---- helpers ---- */
@@ -168,6 +171,91 @@ TEST(data_read_chunks) {
   sl_pipeline_free(p);
   sl_engine_free(e);
   rmdir(dir);
+}
+
+/* A "hold" transform: keeps every record it gets (so the bytes of a read chunk stay referenced,
+ * as by a stage that holds chunks back) unless the record has no `data` (compress took it), and
+ * emits [index, engine clock in ms] for each. */
+typedef struct hold {
+  sl_stage *st;
+  sl_value kept; /* array */
+} hold;
+
+static int hold_init(void *ctx, sl_stage *st, sl_error_t *err) {
+  hold *h = ctx;
+  h->st = st;
+  h->kept = sl_array(0);
+  return 0;
+}
+
+static int hold_process(void *ctx, sl_batch *in, sl_emitter *em) {
+  hold *h = ctx;
+  for (uint32_t i = 0; i < in->len; i++) {
+    sl_value a = sl_array(2);
+    sl_array_push(&a, sl_value_ref(sl_map_getc(&in->recs[i], "index")));
+    sl_array_push(&a, sl_int(sl_stage_now(h->st) / 1000000));
+    sl_array_push(&h->kept, sl_batch_take(in, i));
+    sl_emit(em, SL_NO_ORIGIN, a);
+  }
+  return 0;
+}
+
+static void hold_destroy(void *ctx) { sl_value_free(((hold *)ctx)->kept); }
+
+static const sl_stage_kind hold_kind = {
+    .abi = SL_STAGE_ABI, .name = "hold", .doc = "test: keeps its records, emits [index, ms]",
+    .ctx_size = sizeof(hold), .init = hold_init, .process = hold_process, .destroy = hold_destroy,
+};
+
+/* read with ahead 2 over 10 chunks of 100 bytes, then (compress and) hold, on the virtual clock:
+ * the [index, ms] pairs hold collected. */
+static char *read_ahead_run(const char *path, bool compress) {
+  sl_engine *e = sl_test_engine(2, true);
+  sl_error_t err;
+  sl_error_init(&err);
+  if (sl_engine_register(e, &hold_kind, &err)) return NULL;
+  sl_pipeline *p;
+  sl_pipeline_new(e, "ahead", &p, NULL);
+  char json[300];
+  snprintf(json, sizeof json, "{\"path\": \"%s\", \"size\": 100, \"ahead\": 2}", path);
+  int rc = sl_pipeline_add_json(p, "read", json, &err);
+  if (!rc && compress) rc = sl_pipeline_add_json(p, "compress", "{\"parallelism\": 1}", &err);
+  if (!rc) rc = sl_pipeline_add_json(p, "hold", NULL, &err);
+  if (!rc) rc = sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err);
+  if (!rc) rc = sl_pipeline_run(p, &err);
+  sl_buf b;
+  sl_buf_init(&b);
+  sl_value a = sl_array(0), v;
+  while (!rc && sl_collect_pull(sl_pipeline_collect(p, "out"), &v, 0) == SL_OK) sl_array_push(&a, v);
+  if (rc) fprintf(stderr, "    %s\n", err.msg);
+  else sl_value_to_json(&a, &b);
+  sl_value_free(a);
+  sl_pipeline_free(p);
+  sl_engine_free(e);
+  return b.data;
+}
+
+/* The read-ahead window: read emits a new chunk only while fewer than `ahead` chunks' bytes are
+ * still referenced downstream. A stage that keeps them all shuts the window until no chunk was
+ * let go for 100 ms (virtual), then the window doubles (2, 4, 8, 16): the pipeline never waits
+ * for ever. When compress lets every chunk's bytes go, the source reads on at its 1 ms look
+ * (no growth: two chunks at a time). */
+TEST(data_read_ahead) {
+  char dir[64], path[96];
+  sl_test_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/in.bin", dir);
+  char *b = make_bytes(1000, 3);
+  sl_test_write_file(path, b, 1000);
+  free(b);
+  char *held = read_ahead_run(path, false);
+  ASSERT(held);
+  ASSERT_STR(held, "[[0,0],[1,0],[2,100],[3,100],[4,200],[5,200],[6,200],[7,200],[8,300],[9,300]]");
+  free(held);
+  char *let_go = read_ahead_run(path, true);
+  ASSERT(let_go);
+  ASSERT_STR(let_go, "[[0,0],[1,0],[2,1],[3,1],[4,2],[5,2],[6,3],[7,3],[8,4],[9,4]]");
+  free(let_go);
+  sl_test_rmtree(dir);
 }
 
 /* ---- compress / decompress ---- */
@@ -526,6 +614,49 @@ TEST(data_encrypt_errors) {
 
 /* Many chunks on 2 workers: batches go to both instances, the header's instance derives the key
  * while the other one parks; the stream still opens, in order. */
+/* The chunk bytes do not depend on the AES-GCM library: sl_crypt_seal (OpenSSL's GCM) writes
+ * exactly what docs/formats.md describes, computed here with mbedtls's GCM (the library sluice
+ * sealed with before), and sl_crypt_open opens those bytes and refuses them with one bit
+ * changed: streams sealed by either open with the other. */
+TEST(data_crypt_gcm_bytes) {
+  sl_crypt_keys k;
+  sl_crypt_header h;
+  memset(&h, 0, sizeof h);
+  for (int i = 0; i < 32; i++) k.payload[i] = (uint8_t)(i * 7 + 1), k.mac[i] = (uint8_t)i, h.mac[i] = (uint8_t)(0xC0 ^ i);
+  for (int i = 0; i < 7; i++) h.prefix[i] = (uint8_t)(0xA0 + i);
+  sl_crypt_aead *a = NULL;
+  ASSERT(sl_crypt_aead_new(&k, &h, &a) == 0);
+  mbedtls_gcm_context g;
+  mbedtls_gcm_init(&g);
+  ASSERT(mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, k.payload, 256) == 0);
+  static const size_t sizes[] = {0, 1, 15, 16, 17, 1000, 70000};
+  for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+    size_t n = sizes[t];
+    uint32_t index = (uint32_t)(t * 1000003u + 5);
+    uint8_t flags = t % 2 ? SL_CRYPT_LAST : 0;
+    char *p = make_bytes(n, (unsigned)t);
+    uint8_t *got = malloc(n + SL_CRYPT_CHUNK_OVERHEAD), *want = malloc(n + SL_CRYPT_CHUNK_OVERHEAD), *back = malloc(n + 1);
+    ASSERT(sl_crypt_seal(a, index, flags, (const uint8_t *)p, n, got) == 0);
+    uint8_t nonce[12], aad[37], be[4] = {(uint8_t)(index >> 24), (uint8_t)(index >> 16), (uint8_t)(index >> 8), (uint8_t)index};
+    memcpy(nonce, h.prefix, 7), memcpy(nonce + 7, be, 4), nonce[11] = flags;
+    memcpy(aad, h.mac, 32), aad[32] = flags, memcpy(aad + 33, be, 4);
+    want[0] = flags;
+    memcpy(want + 1, be, 4);
+    ASSERT(mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, n, nonce, 12, aad, 37, (const uint8_t *)p, want + 5, 16, want + 5 + n) == 0);
+    ASSERT(memcmp(got, want, n + SL_CRYPT_CHUNK_OVERHEAD) == 0);
+    ASSERT(sl_crypt_open(a, want, n + SL_CRYPT_CHUNK_OVERHEAD, back) == 0);
+    ASSERT(n == 0 || memcmp(back, p, n) == 0);
+    for (size_t bit = 0; bit < (n + SL_CRYPT_CHUNK_OVERHEAD) * 8; bit += n > 100 ? 997 : 1) { /* every bit of small chunks */
+      want[bit / 8] ^= (uint8_t)(1u << bit % 8);
+      ASSERT(sl_crypt_open(a, want, n + SL_CRYPT_CHUNK_OVERHEAD, back) != 0);
+      want[bit / 8] ^= (uint8_t)(1u << bit % 8);
+    }
+    free(p), free(got), free(want), free(back);
+  }
+  mbedtls_gcm_free(&g);
+  sl_crypt_aead_free(a);
+}
+
 TEST(data_encrypt_many_chunks) {
   setenv("SL_TEST_PASS", "many", 1);
   size_t n = 64 * 1000 + 5;

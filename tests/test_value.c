@@ -731,6 +731,71 @@ TEST(value_json_strings_out) {
   sl_value s = sl_str(in, sizeof in);
   ASSERT_STR(J(&s), want);
   sl_value_free(s);
+  /* random strings made of pieces whose JSON is known, so UTF-8 sequences and escapes land on
+   * every alignment of the 8-byte fast path and across the writer's 4096-byte steps */
+  static const struct {
+    const char *in, *out;
+  } pieces[] = {{"a", "a"},         {"Z", "Z"},           {"\"", "\\\""},           {"\\", "\\\\"},
+                {"\n", "\\n"},     {"\x1f", "\\u001f"}, {"\xC3\xA9", "\xC3\xA9"}, {"\xE2\x82\xAC", "\xE2\x82\xAC"},
+                {"\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80"}, {"\xff", "\xEF\xBF\xBD"}, {"0123456789", "0123456789"}};
+  uint64_t seed = 42;
+  for (int round = 0; round < 200; round++) {
+    sl_buf bin, bwant;
+    sl_buf_init(&bin);
+    sl_buf_init(&bwant);
+    sl_buf_append(&bwant, "\"", 1);
+    seed = seed * 6364136223846793005u + 1442695040888963407u;
+    size_t npieces = (size_t)(seed >> 33) % 3000;
+    for (size_t k = 0; k < npieces; k++) {
+      seed = seed * 6364136223846793005u + 1442695040888963407u;
+      size_t pi = (size_t)(seed >> 33) % (sizeof pieces / sizeof pieces[0]);
+      if (round % 2 && pi != 9 && pi != 2) pi = 0; /* half the rounds: long plain runs */
+      sl_buf_append(&bin, pieces[pi].in, strlen(pieces[pi].in));
+      sl_buf_append(&bwant, pieces[pi].out, strlen(pieces[pi].out));
+    }
+    sl_buf_append(&bwant, "\"", 1);
+    sl_value rs = sl_str(bin.data ? bin.data : "", bin.len);
+    uint64_t bad = 0;
+    sl_buf got;
+    sl_buf_init(&got);
+    ASSERT_EQ(sl__json_write(&rs, &got, &bad), SL_OK);
+    if (got.len != bwant.len || memcmp(got.data, bwant.data, got.len) != 0)
+      SL__FAIL("round %d: %zu bytes in, JSON differs (%zu vs %zu bytes)", round, bin.len, got.len, bwant.len);
+    ASSERT_EQ(bad, memchr(bin.data ? bin.data : "", 0xff, bin.len) ? 1u : 0u);
+    sl_value_free(rs);
+    sl_buf_close(&got);
+    sl_buf_close(&bin);
+    sl_buf_close(&bwant);
+  }
+  /* short strings (inline in the value, up to 13 bytes) with one piece that needs care at every
+   * position, as values and as map keys */
+  for (size_t pi = 2; pi < 10; pi++) {
+    size_t plen = strlen(pieces[pi].in);
+    for (size_t len = plen; len <= SL_STR_INLINE_MAX; len++)
+      for (size_t pos = 0; pos + plen <= len; pos++) {
+        char sin[16], swant[64];
+        memset(sin, 'x', len);
+        memcpy(sin + pos, pieces[pi].in, plen);
+        int sw = snprintf(swant, sizeof swant, "\"%.*s%s%.*s\"", (int)pos, sin, pieces[pi].out, (int)(len - pos - plen), sin + pos + plen);
+        sl_value sv = sl_str(sin, len);
+        ASSERT_STR(J(&sv), swant);
+        sl_value km = sl_map(1);
+        sl_map_set(&km, sin, len, sl_int(1));
+        char wantm[80];
+        snprintf(wantm, sizeof wantm, "{%.*s:1}", sw, swant);
+        ASSERT_STR(J(&km), wantm);
+        sl_value_free(sv);
+        sl_value_free(km);
+      }
+  }
+  for (size_t len = 0; len <= 20; len++) { /* plain, every length around the inline limit */
+    char sin[24], swant[32];
+    for (size_t k = 0; k < len; k++) sin[k] = (char)('a' + k);
+    snprintf(swant, sizeof swant, "\"%.*s\"", (int)len, sin);
+    sl_value sv = sl_str(sin, len);
+    ASSERT_STR(J(&sv), swant);
+    sl_value_free(sv);
+  }
   /* map keys are escaped the same way */
   sl_value m = sl_map(0);
   sl_map_set(&m, "k\"\n\xff", 4, sl_int(1));
@@ -1369,4 +1434,112 @@ TEST(value_alloc_fail) {
   ASSERT(strncmp(b.data, "keep{\"a long key", 16) == 0);
   sl_buf_close(&b);
   sl_value_free(v);
+}
+
+/* The parser's and writer's fast paths: a byte that needs a look at every offset of a string
+ * (runs are scanned eight bytes at a time), objects gathered on the parser's stack past its
+ * first 32 entries, duplicate keys in small and indexed maps, and no memory for that stack. */
+TEST(value_json_fast_paths) {
+  sl_error_t err;
+  sl_error_init(&err);
+  sl_error_t *ep = &err;
+  sl_value v;
+  sl_buf in, out;
+  sl_buf_init(&in);
+  sl_buf_init(&out);
+  static const struct {
+    const char *json;    /* as written in JSON */
+    const char *raw;     /* the bytes it stands for */
+    size_t rawlen;
+  } specials[] = {{"\\\"", "\"", 1}, {"\\\\", "\\", 1}, {"\\n", "\n", 1}, {"\\u0001", "\x01", 1},
+                  {"\xC3\xA9", "\xC3\xA9", 2}, {"\x7f", "\x7f", 1}, {"\\u0000", "\0", 1}};
+  for (size_t s = 0; s < sizeof specials / sizeof specials[0]; s++)
+    for (size_t at = 0; at <= 20; at++) {
+      char raw[64];
+      in.len = 0;
+      sl_buf_append(&in, "\"", 1);
+      for (size_t i = 0; i < at; i++) sl_buf_append(&in, "x", 1);
+      sl_buf_append(&in, specials[s].json, strlen(specials[s].json));
+      sl_buf_append(&in, "yyyyyyyyy\"", 10);
+      memset(raw, 'x', at);
+      memcpy(raw + at, specials[s].raw, specials[s].rawlen);
+      memcpy(raw + at + specials[s].rawlen, "yyyyyyyyy", 9);
+      size_t rawlen = at + specials[s].rawlen + 9;
+      ASSERT_OK(sl_value_from_json(in.data, in.len, &v, &err), ep);
+      bool ok = sl_str_len(&v) == rawlen && memcmp(sl_str_data(&v), raw, rawlen) == 0;
+      out.len = 0;
+      ASSERT_OK(sl_value_to_json(&v, &out), NO_ERR);
+      sl_value_free(v);
+      ok = ok && out.len == in.len && memcmp(out.data, in.data, in.len) == 0; /* written back the same */
+      if (!ok) SL__FAIL("special %zu at %zu: %s -> %s", s, at, in.data, out.data);
+    }
+  /* bytes that are errors, at every offset */
+  static const char *const bad[] = {"\x01", "\xff", "\xC3"};
+  for (size_t s = 0; s < sizeof bad / sizeof bad[0]; s++)
+    for (size_t at = 0; at <= 20; at++) {
+      in.len = 0;
+      sl_buf_append(&in, "\"", 1);
+      for (size_t i = 0; i < at; i++) sl_buf_append(&in, "x", 1);
+      sl_buf_append(&in, bad[s], strlen(bad[s]));
+      sl_buf_append(&in, "yyyyyyyyy\"", 10);
+      int rc = sl_value_from_json(in.data, in.len, &v, &err);
+      if (rc != SL_EDATA || v.type != SL_TNIL) SL__FAIL("bad %zu at %zu: rc %d", s, at, rc);
+      char want[32];
+      snprintf(want, sizeof want, "at byte %zu", at + 1);
+      if (!strstr(err.msg, want)) SL__FAIL("bad %zu at %zu: %s", s, at, err.msg);
+    }
+  /* ill-formed UTF-8 in a long string is written as U+FFFD */
+  char bin[24];
+  memset(bin, 'b', sizeof bin);
+  bin[17] = '\xff';
+  v = sl_str(bin, sizeof bin);
+  out.len = 0;
+  ASSERT_OK(sl_value_to_json(&v, &out), NO_ERR);
+  sl_value_free(v);
+  ASSERT_STR(out.data, "\"bbbbbbbbbbbbbbbbb\xEF\xBF\xBD" "bbbbbb\"");
+  /* 40 keys, one repeated: the last value in the first place, with the index */
+  in.len = 0;
+  sl_buf_append(&in, "{", 1);
+  for (int i = 0; i < 40; i++) sl_buf_printf(&in, "\"k%d\":%d,", i, i);
+  sl_buf_append(&in, "\"k5\":\"dup\"}", 11);
+  ASSERT_OK(sl_value_from_json(in.data, in.len, &v, &err), ep);
+  ASSERT_EQ(sl_map_len(&v), 40);
+  ASSERT_STR(sl_str_data(sl_map_getc(&v, "k5")), "dup");
+  ASSERT_STR(sl_str_data(sl_map_key(&v, 5)), "k5");
+  ASSERT_EQ(sl_map_getc(&v, "k39")->u.i, 39);
+  sl_value_free(v);
+  /* nested objects while the outer ones' entries wait on the stack */
+  in.len = 0;
+  sl_buf_append(&in, "{", 1);
+  for (int i = 0; i < 20; i++) {
+    sl_buf_printf(&in, "%s\"o%d\":{", i ? "," : "", i);
+    for (int j = 0; j < 20; j++) sl_buf_printf(&in, "%s\"i%d\":%d", j ? "," : "", j, i * 100 + j);
+    sl_buf_append(&in, ",\"i3\":-1}", 9);
+  }
+  sl_buf_append(&in, "}", 1);
+  ASSERT_OK(sl_value_from_json(in.data, in.len, &v, &err), ep);
+  ASSERT_EQ(sl_map_len(&v), 20);
+  for (int i = 0; i < 20; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "o%d", i);
+    const sl_value *o = sl_map_getc(&v, k);
+    ASSERT(o && sl_map_len(o) == 20);
+    ASSERT_EQ(sl_map_getc(o, "i19")->u.i, i * 100 + 19);
+    ASSERT_EQ(sl_map_getc(o, "i3")->u.i, -1);
+    ASSERT_STR(sl_str_data(sl_map_key(o, 3)), "i3");
+  }
+  sl_value_free(v);
+  /* no memory to grow the stack: a clean error */
+  in.len = 0;
+  sl_buf_append(&in, "{", 1);
+  for (int i = 0; i < 40; i++) sl_buf_printf(&in, "%s\"k%d\":[%d]", i ? "," : "", i, i);
+  sl_buf_append(&in, "}", 1);
+  sl__alloc_fail_after(0);
+  int rc = sl_value_from_json(in.data, in.len, &v, &err);
+  sl__alloc_fail_after(-1);
+  ASSERT_EQ(rc, SL_ENOMEM);
+  ASSERT_EQ(v.type, SL_TNIL);
+  ASSERT(strstr(err.msg, "out of memory"));
+  sl_buf_close(&in);
+  sl_buf_close(&out);
 }

@@ -5,6 +5,7 @@
 
 #include "alloc.h"
 #include "sluice.h"
+#include "value.h"
 
 void sl_buf_init(sl_buf *b) {
   b->data = NULL;
@@ -19,7 +20,7 @@ void sl_buf_close(sl_buf *b) {
 
 /* Makes room for n more bytes and the NUL, growing geometrically so appends are amortized
  * O(1). Buffers hold data-sized text (JSON of records), so growth uses the try allocator. */
-static int reserve(sl_buf *b, size_t n) {
+int sl__buf_reserve(sl_buf *b, size_t n) {
   if (b->cap - b->len > n) return SL_OK;
   if (n >= SIZE_MAX - b->len) return SL_ENOMEM;
   size_t need = b->len + n + 1;
@@ -33,7 +34,7 @@ static int reserve(sl_buf *b, size_t n) {
 }
 
 int sl_buf_append(sl_buf *b, const void *p, size_t n) {
-  int rc = reserve(b, n);
+  int rc = sl__buf_reserve(b, n);
   if (rc) return rc;
   if (n) memcpy(b->data + b->len, p, n);
   b->len += n;
@@ -55,7 +56,7 @@ int sl_buf_printf(sl_buf *b, const char *fmt, ...) {
     goto done;
   }
   if ((size_t)r >= room) {
-    if ((rc = reserve(b, (size_t)r))) goto done;
+    if ((rc = sl__buf_reserve(b, (size_t)r))) goto done;
     vsnprintf(b->data + b->len, (size_t)r + 1, fmt, ap2);
   }
   b->len += (size_t)r;

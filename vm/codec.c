@@ -486,26 +486,29 @@ static int csv_put(sl_encoder *e, sl_buf *out, const sl_value *v, bool term) {
   return rc || !term ? rc : sl_buf_append(out, "\n", 1);
 }
 
+int sl_encoder_put_head(sl_encoder *e, sl_buf *out, const sl_value *v, char *msg, size_t msglen) {
+  if (v->type != SL_TSTR) {
+    snprintf(msg, msglen, "codec %s writes strings (bytes), not a %s; encode the record first",
+             e->codec == SL_CODEC_RAW ? "raw" : "frames", sl_type_name(v->type));
+    return SL_EDATA;
+  }
+  if (e->codec != SL_CODEC_FRAMES) return 0;
+  size_t n = sl_str_len(v);
+  if (n > 0xFFFFFFFFu) {
+    snprintf(msg, msglen, "a frame holds at most 4 GiB - 1 bytes (the record has %zu)", n);
+    return SL_EDATA;
+  }
+  unsigned char h[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8), (unsigned char)n};
+  return sl_buf_append(out, h, 4);
+}
+
 int sl_encoder_put(sl_encoder *e, sl_buf *out, const sl_value *v, bool term, char *msg, size_t msglen) {
   size_t len0 = out->len;
   int rc;
   switch (e->codec) {
   case SL_CODEC_RAW:
   case SL_CODEC_FRAMES:
-    if (v->type != SL_TSTR) {
-      snprintf(msg, msglen, "codec %s writes strings (bytes), not a %s; encode the record first",
-               e->codec == SL_CODEC_RAW ? "raw" : "frames", sl_type_name(v->type));
-      return SL_EDATA;
-    }
-    if (e->codec == SL_CODEC_FRAMES) {
-      size_t n = sl_str_len(v);
-      if (n > 0xFFFFFFFFu) {
-        snprintf(msg, msglen, "a frame holds at most 4 GiB - 1 bytes (the record has %zu)", n);
-        return SL_EDATA;
-      }
-      unsigned char h[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8), (unsigned char)n};
-      if ((rc = sl_buf_append(out, h, 4))) return rc;
-    }
+    if ((rc = sl_encoder_put_head(e, out, v, msg, msglen))) return rc;
     rc = sl_buf_append(out, sl_str_data(v), sl_str_len(v));
     break;
   case SL_CODEC_CSV: rc = csv_put(e, out, v, term); break;

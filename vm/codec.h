@@ -103,7 +103,23 @@ void sl_encoder_close(sl_encoder *e);
  * always get their length. errors: data (v cannot be written in this codec: raw and frames
  * take strings; msg says why; out is unchanged), nomem */
 int sl_encoder_put(sl_encoder *e, sl_buf *out, const sl_value *v, bool term, char *msg, size_t msglen);
+/* raw and frames: appends what goes before the bytes of string record v (frames: its length),
+ * so that a sink can write big records' bytes from where they are rather than copy them into
+ * out. errors: data (v is not a string, or too long for a frame; msg says why), nomem */
+int sl_encoder_put_head(sl_encoder *e, sl_buf *out, const sl_value *v, char *msg, size_t msglen);
 /* Logs a warning through st if strings with invalid UTF-8 were written since the last report. */
 void sl_encoder_report(sl_encoder *e, sl_stage *st);
+
+/* Splitting behind a source (vm/cut.c). With 2 or more workers a `lines` source, or a file_in
+ * source reading jsonl, only cuts its input into runs of whole lines; a hidden node splits (and
+ * parses) them on every worker. sl_stage_splits_behind says whether st is such a source.
+ * sl_lines_cut finds where the next run of buf[0, len) ends, checking each line against max as
+ * the source would (cr_counts: a CR before the line break counts toward the length, as for
+ * `lines`; else it does not, as for jsonl): it returns SL_DECODE_RECORD (*take bytes of whole
+ * lines, *lines line breaks in them; a run ends after 256 lines, at the first line break at or
+ * past 64 KiB, before a line too long, or at eof with the rest), SL_DECODE_MORE (no whole line yet), or
+ * SL_EINVAL (the first line is longer than max). */
+bool sl_stage_splits_behind(const sl_stage *st);
+int sl_lines_cut(const char *buf, size_t len, bool eof, size_t max, bool cr_counts, size_t *take, uint64_t *lines);
 
 #endif

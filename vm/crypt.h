@@ -111,5 +111,10 @@ int sl_bytes_new(size_t n, sl_value *out, char **data);
 const sl_value *sl_bytes_of(const sl_value *rec, const char *field, char *msg, size_t msglen);
 /* consumes v: puts it where sl_bytes_of found the bytes (the whole record, or the field). */
 void sl_bytes_put(sl_value *rec, const char *field, sl_value v);
+/* borrows v: true when v is a string on the heap (longer than fits inside a value). */
+bool sl_bytes_heap(const sl_value *v);
+/* borrows v: true when a heap string v has other references than the caller's: a source that
+ * kept one to its chunk learns whether the stages downstream still hold it. */
+bool sl_bytes_shared(const sl_value *v);
 
 #endif

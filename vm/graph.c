@@ -664,6 +664,35 @@ static bool fusable(const sl_pipeline *p, const sl_node *n, const sl_node *m, in
          n->parallelism == m->parallelism && n != p->dead_letter && m != p->dead_letter;
 }
 
+/* A hidden node in front of x, named as x, with x's on_error: it takes over x's inputs (the
+ * caller links x to it). Hidden nodes come after the user's in p->nodes; stats and info skip
+ * them. */
+static sl_node *hidden_before(sl_pipeline *p, resolved *r, sl_node *x, const sl_stage_kind *kind, const char *where) {
+  sl_node *h = sl__mem_calloc(sl__pmem(p), sizeof *h);
+  h->p = p;
+  h->kind = kind;
+  h->index = p->nnodes;
+  h->name = sl__xstrdup(x->name);
+  h->where = sl__xstrdup(where);
+  h->on_error = x->on_error;
+  h->parallelism = 0;
+  h->queue_cap = DEFAULT_QUEUE;
+  h->hidden = true;
+  if (p->nnodes == p->capnodes) {
+    p->capnodes *= 2;
+    p->nodes = sl__xrealloc(p->nodes, (size_t)p->capnodes * sizeof *p->nodes);
+  }
+  p->nodes[p->nnodes++] = h;
+  p->nhidden++;
+  r->ins = sl__xrealloc(r->ins, (size_t)p->nnodes * sizeof *r->ins);
+  r->ports = sl__xrealloc(r->ports, (size_t)p->nnodes * sizeof *r->ports);
+  r->nins = sl__xrealloc(r->nins, (size_t)p->nnodes * sizeof *r->nins);
+  r->ins[h->index] = r->ins[x->index];
+  r->ports[h->index] = r->ports[x->index];
+  r->nins[h->index] = r->nins[x->index];
+  return h;
+}
+
 /* partition_by (vm/partition.c): puts a hidden key node in front of every partitioned stage. It
  * takes over the stage's inputs, name and on_error; the stage reads output k + 1 of it on the
  * edge of its instance k. */
@@ -674,16 +703,7 @@ static void add_partitions(sl_pipeline *p, resolved *r) {
     if (!x->part_by) continue;
     if (x->parallelism == 0) x->parallelism = sl_engine_workers(p->e);
     int np = x->parallelism;
-    sl_node *h = sl__mem_calloc(sl__pmem(p), sizeof *h);
-    h->p = p;
-    h->kind = &sl__partition_kind;
-    h->index = p->nnodes;
-    h->name = sl__xstrdup(x->name);
-    h->where = sl__xstrdup(x->part_where);
-    h->on_error = x->on_error;
-    h->parallelism = 0;
-    h->queue_cap = DEFAULT_QUEUE;
-    h->hidden = true;
+    sl_node *h = hidden_before(p, r, x, &sl__partition_kind, x->part_where);
     h->opts = sl_map(2);
     sl_map_setc(&h->opts, "key", sl_cstr(x->part_by));
     sl_map_setc(&h->opts, "shards", sl_int(np));
@@ -693,19 +713,7 @@ static void add_partitions(sl_pipeline *p, resolved *r) {
       snprintf(buf, sizeof buf, "%d", k);
       h->outputs[h->noutputs++] = sl__xstrdup(buf);
     }
-    if (p->nnodes == p->capnodes) {
-      p->capnodes *= 2;
-      p->nodes = sl__xrealloc(p->nodes, (size_t)p->capnodes * sizeof *p->nodes);
-    }
-    p->nodes[p->nnodes++] = h;
-    p->nhidden++;
     x->part_keys = h;
-    r->ins = sl__xrealloc(r->ins, (size_t)p->nnodes * sizeof *r->ins);
-    r->ports = sl__xrealloc(r->ports, (size_t)p->nnodes * sizeof *r->ports);
-    r->nins = sl__xrealloc(r->nins, (size_t)p->nnodes * sizeof *r->nins);
-    r->ins[h->index] = r->ins[i];
-    r->ports[h->index] = r->ports[i];
-    r->nins[h->index] = r->nins[i];
     r->ins[i] = sl__xcalloc((size_t)np, sizeof(int));
     r->ports[i] = sl__xcalloc((size_t)np, sizeof(int));
     r->nins[i] = np;
@@ -713,6 +721,86 @@ static void add_partitions(sl_pipeline *p, resolved *r) {
       r->ins[i][k] = h->index;
       r->ports[i][k] = k + 1;
     }
+  }
+}
+
+extern const sl_stage_kind sl_stage_file, sl_stage_stdout, sl_stage_encode, sl_stage_file_in, sl_stage_lines;
+
+/* Splitting behind a source (vm/cut.c). With 2 or more workers a `lines` source (long lines
+ * an error, the default) or a file_in source reading jsonl cuts its input into runs of whole
+ * lines, and a hidden node after it (stateless: every worker, fused with a stateless chain after
+ * it, order kept) splits them into lines and, for jsonl, parses them: the work per line, and the
+ * line strings' memory, leave the source's one worker. The source's consumers read the hidden
+ * node instead; the queue between them holds 4 runs (a run is at most 256 lines), so a stop
+ * drains no more lines than a source's queue of records holds. */
+static void add_splitters(sl_pipeline *p, resolved *r) {
+  if (sl_engine_workers(p->e) < 2) return;
+  int n0 = p->nnodes;
+  for (int i = 0; i < n0; i++) {
+    sl_node *s = p->nodes[i];
+    const sl_value *o = s->opts.type == SL_TMAP ? sl_map_getc(&s->opts, s->kind == &sl_stage_file_in ? "codec" : "long_lines") : NULL;
+    const char *codec;
+    if (s->kind == &sl_stage_file_in && o && o->type == SL_TSTR && strcmp(sl_str_data(o), "jsonl") == 0) codec = "jsonl";
+    else if (s->kind == &sl_stage_lines && (!o || (o->type == SL_TSTR && strcmp(sl_str_data(o), "error") == 0))) codec = "lines";
+    else continue;
+    bool consumed = false;
+    for (int j = 0; j < n0 && !consumed; j++)
+      for (int k = 0; k < r->nins[j]; k++) consumed |= r->ins[j][k] == i;
+    if (!consumed) continue;
+    sl_node *h = hidden_before(p, r, s, &sl__split_lines_kind, s->where);
+    h->opts = sl_map(1);
+    sl_map_setc(&h->opts, "codec", sl_cstr(codec));
+    h->queue_cap = 4;
+    for (int j = 0; j < n0; j++) /* the source's consumers read the splitter */
+      for (int k = 0; k < r->nins[j]; k++)
+        if (r->ins[j][k] == i) r->ins[j][k] = h->index;
+    r->ins[h->index] = sl__xmalloc(sizeof(int)); /* and it reads the source */
+    r->ports[h->index] = sl__xmalloc(sizeof(int));
+    r->ins[h->index][0] = i;
+    r->ports[h->index][0] = -1;
+    r->nins[h->index] = 1;
+    s->splitter = h;
+  }
+}
+
+/* Encoding ahead of a sink. A file or stdout sink writing JSON (codec jsonl, json, or auto/lines
+ * with records that are not strings) spends most of its time encoding, on the one worker that
+ * runs it. With 2 or more workers a hidden `encode` node in front of it does the encoding on
+ * every worker (it is stateless: it runs fused at the end of a stateless upstream chain, and
+ * the order is kept), and the sink writes the ready text as lines. The encode node takes the
+ * sink's input queue options; the queue between them blocks. Not for csv (its header and
+ * columns come from the first record), raw and frames (cheap), nor the dead-letter stage. */
+static void add_encoders(sl_pipeline *p, resolved *r) {
+  if (sl_engine_workers(p->e) < 2) return;
+  static const char *const ahead[] = {"jsonl", "json", "auto", "lines"};
+  int n0 = p->nnodes;
+  for (int i = 0; i < n0; i++) {
+    sl_node *s = p->nodes[i];
+    if ((s->kind != &sl_stage_file && s->kind != &sl_stage_stdout) || s == p->dead_letter || r->nins[i] == 0) continue;
+    const sl_value *c = s->opts.type == SL_TMAP ? sl_map_getc(&s->opts, "codec") : NULL;
+    const char *codec = c && c->type == SL_TSTR ? sl_str_data(c) : "auto";
+    size_t k = 0;
+    while (k < sizeof ahead / sizeof ahead[0] && strcmp(codec, ahead[k]) != 0) k++;
+    if (k == sizeof ahead / sizeof ahead[0]) continue;
+    sl_node *h = hidden_before(p, r, s, &sl_stage_encode, s->where);
+    h->opts = sl_map(1);
+    sl_map_setc(&h->opts, "codec", sl_cstr(codec));
+    h->queue_cap = s->queue_cap;
+    h->on_full = s->on_full;
+    h->queue_set = s->queue_set;
+    s->on_full = SL_ON_FULL_BLOCK;
+    s->queue_set = false;
+    if (s->opts.type != SL_TMAP) {
+      sl_value_free(s->opts);
+      s->opts = sl_map(1);
+    }
+    sl_map_setc(&s->opts, "codec", sl_cstr("lines")); /* the text as it is, and a line break */
+    s->encoder = h;
+    r->ins[i] = sl__xmalloc(sizeof(int));
+    r->ports[i] = sl__xmalloc(sizeof(int));
+    r->ins[i][0] = h->index;
+    r->ports[i][0] = -1;
+    r->nins[i] = 1;
   }
 }
 
@@ -760,6 +848,8 @@ int sl_pipeline_start(sl_pipeline *p, sl_error_t *err) {
   }
   if (p->dead_letter_name) p->dead_letter = sl__pipeline_node(p, p->dead_letter_name);
   add_partitions(p, &r);
+  add_encoders(p, &r);
+  add_splitters(p, &r);
   fuse(p, &r);
   for (int i = 0; i < p->nnodes; i++) {
     sl_node *to = p->nodes[i];

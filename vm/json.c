@@ -55,66 +55,187 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad) {
  * Writer
  * ------------------------------------------------------------------------------------------- */
 
-/* One byte, without a call while there is room. */
-static inline int put(sl_buf *b, char c) {
-  if (b->cap - b->len > 1) {
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
-    return SL_OK;
-  }
-  return sl_buf_append(b, &c, 1);
+/* Room for n more bytes and the NUL at the end of b, without a call while there is some. */
+static inline int room(sl_buf *b, size_t n) { return b->cap - b->len > n ? SL_OK : sl__buf_reserve(b, n); }
+
+static inline int append(sl_buf *b, const void *p, size_t n) {
+  int rc = room(b, n);
+  if (rc) return rc;
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return SL_OK;
 }
 
-/* Runs of bytes that need no escape are copied at once. A string with ill-formed UTF-8 adds 1
- * to *bad (when bad is not NULL). */
+static inline int put(sl_buf *b, char c) { return append(b, &c, 1); }
+
+/* The bytes of x (8 of them) that need care in a JSON string: a control character, '"', '\\' or
+ * a byte >= 0x80, each flagged by its high bit in the result. Each test sets a byte's high bit
+ * when that byte matches (the "has a zero byte" / "has a byte less than n" bit tricks); a borrow
+ * may also flag bytes above a match, never below one, so "none" is exact and the lowest flag
+ * (on a little-endian load, the first byte) is a true match. */
+static inline uint64_t special8(uint64_t x) {
+  const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+  uint64_t ctl = (x - ones * 0x20) & ~x;
+  uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+  q = (q - ones) & ~q;
+  bs = (bs - ones) & ~bs;
+  return (x | ctl | q | bs) & high;
+}
+
+/* True when none of the 8 bytes of x needs care in a JSON string. */
+static inline bool plain8(uint64_t x) { return special8(x) == 0; }
+
+/* 1 for the bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
+static const unsigned char plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* The end of the run of bytes from p that a JSON string holds as they are (before end): eight
+ * bytes at a time while eight remain, the first byte to look at found from the word test, then
+ * one at a time. */
+static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+  while (end - p >= 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t hits = special8(x);
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (hits) return p + (__builtin_ctzll(hits) >> 3);
+#else
+    if (hits) break;
+#endif
+    p += 8;
+  }
+  while (p < end && plain[*p]) p++;
+  return p;
+}
+
+/* Input bytes written per reservation: each becomes at most 6 output bytes. */
+#define STRING_STEP 4096
+
+/* Writes s as a JSON string straight into the buffer, 8 plain bytes at a time. A string with
+ * ill-formed UTF-8 adds 1 to *bad (when bad is not NULL); each maximal ill-formed subpart is
+ * written as U+FFFD. */
 static int write_string(sl_buf *b, const char *s, size_t n, uint64_t *bad_strings) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0, run = 0;
+  size_t i = 0;
   bool counted = false;
   int rc;
   if ((rc = put(b, '"'))) return rc;
   while (i < n) {
-    unsigned c = p[i];
-    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t bad = 1, skip = 1;
-    if (c >= 0x80 && (skip = utf8_seq(p + i, n - i, &bad)) != 0) {
-      i += skip;
-      continue;
-    }
-    if (i > run && (rc = sl_buf_append(b, s + run, i - run))) return rc;
-    char esc[6] = {'\\', 0, '0', '0', 0, 0};
-    size_t elen = 2;
-    switch (c) {
-    case '"': esc[1] = '"'; break;
-    case '\\': esc[1] = '\\'; break;
-    case '\b': esc[1] = 'b'; break;
-    case '\f': esc[1] = 'f'; break;
-    case '\n': esc[1] = 'n'; break;
-    case '\r': esc[1] = 'r'; break;
-    case '\t': esc[1] = 't'; break;
-    default:
-      if (c < 0x20) {
-        esc[1] = 'u';
-        esc[4] = hex[c >> 4];
-        esc[5] = hex[c & 15];
-        elen = 6;
-      } else { /* ill-formed UTF-8: U+FFFD */
-        memcpy(esc, "\xEF\xBF\xBD", 3);
-        elen = 3;
-        if (bad_strings && !counted) (*bad_strings)++;
-        counted = true;
+    size_t end = n - i > STRING_STEP ? i + STRING_STEP : n;
+    /* 6 per byte, and a UTF-8 sequence started before end may run 3 bytes past it */
+    if ((rc = room(b, 6 * (end - i) + 8))) return rc;
+    char *o = b->data + b->len;
+    while (i < end) {
+      uint64_t x;
+      if (end - i >= 8) {
+        memcpy(&x, p + i, 8);
+        if (plain8(x)) {
+          memcpy(o, &x, 8);
+          o += 8;
+          i += 8;
+          continue;
+        }
+      } else { /* the last 1 to 7 bytes (most keys and short values are only that), padded */
+        x = 0x6161616161616161u;
+        memcpy(&x, p + i, end - i);
+        if (plain8(x)) {
+          memcpy(o, &x, 8); /* the room covers 8 */
+          o += end - i;
+          i = end;
+          continue;
+        }
       }
+      unsigned c = p[i];
+      if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+        *o++ = (char)c;
+        i++;
+        continue;
+      }
+      if (c >= 0x80) {
+        size_t bad = 1, seq = utf8_seq(p + i, n - i, &bad);
+        if (seq) {
+          memcpy(o, p + i, seq);
+          o += seq;
+          i += seq;
+        } else { /* ill-formed: U+FFFD */
+          memcpy(o, "\xEF\xBF\xBD", 3);
+          o += 3;
+          i += bad;
+          if (bad_strings && !counted) (*bad_strings)++;
+          counted = true;
+        }
+        continue;
+      }
+      *o++ = '\\';
+      switch (c) {
+      case '"': *o++ = '"'; break;
+      case '\\': *o++ = '\\'; break;
+      case '\b': *o++ = 'b'; break;
+      case '\f': *o++ = 'f'; break;
+      case '\n': *o++ = 'n'; break;
+      case '\r': *o++ = 'r'; break;
+      case '\t': *o++ = 't'; break;
+      default:
+        memcpy(o, "u00", 3);
+        o[3] = hex[c >> 4];
+        o[4] = hex[c & 15];
+        o += 5;
+      }
+      i++;
     }
-    if ((rc = sl_buf_append(b, esc, elen))) return rc;
-    i += bad;
-    run = i;
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
   }
-  if (i > run && (rc = sl_buf_append(b, s + run, i - run))) return rc;
   return put(b, '"');
+}
+
+/* An inline string (at most SL_STR_INLINE_MAX bytes, inside the value itself): most keys and
+ * many values. Its bytes are read as two overlapping 8-byte words that stay inside the value,
+ * so a plain one is written without a loop; one that needs care goes to write_string. */
+static int write_inline(sl_buf *b, const sl_value *v, uint64_t *bad) {
+  const char *d = (const char *)v + offsetof(sl_value, sbuf);
+  size_t n = v->slen - 1u;
+  _Static_assert(offsetof(sl_value, sbuf) + SL_STR_INLINE_MAX + 1 <= sizeof(sl_value) && SL_STR_INLINE_MAX < 16,
+                 "an inline string and its NUL fit in the value");
+  uint64_t lo, hi;
+  if (n < 8) { /* bytes past n (still inside the value) are masked to a plain 'a' */
+    memcpy(&lo, d, 8);
+    uint64_t keep = n ? ~(uint64_t)0 >> (64 - 8 * n) : 0;
+    lo = (lo & keep) | (0x6161616161616161u & ~keep);
+    hi = lo;
+  } else {
+    memcpy(&lo, d, 8);
+    memcpy(&hi, d + n - 8, 8);
+  }
+  if (!plain8(lo) || !plain8(hi)) return write_string(b, d, n, bad);
+  int rc = room(b, 18);
+  if (rc) return rc;
+  char *o = b->data + b->len;
+  o[0] = '"';
+  memcpy(o + 1, &lo, 8);
+  if (n > 8) memcpy(o + 1 + n - 8, &hi, 8);
+  o[1 + n] = '"';
+  b->len += n + 2;
+  b->data[b->len] = '\0';
+  return SL_OK;
 }
 
 static int write_int(sl_buf *b, int64_t i) {
@@ -125,7 +246,7 @@ static int write_int(sl_buf *b, int64_t i) {
     u /= 10;
   } while (u);
   if (i < 0) *--p = '-';
-  return sl_buf_append(b, p, (size_t)(e - p));
+  return append(b, p, (size_t)(e - p));
 }
 
 /* The common doubles without snprintf/strtod (which cost far more than the rest of a record):
@@ -178,9 +299,9 @@ static int write_fixed(double d, char *s) {
 static int write_double(sl_buf *b, double d) {
   char s[40];
   int n = 0;
-  if (!isfinite(d)) return sl_buf_append(b, "null", 4);
-  if (d == 0) return signbit(d) ? sl_buf_append(b, "-0.0", 4) : sl_buf_append(b, "0.0", 3);
-  if ((n = write_fixed(d, s)) > 0) return sl_buf_append(b, s, (size_t)n);
+  if (!isfinite(d)) return append(b, "null", 4);
+  if (d == 0) return signbit(d) ? append(b, "-0.0", 4) : append(b, "0.0", 3);
+  if ((n = write_fixed(d, s)) > 0) return append(b, s, (size_t)n);
   for (int prec = 15; prec <= 17; prec++) {
     n = snprintf(s, sizeof s - 2, "%.*g", prec, d);
     if (prec == 17 || strtod(s, NULL) == d) break;
@@ -189,29 +310,47 @@ static int write_double(sl_buf *b, double d) {
     memcpy(s + n, ".0", 3);
     n += 2;
   }
-  return sl_buf_append(b, s, (size_t)n);
+  return append(b, s, (size_t)n);
 }
 
-/* An open container of the writer's stack and the index of its next child. */
+/* An open container of the writer's stack: its items (an array) or entries (a map), how many,
+ * and the next one. */
 typedef struct frame {
-  const sl_value *c; /* array or map */
-  size_t i;          /* next item or entry */
+  const sl_value *items;
+  const sl__map_entry *ents;
+  size_t n, i;
 } frame;
 
 /* Writes a scalar, or opens a container (pushing a frame unless it is empty). */
 static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth, size_t *cap,
                       frame *small, uint64_t *bad) {
+  frame f = {NULL, NULL, 0, 0};
+  size_t n;
   switch ((sl_type)v->type) {
-  case SL_TNIL: return sl_buf_append(b, "null", 4);
-  case SL_TBOOL: return v->u.b ? sl_buf_append(b, "true", 4) : sl_buf_append(b, "false", 5);
+  case SL_TNIL: return append(b, "null", 4);
+  case SL_TBOOL: return v->u.b ? append(b, "true", 4) : append(b, "false", 5);
   case SL_TINT: return write_int(b, v->u.i);
   case SL_TDOUBLE: return write_double(b, v->u.d);
-  case SL_TSTR: return write_string(b, sl_str_data(v), sl_str_len(v), bad);
-  case SL_TARRAY:
-  case SL_TMAP: break;
+  case SL_TSTR: {
+    if (v->slen) return write_inline(b, v, bad);
+    const char *s = sl__str_view(v, &n);
+    return write_string(b, s, n, bad);
   }
-  bool arr = v->type == SL_TARRAY;
-  if ((arr ? sl_array_len(v) : sl_map_len(v)) == 0) return sl_buf_append(b, arr ? "[]" : "{}", 2);
+  case SL_TARRAY:
+    if (v->u.o) {
+      f.items = ((const sl__array *)v->u.o)->items;
+      f.n = ((const sl__array *)v->u.o)->len;
+    }
+    if (!f.n) return append(b, "[]", 2);
+    break;
+  case SL_TMAP:
+    if (v->u.o) {
+      f.ents = ((const sl__map *)v->u.o)->ent;
+      f.n = ((const sl__map *)v->u.o)->len;
+    }
+    if (!f.n) return append(b, "{}", 2);
+    break;
+  }
   if (*depth == *cap) {
     size_t ncap = *cap * 2;
     frame *ns = *stack == small ? sl__trymalloc(ncap * sizeof *ns)
@@ -221,8 +360,8 @@ static int write_open(sl_buf *b, const sl_value *v, frame **stack, size_t *depth
     *stack = ns;
     *cap = ncap;
   }
-  (*stack)[(*depth)++] = (frame){v, 0};
-  return put(b, arr ? '[' : '{');
+  (*stack)[(*depth)++] = f;
+  return put(b, f.items ? '[' : '{');
 }
 
 /* On error the text appended so far is taken back, so out is as it was. */
@@ -236,20 +375,21 @@ int sl__json_write(const sl_value *v, sl_buf *out, uint64_t *bad_utf8) {
     cur = NULL;
     while (depth && !cur) {
       frame *f = &stack[depth - 1];
-      bool arr = f->c->type == SL_TARRAY;
-      if (f->i < (arr ? sl_array_len(f->c) : sl_map_len(f->c))) {
+      if (f->i < f->n) {
         if (f->i && (rc = put(out, ','))) goto fail;
-        if (arr) {
-          cur = sl_array_get(f->c, f->i);
+        if (f->items) {
+          cur = &f->items[f->i];
         } else {
-          const sl_value *k = sl_map_key(f->c, f->i);
-          if ((rc = write_string(out, sl_str_data(k), sl_str_len(k), bad_utf8))) goto fail;
+          const sl_value *key = &f->ents[f->i].key;
+          size_t kn;
+          const char *k = key->slen ? NULL : sl__str_view(key, &kn);
+          if ((rc = k ? write_string(out, k, kn, bad_utf8) : write_inline(out, key, bad_utf8))) goto fail;
           if ((rc = put(out, ':'))) goto fail;
-          cur = sl_map_val(f->c, f->i);
+          cur = &f->ents[f->i].val;
         }
         f->i++;
       } else {
-        if ((rc = put(out, arr ? ']' : '}'))) goto fail;
+        if ((rc = put(out, f->items ? ']' : '}'))) goto fail;
         depth--;
       }
     }
@@ -277,6 +417,9 @@ typedef struct parser {
   sl_error_t *err;            /* where errors go (may be NULL) */
   int depth;                  /* open arrays and objects */
   uint64_t big_ints;          /* integers beyond int64 read as doubles */
+  sl__map_entry *ents;        /* entries of the open objects, innermost last (then made a map) */
+  size_t nents, capents;
+  sl__map_entry small[32];    /* ents until more are needed */
 } parser;
 
 static int parse_value(parser *ps, sl_value *out);
@@ -304,7 +447,7 @@ static int nomem(parser *ps, size_t n) {
 }
 
 static inline void skip_ws(parser *ps) {
-  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
+  while (ps->p < ps->end && *ps->p <= ' ' && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
     ps->p++;
 }
 
@@ -367,8 +510,7 @@ static int string_body(parser *ps, unsigned char *dst, size_t *n, bool *escaped)
   size_t len = 0;
   *escaped = false;
   for (;;) {
-    const unsigned char *q = p;
-    while (q < end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') q++;
+    const unsigned char *q = plain_run(p, end);
     if (dst && q > p) memcpy(dst + len, p, (size_t)(q - p));
     len += (size_t)(q - p);
     p = q;
@@ -422,6 +564,14 @@ static int parse_string(parser *ps, sl_value *out) {
   size_t n;
   bool escaped;
   char *dst;
+  const unsigned char *q = plain_run(body, ps->end);
+  if (q < ps->end && *q == '"') { /* the common case: nothing to decode or check further */
+    n = (size_t)(q - body);
+    if (sl__str_new_try(n, out, &dst)) return nomem(ps, n);
+    if (n) memcpy(dst, body, n);
+    ps->p = q + 1;
+    return SL_OK;
+  }
   int rc = string_body(ps, NULL, &n, &escaped);
   if (rc) return rc;
   if (sl__str_new_try(n, out, &dst)) return nomem(ps, n);
@@ -563,8 +713,22 @@ fail:
   return rc;
 }
 
+/* Room for one more entry on the parser's stack. */
+static int ents_room(parser *ps) {
+  if (ps->nents < ps->capents) return SL_OK;
+  size_t cap = ps->capents * 2;
+  sl__map_entry *ne = ps->ents == ps->small ? sl__trymalloc(cap * sizeof *ne) : sl__tryrealloc(ps->ents, cap * sizeof *ne);
+  if (!ne) return nomem(ps, cap * sizeof *ne);
+  if (ps->ents == ps->small) memcpy(ne, ps->small, ps->nents * sizeof *ne);
+  ps->ents = ne;
+  ps->capents = cap;
+  return SL_OK;
+}
+
+/* The entries are gathered on the parser's stack and the map is made at its size at the end. */
 static int parse_object(parser *ps, sl_value *out) {
-  sl_value map = sl_map(0), key = sl_nil(), val;
+  size_t base = ps->nents;
+  sl_value key = sl_nil(), val;
   int rc;
   if (++ps->depth > JSON_MAX_DEPTH) {
     rc = syntax_error(ps, ps->p, "nesting deeper than 1000 levels");
@@ -588,7 +752,11 @@ static int parse_object(parser *ps, sl_value *out) {
       }
       ps->p++;
       if ((rc = parse_value(ps, &val))) goto fail;
-      sl__map_set_kv(&map, key, val); /* a duplicate key: the last value wins */
+      if ((rc = ents_room(ps))) {
+        sl_value_free(val);
+        goto fail;
+      }
+      ps->ents[ps->nents++] = (sl__map_entry){key, val};
       key = sl_nil();
       skip_ws(ps);
       if (at(ps, ',')) {
@@ -605,11 +773,16 @@ static int parse_object(parser *ps, sl_value *out) {
     }
   }
   ps->depth--;
-  *out = map;
+  *out = sl__map_from_dups(ps->ents + base, ps->nents - base); /* a duplicate key: the last value wins */
+  ps->nents = base;
   return SL_OK;
 fail:
   sl_value_free(key);
-  sl_value_free(map);
+  for (size_t i = base; i < ps->nents; i++) {
+    sl_value_free(ps->ents[i].key);
+    sl_value_free(ps->ents[i].val);
+  }
+  ps->nents = base;
   return rc;
 }
 
@@ -643,8 +816,11 @@ int sl__json_parse(const char *text, size_t n, sl_value *out, sl_error_t *err, u
     text = "";
   }
   parser ps = {(const unsigned char *)text, (const unsigned char *)text,
-               (const unsigned char *)text + n, err, 0, 0};
+               (const unsigned char *)text + n, err, 0, 0, NULL, 0, 0, {{{0}, {0}}}};
+  ps.ents = ps.small;
+  ps.capents = sizeof ps.small / sizeof ps.small[0];
   int rc = parse_value(&ps, &v);
+  if (ps.ents != ps.small) sl__free(ps.ents);
   if (big_ints) *big_ints += ps.big_ints;
   if (rc) return rc;
   skip_ws(&ps);

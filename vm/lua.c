@@ -79,6 +79,7 @@ struct sl_lua {
   sl_lua_call *calls;   /* every call made (linked by `all`), freed with the state */
   int fns;              /* registry ref: table stage function text -> function */
   void *spare[POOL_CLASSES]; /* freed small blocks by size class, linked through their first word */
+  sl_lua_keys keys;     /* map keys as Lua strings (lua_value.c) */
   size_t spare_bytes;   /* bytes held in spare */
 #ifndef NDEBUG
   _Atomic(pthread_t) owner; /* the thread using it, or 0 */
@@ -374,6 +375,7 @@ static sl_lua *state_new(sl_pipeline *p, char *msg, size_t msglen) {
   l->p = p;
   l->limit = (size_t)setting_int(p, "lua_memory_limit", DEFAULT_MEMORY_LIMIT, true);
   l->instr_limit = setting_int(p, "lua_instruction_limit", DEFAULT_INSTRUCTION_LIMIT, false);
+  l->keys.ref = LUA_NOREF;
   l->L = lua_newstate(lalloc, l);
   if (!l->L) {
     pool_drain(l);
@@ -444,6 +446,8 @@ void sl__lua_close(sl_lua *l) {
   sl__free(l);
 }
 
+sl_lua_keys *sl__lua_keys(sl_lua *l) { return &l->keys; }
+
 lua_State *sl_lua_L(sl_lua *l) { return l->L; }
 
 const char *sl_lua_where(const sl_stage *st) { return st->node->where; }
@@ -492,8 +496,9 @@ static bool has_word(const char *s, const char *w) {
 }
 
 /* Pushes the function that text makes (see sluice.h, "Lua function options"), or returns -1
- * with a message. */
-static int make_fn(sl_lua *l, const char *text, const char *where, char *msg, size_t msglen) {
+ * with a message. An expression or a body is over the parameters `params` ("r, e" for the
+ * record stages); a bare name that is the first of them is such an expression, not a global. */
+static int make_fn(sl_lua *l, const char *text, const char *params, const char *where, char *msg, size_t msglen) {
   lua_State *L = l->L;
   size_t tlen = strlen(text);
   if (tlen >= SL_LUA_BLOB_MAGIC_LEN && memcmp(text, SL_LUA_BLOB_MAGIC, SL_LUA_BLOB_MAGIC_LEN) == 0)
@@ -502,7 +507,9 @@ static int make_fn(sl_lua *l, const char *text, const char *where, char *msg, si
   int line;
   parse_where(where, file, sizeof file, &line);
   const char *t = skip_space(text);
-  if (is_name(t) && strcmp(t, "r") != 0 && strncmp(t, "r.", 2) != 0) { /* a global function, maybe dotted (mod.fn); r.x is an expression */
+  size_t p1 = strcspn(params, ", ");
+  bool param = strncmp(t, params, p1) == 0 && (t[p1] == '\0' || t[p1] == '.');
+  if (is_name(t) && !param) { /* a global function, maybe dotted (mod.fn); r.x is an expression */
     lua_pushglobaltable(L);
     char part[256];
     for (const char *s = t; *s;) {
@@ -521,7 +528,7 @@ static int make_fn(sl_lua *l, const char *text, const char *where, char *msg, si
     if (lua_type(L, -1) == LUA_TFUNCTION) return 0;
     const char *what = lua_typename(L, lua_type(L, -1));
     lua_pop(L, 1);
-    snprintf(msg, msglen, "there is no function named '%s' (it is %s): define it in the pipeline's Lua code, or write an expression over r", t, what);
+    snprintf(msg, msglen, "there is no function named '%s' (it is %s): define it in the pipeline's Lua code, or write an expression over %.*s", t, what, (int)p1, params);
     return -1;
   }
   bool fn_expr = strncmp(t, "function", 8) == 0 && !(t[8] == '_' || (t[8] >= 'a' && t[8] <= 'z') || (t[8] >= 'A' && t[8] <= 'Z') || (t[8] >= '0' && t[8] <= '9'));
@@ -536,9 +543,9 @@ static int make_fn(sl_lua *l, const char *text, const char *where, char *msg, si
       sl_buf_printf(&b, "return %s\n", text);
     } else if (form == 0) {
       /* on one line, so a syntax error names the text's line (unless a comment needs the break) */
-      sl_buf_printf(&b, strstr(text, "--") ? "return function(r, e) return %s\nend" : "return function(r, e) return %s end", text);
+      sl_buf_printf(&b, strstr(text, "--") ? "return function(%s) return %s\nend" : "return function(%s) return %s end", params, text);
     } else {
-      sl_buf_printf(&b, "return function(r, e) %s\nend", text);
+      sl_buf_printf(&b, "return function(%s) %s\nend", params, text);
     }
     if (load_at(L, b.data, b.len, file, line) == LUA_OK) {
       rc = 0;
@@ -562,9 +569,13 @@ static int make_fn(sl_lua *l, const char *text, const char *where, char *msg, si
 }
 
 int sl_lua_fn(sl_lua *l, const char *fn, const char *where, const char *stage, int *ref, sl_error_t *err) {
+  return sl_lua_fn_of(l, fn, "r, e", where, stage, ref, err);
+}
+
+int sl_lua_fn_of(sl_lua *l, const char *fn, const char *params, const char *where, const char *stage, int *ref, sl_error_t *err) {
   char msg[1024];
   enter(l);
-  int rc = make_fn(l, fn ? fn : "", where, msg, sizeof msg);
+  int rc = make_fn(l, fn ? fn : "", params, where, msg, sizeof msg);
   if (rc == 0) *ref = luaL_ref(l->L, LUA_REGISTRYINDEX);
   leave(l);
   if (rc) return sl_error_set(err, SL_ECONFIG, stage, "%sstage '%s': %s", where ? where : "", stage, msg);
@@ -572,6 +583,10 @@ int sl_lua_fn(sl_lua *l, const char *fn, const char *where, const char *stage, i
 }
 
 int sl_lua_check_fn(sl_pipeline *p, const char *fn, const char *where, const char *stage, sl_error_t *err) {
+  return sl_lua_check_fn_of(p, fn, "r, e", where, stage, err);
+}
+
+int sl_lua_check_fn_of(sl_pipeline *p, const char *fn, const char *params, const char *where, const char *stage, sl_error_t *err) {
   sl_lua_prog *g = sl__lua_prog(p);
   if (!g->control) {
     char msg[1024];
@@ -580,7 +595,7 @@ int sl_lua_check_fn(sl_pipeline *p, const char *fn, const char *where, const cha
   }
   if (!fn) return 0;
   int ref = LUA_NOREF;
-  int rc = sl_lua_fn(g->control, fn, where, stage, &ref, err);
+  int rc = sl_lua_fn_of(g->control, fn, params, where, stage, &ref, err);
   if (rc == 0) luaL_unref(g->control->L, LUA_REGISTRYINDEX, ref);
   return rc;
 }
@@ -657,16 +672,18 @@ static void reset(sl_lua_call *c) {
   *extra(c->co) = c;
 }
 
-int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen) {
+int sl_lua_result_hint(sl_lua_call *c, const sl_value *hint, sl_value *out, char *msg, size_t msglen) {
   *out = sl_nil();
   if (c->nres < 1 || lua_isnil(c->co, 1)) return 0;
-  return sl_lua_to_value(c->co, 1, out, msg, msglen);
+  return sl_lua_to_value_hint(c->co, 1, hint, out, msg, msglen);
 }
+
+int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen) { return sl_lua_result_hint(c, NULL, out, msg, msglen); }
 
 int sl_lua_apply(sl_lua *l, sl_stage *st, int ref, const sl_value *rec, sl_value *out, char **msg) {
   *out = sl_nil();
   sl_lua_call *c = sl_lua_call_new(l, st, ref);
-  sl_lua_push(c->co, rec);
+  sl_lua_push_rec(l, c->co, rec);
   int rc = sl_lua_resume(c, 1, msg);
   if (rc == SL_LUA_ERROR) return -1;
   if (rc == SL_LUA_PARKED) {
@@ -675,7 +692,7 @@ int sl_lua_apply(sl_lua *l, sl_stage *st, int ref, const sl_value *rec, sl_value
     return -1;
   }
   char buf[256];
-  rc = sl_lua_result(c, out, buf, sizeof buf);
+  rc = sl_lua_result_hint(c, rec, out, buf, sizeof buf);
   sl_lua_call_free(c);
   if (rc) *msg = sl__xstrdup(buf);
   return rc ? -1 : 0;

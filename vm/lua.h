@@ -78,6 +78,8 @@ void sl__lua_prog_set_path(sl_pipeline *p, const char *path, const char *cpath);
 /* Checks that fn (an option string) makes a function, in the pipeline's control state (which
  * runs the pipeline's Lua code). where/stage prefix the messages. errors: config */
 int sl_lua_check_fn(sl_pipeline *p, const char *fn, const char *where, const char *stage, sl_error_t *err);
+/* sl_lua_check_fn for a function whose expression forms are over `params` (e.g. "i"). */
+int sl_lua_check_fn_of(sl_pipeline *p, const char *fn, const char *params, const char *where, const char *stage, sl_error_t *err);
 
 /* ---- states ---- */
 /* The state of the task running instance st (created and loaded on first use). Errors (the
@@ -92,6 +94,9 @@ void sl__lua_close(sl_lua *l);
 /* Loads fn (an option string: a global name, a function expression, an expression or a body over
  * r, or a shipped blob) as a function; returns its registry ref in *ref. errors: config */
 int sl_lua_fn(sl_lua *l, const char *fn, const char *where, const char *stage, int *ref, sl_error_t *err);
+/* sl_lua_fn whose expression and body forms are over `params` (a Lua parameter list, e.g. "i")
+ * instead of "r, e". */
+int sl_lua_fn_of(sl_lua *l, const char *fn, const char *params, const char *where, const char *stage, int *ref, sl_error_t *err);
 
 /* Evaluates a predicate over `records` (text: an expression, a body with return, or a function
  * of records; numbered from `line` of `file`) in a fresh state: *result is its truth. Returns 0,
@@ -110,6 +115,8 @@ int sl_lua_resume(sl_lua_call *c, int nargs, char **msg);
 /* The first result of a finished call as a record in *out (nil when it returned nothing or
  * nil). errors: data (msg says why it cannot be a record) */
 int sl_lua_result(sl_lua_call *c, sl_value *out, char *msg, size_t msglen);
+/* sl_lua_result with a hint (see sl_lua_to_value_hint). */
+int sl_lua_result_hint(sl_lua_call *c, const sl_value *hint, sl_value *out, char *msg, size_t msglen);
 /* Calls function `ref` on rec (borrowed) and returns its first result as a record in *out (nil
  * when none): for decisions that must not wait (keys, predicates). Returns 0, or -1 with *msg
  * (owned, sl__free) when it raised, waited (sluice.sleep) or returned what cannot be a record. */
@@ -147,9 +154,22 @@ void sl__lua_open_http(lua_State *L);
 /* ---- values (DESIGN section 1) ---- */
 /* Pushes v (borrowed) as a Lua value. Aborts on Lua memory errors only outside user code. */
 void sl_lua_push(lua_State *L, const sl_value *v);
+/* A state's cache of map keys as Lua strings (lua_value.c, "records to Lua"). */
+#define SL_LUA_KEY_SLOTS 256
+typedef struct sl_lua_keys {
+  int ref;                             /* registry ref of the table of cached strings, or LUA_NOREF */
+  uint64_t key[SL_LUA_KEY_SLOTS][2];   /* the inline key cached in each slot; 0, 0: none */
+} sl_lua_keys;
+sl_lua_keys *sl__lua_keys(sl_lua *l);
+/* sl_lua_push onto L (l's state or one of its coroutines) with l's key cache: for records. */
+void sl_lua_push_rec(sl_lua *l, lua_State *L, const sl_value *v);
 /* Converts the Lua value at idx into *out (owned). errors: data (functions, userdata, cycles,
  * tables that are neither arrays nor string-keyed maps; *msg says which) */
 int sl_lua_to_value(lua_State *L, int idx, sl_value *out, char *msg, size_t msglen);
+/* sl_lua_to_value, reusing the parts of hint (borrowed; NULL: none) that the value has
+ * unchanged: typically the record the function was given. The result is the same as without a
+ * hint; it shares what it can with it. errors: as sl_lua_to_value */
+int sl_lua_to_value_hint(lua_State *L, int idx, const sl_value *hint, sl_value *out, char *msg, size_t msglen);
 /* sluice.null: a null item of an array (a Lua table cannot hold nil) or a null map value a
  * function sets. A light userdata of this address, the same in every state. */
 extern const char sl_lua_null;

@@ -124,7 +124,9 @@ int sl_luafn_emit_result(sl_luafn *f, sl_lua_call *c, sl_batch *in, uint32_t i, 
   }
   sl_value v;
   char msg[256];
-  if (sl_lua_result(c, &v, msg, sizeof msg) != 0)
+  /* The record the function was given (when it was): what the result keeps of it is shared. */
+  const sl_value *hint = !f->from && !f->args && i < in->len ? &in->recs[i] : NULL;
+  if (sl_lua_result_hint(c, hint, &v, msg, sizeof msg) != 0)
     return sl_luafn_fail(f, in, i, em, "%s returned a value that cannot be a record: %s", kind, msg);
   return sl_emit(em, i, v);
 }
@@ -201,7 +203,7 @@ static bool wants_retry(sl_luafn *f, sl_batch *in, uint32_t i, const char *msg, 
   if (f->retry_on == LUA_NOREF) return true;
   sl_lua_call *c = sl_lua_call_new(f->lua, f->st, f->retry_on);
   if (f->from) push_carried(c->co, f->from, i);
-  else sl_lua_push(c->co, &in->recs[i]);
+  else sl_lua_push_rec(f->lua, c->co, &in->recs[i]);
   return sl_luafn_ask_retry(f->lua, f->st, c, msg, lua_err);
 }
 
@@ -275,7 +277,7 @@ static int try_record(sl_luafn *f, sl_batch *in, uint32_t i, sl_emitter *em) {
   } else if (f->from) {
     push_carried(c->co, f->from, i);
   } else {
-    sl_lua_push(c->co, &in->recs[i]);
+    sl_lua_push_rec(f->lua, c->co, &in->recs[i]);
   }
   char *msg = NULL;
   int rc = sl_lua_resume(c, nargs, &msg);

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "codec.h"
 #include "policy.h"
 
 #define BATCH 256 /* records per batch a source makes, and the default output batch size */
@@ -281,6 +282,12 @@ static void cancel_inputs(sl_node *n) {
 }
 
 /* Pops the next input batch round-robin. *all_eof: every input is closed and empty. */
+/* Does the chain headed by n number its input batches? When its output is put back in order,
+ * and whenever it runs as several instances: a stage in it may ask for the order of its input
+ * (sl_emitter_seq; decrypt checks its chunks' order) even when the chain ends unordered (a null
+ * sink fused after it). */
+static bool stamps_seq(const sl_node *n) { return n->fuse_tail->ordered || n->parallelism > 1; }
+
 static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
   sl_node *n = st->node;
   *all_eof = true;
@@ -288,7 +295,7 @@ static sl_qbatch *pop_input(sl_stage *st, bool *all_eof) {
     int i = (st->rr + k) % n->nin;
     if (n->in[i]->inst >= 0 && n->in[i]->inst != st->index) continue; /* another instance's keys */
     bool eof, wake;
-    sl_qbatch *b = sl_queue_pop(n->in[i], &eof, &wake, n->fuse_tail->ordered ? &n->seq_counter : NULL);
+    sl_qbatch *b = sl_queue_pop(n->in[i], &eof, &wake, stamps_seq(n) ? &n->seq_counter : NULL);
     if (wake && n->in[i]->from) sl__node_wake(n->in[i]->from);
     if (b) {
       st->rr = i + 1;
@@ -496,6 +503,7 @@ bool sl_emitter_seq(const sl_emitter *em, uint64_t *seq) {
 
 const char *sl_stage_name(const sl_stage *st) { return st->node->name; }
 int sl_stage_instance(const sl_stage *st) { return st->index; }
+bool sl_stage_splits_behind(const sl_stage *st) { return st->node->splitter != NULL; }
 int sl_stage_parallelism(const sl_stage *st) { return st->node->parallelism; }
 void *sl_stage_sibling(const sl_stage *st, int i) {
   return i >= 0 && i < st->node->parallelism && st->node->insts ? st->node->insts[i].ctx : NULL;
@@ -859,7 +867,7 @@ static int run_transform(sl_stage *st, sl_emitter *em) {
       st->input_done = true;
       continue;
     }
-    int rc = process_chain(st, qb, tail->ordered, qb->seq);
+    int rc = process_chain(st, qb, stamps_seq(n), qb->seq);
     if (rc < 0) return end_inst(st);
     if (rc == SL_PARKED) return SL_TASK_IDLE; /* its event will finish the batch */
     if (rc == SL_DONE) {
@@ -1112,6 +1120,18 @@ int sl_pipeline_run(sl_pipeline *p, sl_error_t *err) {
 
 size_t sl_pipeline_stage_count(const sl_pipeline *p) { return (size_t)(p->nnodes - p->nhidden); }
 
+/* Adds the fill of n's input queues to o (and their capacities when cap is set). */
+static void add_queues(sl_stage_stats *o, const sl_node *n, bool cap) {
+  for (int k = 0; k < n->nin; k++) {
+    sl_edge *e = n->in[k];
+    o->queue_len += atomic_load_explicit(&e->len, memory_order_relaxed);
+    if (cap) o->queue_cap += e->cap;
+    pthread_mutex_lock(&e->mu);
+    o->queue_hwm += e->hwm;
+    pthread_mutex_unlock(&e->mu);
+  }
+}
+
 int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
   if (i >= (size_t)(p->nnodes - p->nhidden)) return SL_EINVAL;
   const sl_node *n = p->nodes[i];
@@ -1124,18 +1144,19 @@ int sl_pipeline_stats(const sl_pipeline *p, size_t i, sl_stage_stats *o) {
   o->dropped = atomic_load(&n->st_dropped);
   o->retries = atomic_load(&n->st_retries);
   o->dead_letter = atomic_load(&n->st_dead);
-  if (n->part_keys) { /* its key function's failures are its own */
-    o->errors += atomic_load(&n->part_keys->st_errors);
-    o->dead_letter += atomic_load(&n->part_keys->st_dead);
+  const sl_node *front = n->part_keys ? n->part_keys : n->encoder;
+  if (front) { /* its key function's or its encoder's failures are its own */
+    o->errors += atomic_load(&front->st_errors);
+    o->dead_letter += atomic_load(&front->st_dead);
   }
-  for (int k = 0; k < n->nin; k++) {
-    sl_edge *e = n->in[k];
-    o->queue_len += atomic_load_explicit(&e->len, memory_order_relaxed);
-    o->queue_cap += e->cap;
-    pthread_mutex_lock(&e->mu);
-    o->queue_hwm += e->hwm;
-    pthread_mutex_unlock(&e->mu);
+  if (n->encoder) o->dropped += atomic_load(&n->encoder->st_dropped); /* its input queue is the encoder's */
+  if (n->splitter) { /* its records are the splitter's */
+    o->out = atomic_load(&n->splitter->st_out);
+    o->errors += atomic_load(&n->splitter->st_errors);
+    o->dead_letter += atomic_load(&n->splitter->st_dead);
   }
+  add_queues(o, n, !n->encoder);
+  if (n->encoder) add_queues(o, n->encoder, true); /* records waiting to be encoded */
   o->parallelism = n->parallelism;
   o->done = atomic_load(&n->done);
   int cb = atomic_load(&n->breaker_state);

@@ -152,6 +152,8 @@ struct sl_node {
   char *part_by;           /* partition_by: the key function's text, or NULL */
   char *part_where;        /* "file:line:col: " of its value */
   sl_node *part_keys;      /* partitioned: the hidden node computing its keys (vm/partition.c) */
+  sl_node *encoder;        /* a sink encoding ahead: the hidden encode node in front (graph.c add_encoders) */
+  sl_node *splitter;       /* a source splitting behind: the hidden node splitting its runs of lines (graph.c add_splitters) */
   bool hidden;             /* added by the runtime at start (a key node): not in stats or info */
   struct sl_breaker *breaker; /* the stage's circuit breaker (vm/policy.c), or NULL */
   atomic_int breaker_state;   /* SL_CB_* + 1 while it has one, else 0 */
@@ -232,6 +234,7 @@ uint64_t *sl__take_events(sl_stage *st, uint64_t *small, size_t *n);
  * [key, record] to instance hash(key) % parallelism of X over an edge of that instance alone.
  * Each task instance of X keeps one instance of X's kind per key (sl_parts). */
 extern const sl_stage_kind sl__partition_kind;
+extern const sl_stage_kind sl__split_lines_kind; /* vm/cut.c */
 /* X's process/flush/events on a task instance: dispatch to the keys' instances. */
 int sl__part_process(sl_stage *st, sl_batch *in, sl_emitter *em);
 int sl__part_flush(sl_stage *st, sl_emitter *em);

@@ -21,7 +21,7 @@ _Static_assert(sizeof(sl_value) == 16, "sl_value is 16 bytes");
 _Static_assert(SL_STR_INLINE_MAX + 1 == 16 - offsetof(sl_value, sbuf),
                "inline strings fill the struct after type and slen");
 
-#define NOTFOUND SIZE_MAX
+#define NOTFOUND SL__MAP_NOTFOUND
 
 /* The bytes of an inline string: sbuf and, contiguously, the union. */
 static inline char *inline_data(sl_value *v) { return (char *)v + offsetof(sl_value, sbuf); }
@@ -65,15 +65,6 @@ const char *sl_type_name(sl_type t) {
 
 static inline const sl__str *as_str(const struct sl_obj *o) { return (const sl__str *)o; }
 
-/* The bytes and length of a string value (no type check). */
-static inline const char *str_bytes(const sl_value *v, size_t *n) {
-  if (v->slen) {
-    *n = v->slen - 1u;
-    return (const char *)v + offsetof(sl_value, sbuf);
-  }
-  *n = as_str(v->u.o)->len;
-  return as_str(v->u.o)->data;
-}
 
 static sl_value str_inline(const char *s, size_t n) {
   sl_value v = {0};
@@ -153,12 +144,12 @@ sl_value sl_strf(const char *fmt, ...) {
 
 const char *sl_str_data(const sl_value *v) {
   size_t n;
-  return v->type == SL_TSTR ? str_bytes(v, &n) : NULL;
+  return v->type == SL_TSTR ? sl__str_view(v, &n) : NULL;
 }
 
 size_t sl_str_len(const sl_value *v) {
   size_t n = 0;
-  if (v->type == SL_TSTR) str_bytes(v, &n);
+  if (v->type == SL_TSTR) sl__str_view(v, &n);
   return n;
 }
 
@@ -269,13 +260,22 @@ static sl__map *map_alloc(size_t cap) {
 
 static inline bool key_is(const sl_value *k, const char *key, size_t klen) {
   size_t n;
-  const char *p = str_bytes(k, &n);
+  const char *p = sl__str_view(k, &n);
   return n == klen && (klen == 0 || memcmp(p, key, klen) == 0);
+}
+
+/* The position of key (whose hash is h) in m's index, or NOTFOUND. */
+static size_t index_find(const sl__map *m, uint32_t h, const char *key, size_t klen) {
+  for (uint32_t s = h & m->index_mask;; s = (s + 1) & m->index_mask) {
+    const sl__map_slot *slot = &m->index[s];
+    if (!slot->pos) return NOTFOUND;
+    if (slot->hash == h && key_is(&m->ent[slot->pos - 1].key, key, klen)) return slot->pos - 1;
+  }
 }
 
 /* The position of key in m, or NOTFOUND. Small maps are scanned: inline keys compare slen
  * first, which holds the length. */
-static size_t map_find(const sl__map *m, const char *key, size_t klen) {
+size_t sl__map_find(const sl__map *m, const char *key, size_t klen) {
   if (!m->index) {
     if (klen <= SL_STR_INLINE_MAX) {
       uint8_t slen = (uint8_t)(klen + 1);
@@ -290,12 +290,7 @@ static size_t map_find(const sl__map *m, const char *key, size_t klen) {
     }
     return NOTFOUND;
   }
-  uint32_t h = hash_key(key, klen);
-  for (uint32_t s = h & m->index_mask;; s = (s + 1) & m->index_mask) {
-    const sl__map_slot *slot = &m->index[s];
-    if (!slot->pos) return NOTFOUND;
-    if (slot->hash == h && key_is(&m->ent[slot->pos - 1].key, key, klen)) return slot->pos - 1;
-  }
+  return index_find(m, hash_key(key, klen), key, klen);
 }
 
 static void index_put(sl__map_slot *index, uint32_t mask, uint32_t h, size_t pos) {
@@ -320,7 +315,7 @@ static void index_rebuild(sl__map *m) {
   } else {
     for (size_t i = 0; i < m->len; i++) {
       size_t n;
-      const char *p = str_bytes(&m->ent[i].key, &n);
+      const char *p = sl__str_view(&m->ent[i].key, &n);
       index_put(index, mask, hash_key(p, n), i);
     }
   }
@@ -332,7 +327,7 @@ static void index_rebuild(sl__map *m) {
  * then renumbers the entries after it, which move down by one. */
 static void index_remove(sl__map *m, size_t pos) {
   size_t n;
-  const char *p = str_bytes(&m->ent[pos].key, &n);
+  const char *p = sl__str_view(&m->ent[pos].key, &n);
   uint32_t mask = m->index_mask, i = hash_key(p, n) & mask;
   while (m->index[i].pos != pos + 1) i = (i + 1) & mask;
   for (uint32_t j = i;;) {
@@ -392,7 +387,7 @@ size_t sl_map_len(const sl_value *m) {
 const sl_value *sl_map_get(const sl_value *m, const char *key, size_t klen) {
   if (m->type != SL_TMAP || !m->u.o) return NULL;
   const sl__map *o = (const sl__map *)m->u.o;
-  size_t i = map_find(o, key, klen);
+  size_t i = sl__map_find(o, key, klen);
   return i == NOTFOUND ? NULL : &o->ent[i].val;
 }
 
@@ -412,7 +407,7 @@ static void map_append(sl_value *m, sl_value k, sl_value v) {
       index_rebuild(o); /* hashes every key, the new one too */
     } else {
       if (o->len > ((size_t)o->index_mask + 1) / 2) index_rebuild(o); /* the old entries */
-      const char *key = str_bytes(&o->ent[pos].key, &klen);
+      const char *key = sl__str_view(&o->ent[pos].key, &klen);
       index_put(o->index, o->index_mask, hash_key(key, klen), pos);
     }
   }
@@ -421,7 +416,7 @@ static void map_append(sl_value *m, sl_value k, sl_value v) {
 /* Sets key to v (consumed). key_v, when not NULL, is the key as a string value (consumed);
  * otherwise one is made only if the key is new. */
 static int map_set(sl_value *m, const char *key, size_t klen, sl_value *key_v, sl_value v) {
-  size_t pos = m->u.o ? map_find((const sl__map *)m->u.o, key, klen) : NOTFOUND;
+  size_t pos = m->u.o ? sl__map_find((const sl__map *)m->u.o, key, klen) : NOTFOUND;
   if (pos != NOTFOUND) {
     sl__map *o = map_mut(m, 0);
     sl_value old = o->ent[pos].val;
@@ -454,7 +449,7 @@ int sl__map_set_kv(sl_value *m, sl_value key, sl_value v) {
     return SL_EINVAL;
   }
   size_t klen;
-  const char *kp = str_bytes(&key, &klen); /* points into key (a local) when inline */
+  const char *kp = sl__str_view(&key, &klen); /* points into key (a local) when inline */
   return map_set(m, kp, klen, &key, v);
 }
 
@@ -466,6 +461,51 @@ int sl__map_append(sl_value *m, sl_value key, sl_value v) {
   }
   map_append(m, key, v);
   return SL_OK;
+}
+
+sl_value sl__map_from(sl__map_entry *ents, size_t n) {
+  sl_value v = sl_map(n);
+  if (!n) return v;
+  sl__map *o = (sl__map *)v.u.o;
+  memcpy(o->ent, ents, n * sizeof *ents);
+  o->len = n;
+  if (n > SL__MAP_INDEX_MIN) index_rebuild(o);
+  return v;
+}
+
+/* Like sl__map_from, looking for each key among those before it: through an index made at its
+ * final size from the start when there are more than SL__MAP_INDEX_MIN entries. */
+sl_value sl__map_from_dups(sl__map_entry *ents, size_t n) {
+  sl_value v = sl_map(n);
+  if (!n) return v;
+  sl__map *o = (sl__map *)v.u.o;
+  if (n > SL__MAP_INDEX_MIN) {
+    size_t slots = 32;
+    while (slots / 2 < n) slots *= 2;
+    o->index = sl__xcalloc(slots, sizeof *o->index);
+    o->index_mask = (uint32_t)(slots - 1);
+  }
+  for (size_t i = 0; i < n; i++) {
+    size_t klen;
+    const char *k = sl__str_view(&ents[i].key, &klen);
+    uint32_t h = o->index ? hash_key(k, klen) : 0;
+    size_t pos = o->index ? index_find(o, h, k, klen) : sl__map_find(o, k, klen);
+    if (pos != NOTFOUND) { /* a repeated key: its first place, its last value */
+      sl_value_free(o->ent[pos].val);
+      o->ent[pos].val = ents[i].val;
+      sl_value_free(ents[i].key);
+      continue;
+    }
+    o->ent[o->len] = ents[i];
+    if (o->index) index_put(o->index, o->index_mask, h, o->len);
+    o->len++;
+  }
+  if (o->index && o->len <= SL__MAP_INDEX_MIN) { /* repeats made it small: no index */
+    sl__free(o->index);
+    o->index = NULL;
+    o->index_mask = 0;
+  }
+  return v;
 }
 
 const sl_value *sl_map_key(const sl_value *m, size_t i) {
@@ -481,7 +521,7 @@ const sl_value *sl_map_val(const sl_value *m, size_t i) {
 /* O(n): the entries after key move down to keep the order. */
 int sl_map_del(sl_value *m, const char *key, size_t klen) {
   if (m->type != SL_TMAP) return SL_EINVAL;
-  size_t pos = m->u.o ? map_find((const sl__map *)m->u.o, key, klen) : NOTFOUND;
+  size_t pos = m->u.o ? sl__map_find((const sl__map *)m->u.o, key, klen) : NOTFOUND;
   if (pos == NOTFOUND) return SL_ENOTFOUND;
   sl__map *o = map_mut(m, 0);
   sl__map_entry e = o->ent[pos];
@@ -566,7 +606,7 @@ bool sl_value_equal(const sl_value *a, const sl_value *b) {
   case SL_TDOUBLE: return a->u.d == b->u.d || (isnan(a->u.d) && isnan(b->u.d));
   case SL_TSTR: {
     size_t na, nb;
-    const char *pa = str_bytes(a, &na), *pb = str_bytes(b, &nb);
+    const char *pa = sl__str_view(a, &na), *pb = sl__str_view(b, &nb);
     return na == nb && (na == 0 || memcmp(pa, pb, na) == 0);
   }
   case SL_TARRAY: {
@@ -585,8 +625,8 @@ bool sl_value_equal(const sl_value *a, const sl_value *b) {
     const sl__map *oa = (const sl__map *)a->u.o, *ob = (const sl__map *)b->u.o;
     for (size_t i = 0; i < n; i++) {
       size_t klen;
-      const char *k = str_bytes(&oa->ent[i].key, &klen);
-      size_t j = map_find(ob, k, klen);
+      const char *k = sl__str_view(&oa->ent[i].key, &klen);
+      size_t j = sl__map_find(ob, k, klen);
       if (j == NOTFOUND || !sl_value_equal(&oa->ent[i].val, &ob->ent[j].val)) return false;
     }
     return true;

@@ -80,6 +80,28 @@ static inline struct sl_obj *sl__value_obj(const sl_value *v) {
   return v->type >= SL_TSTR && v->slen == 0 ? v->u.o : NULL;
 }
 
+/* The bytes and length of a string value (v->type must be SL_TSTR): inline or on the heap. */
+static inline const char *sl__str_view(const sl_value *v, size_t *n) {
+  if (v->slen) {
+    *n = v->slen - 1u;
+    return (const char *)v + offsetof(sl_value, sbuf);
+  }
+  *n = ((const sl__str *)v->u.o)->len;
+  return ((const sl__str *)v->u.o)->data;
+}
+
+/* The position of key in m, or SL__MAP_NOTFOUND. Reads only. */
+#define SL__MAP_NOTFOUND SIZE_MAX
+size_t sl__map_find(const sl__map *m, const char *key, size_t klen);
+
+/* A map of the n entries (keys and values consumed; the keys must be distinct strings), in
+ * their order, allocated at exactly n entries, with its index built once. For converters that
+ * know their keys are distinct (a Lua table's). Aborts on nomem like sl_map. */
+sl_value sl__map_from(sl__map_entry *ents, size_t n);
+/* sl__map_from for keys that may repeat (JSON objects): a repeated key keeps its first place and
+ * takes its last value, as with sl_map_set. */
+sl_value sl__map_from_dups(sl__map_entry *ents, size_t n);
+
 /* Frees an object whose count reached 0, and the children that die with it, without
  * recursion. */
 void sl__obj_destroy(struct sl_obj *o);
@@ -94,6 +116,9 @@ int sl__map_set_kv(sl_value *m, sl_value key, sl_value v);
 /* Consumes key (a string) and v: appends them without looking for the key, for a caller that
  * knows it is not in m (a parser's distinct field names). errors: einval */
 int sl__map_append(sl_value *m, sl_value key, sl_value v);
+
+/* buf.c: makes room for n more bytes and the NUL after b->len. errors: nomem */
+int sl__buf_reserve(sl_buf *b, size_t n);
 
 /* json.c: sl_value_to_json, adding to *bad_utf8 (if not NULL) one per string written with
  * U+FFFD for ill-formed UTF-8. errors: nomem */

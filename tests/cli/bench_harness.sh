@@ -57,3 +57,11 @@ print("harness ok")
 PY
 expect 0 python3 h.py "$ROOT/bench/run" "$B"
 grep -q "harness ok" out || fail "harness: $(cat out err)"
+
+# bench_protect: --help prints the usage (no run with 0 MB and nan figures); bad arguments exit 2
+expect 0 "$B/bench_protect" --help
+out_has "usage: bench_protect [MiB]" "--make FILE MiB"
+expect 2 "$B/bench_protect" --bogus
+err_has "usage: bench_protect"
+expect 2 "$B/bench_protect" 0
+err_has "usage: bench_protect"

@@ -36,6 +36,11 @@ head -1 "$d/parsed.jsonl" | grep -q '"status":[45][0-9][0-9],"bytes":[0-9]*,"ms"
 grep -q "1000 calls in 5.0 s" "$d/async.err" || fail "async_calls timing: $(cat "$d/async.err")"
 "$B/sluice" run --quiet --virtual-time "$root/examples/rate_limited.yaml" >"$d/rate.out"
 [ "$(wc -l <"$d/rate.out")" -eq 200 ] && tail -1 "$d/rate.out" | grep -q '"at":3.98' || fail "rate_limited: $(tail -1 "$d/rate.out")"
+# synthetic_orders: generate with fn (every 7th i emits nothing), then the big ones
+"$B/sluice" run --quiet "$root/examples/synthetic_orders.yaml" >"$d/orders.out"
+want=$(awk 'BEGIN { for (i = 1; i <= 1000; i++) if (i % 7 && (i * 37) % 500 + 0.5 >= 100) n++; print n }')
+[ "$(wc -l <"$d/orders.out")" -eq "$want" ] && head -1 "$d/orders.out" | grep -qx '{"amount":111.5,"customer":"dave","id":3}' \
+  || fail "synthetic_orders: $(wc -l <"$d/orders.out") records, want $want; $(head -1 "$d/orders.out")"
 # host_windows: partition_by + window, 6 windows of 10 s for each of 3 hosts, 400 requests each
 "$B/sluice" run --quiet --virtual-time "$root/examples/host_windows.yaml" >"$d/hw.out"
 [ "$(wc -l <"$d/hw.out")" -eq 18 ] && [ "$(grep -o '"requests":[0-9]*' "$d/hw.out" | cut -d: -f2 | paste -sd+ | bc)" -eq 2400 ] \

@@ -46,6 +46,10 @@ expect 0 "$S" run --quiet pk.yaml --workers 2 --set in=small.bin --set out=small
 expect 0 "$S" run --quiet rk.yaml --set in=small.slc --set out=back.bin
 cmp small.bin back.bin || fail "small round trip"
 rm -f back.bin
+# verifying without writing: decrypt and decompress into a null sink (fused after them, unordered)
+sed 's/^  - file: .*$/  - null: {}/' rk.yaml >verify.yaml
+grep -q "null" verify.yaml || fail "verify.yaml has no null sink"
+expect 0 "$S" run --quiet verify.yaml --workers 2 --set in=small.slc
 
 # every byte flipped (the copies made by one python run): exit 1, and the error names the
 # header, a chunk, or the frame's byte offset when a length prefix was hit
