@@ -67,20 +67,11 @@ static int cut_next(fin *f, sl_emitter *em, bool *more) {
   if (rc == SL_EINVAL)
     return sl_stage_fail(f->st, "%s: the line at line %llu (byte %llu) is longer than max_record (%zu bytes); raise max_record",
                          sl_reader_name(f->r), (unsigned long long)f->line + 1, (unsigned long long)f->offset, (size_t)f->co.max_record);
-  const char *p = f->buf + f->start;
-  sl_value text, run = sl_array(4);
-  if (sl_str_try(p, take, &text) != 0) {
-    sl_value_free(run);
-    return SL_ENOMEM;
-  }
-  sl_array_push(&run, text);
-  sl_array_push(&run, sl_int((int64_t)f->line));
-  sl_array_push(&run, sl_int((int64_t)f->offset));
-  sl_array_push(&run, sl_value_ref(&f->name));
+  rc = sl_lines_emit_run(em, f->buf + f->start, take, f->line, f->offset, &f->name);
   f->line += lines;
   f->offset += take;
   f->start += take;
-  return sl_emit(em, SL_NO_ORIGIN, run) != 0 ? SL_ENOMEM : 0;
+  return rc;
 }
 
 static int produce(void *ctx, sl_emitter *em) {

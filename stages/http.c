@@ -262,20 +262,7 @@ static bool ask_retry_on(ctx *x, const sl_value *rec, int kind, long status, con
   lua_setfield(co, -2, "kind");
   lua_pushstring(co, msg);
   lua_setfield(co, -2, "message");
-  char *err = NULL;
-  int rc = sl_lua_resume(c, 2, &err);
-  bool yes = false;
-  if (rc == SL_LUA_DONE) {
-    yes = c->nres >= 1 && lua_toboolean(c->co, 1);
-    sl_lua_call_free(c);
-  } else if (rc == SL_LUA_PARKED) {
-    sl_lua_call_abandon(c);
-    sl_stage_log(x->st, SL_LOG_WARN, "retry_on must not wait: not retrying");
-  } else {
-    sl_stage_log(x->st, SL_LOG_WARN, "retry_on failed (not retrying): %s", err);
-    sl__free(err);
-  }
-  return yes;
+  return sl_luafn_retry_answer(x->st, c);
 }
 
 /* The request of slot i is done: acknowledge, retry later, or dead-letter. */

@@ -77,19 +77,11 @@ static int produce_runs(lines *l, sl_emitter *em) {
       if ((rc = sl_reader_fill(l->r, l->st, l->buf, &l->start, &l->end, l->cap, &l->eof))) return rc;
       continue;
     }
-    sl_value text, run = sl_array(4);
-    if (sl_str_try(l->buf + l->start, take, &text) != 0) {
-      sl_value_free(run);
-      return SL_ENOMEM;
-    }
-    sl_array_push(&run, text);
-    sl_array_push(&run, sl_int((int64_t)l->lineno));
-    sl_array_push(&run, sl_int((int64_t)l->offset));
-    sl_array_push(&run, sl_value_ref(&l->name));
+    rc = sl_lines_emit_run(em, l->buf + l->start, take, l->lineno, l->offset, &l->name);
     l->lineno += n;
     l->offset += take;
     l->start += take;
-    if (sl_emit(em, SL_NO_ORIGIN, run) != 0) return SL_ENOMEM;
+    if (rc) return rc;
     emitted++;
   }
   return 0;

@@ -121,5 +121,8 @@ void sl_encoder_report(sl_encoder *e, sl_stage *st);
  * SL_EINVAL (the first line is longer than max). */
 bool sl_stage_splits_behind(const sl_stage *st);
 int sl_lines_cut(const char *buf, size_t len, bool eof, size_t max, bool cr_counts, size_t *take, uint64_t *lines);
+/* Emits the run p[0, n) (whole lines, as sl_lines_cut found them) with the line breaks and bytes
+ * before it in the input and the input's name (borrowed). errors: nomem */
+int sl_lines_emit_run(sl_emitter *em, const char *p, size_t n, uint64_t line, uint64_t offset, const sl_value *name);
 
 #endif

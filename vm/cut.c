@@ -53,6 +53,20 @@ int sl_lines_cut(const char *buf, size_t len, bool eof, size_t max, bool cr_coun
   return SL_DECODE_RECORD;
 }
 
+/* A run is [text, line breaks before it, its byte offset, the input's name]: parse_run reads it. */
+int sl_lines_emit_run(sl_emitter *em, const char *p, size_t n, uint64_t line, uint64_t offset, const sl_value *name) {
+  sl_value text, run = sl_array(4);
+  if (sl_str_try(p, n, &text) != 0) {
+    sl_value_free(run);
+    return SL_ENOMEM;
+  }
+  sl_array_push(&run, text);
+  sl_array_push(&run, sl_int((int64_t)line));
+  sl_array_push(&run, sl_int((int64_t)offset));
+  sl_array_push(&run, sl_value_ref(name));
+  return sl_emit(em, SL_NO_ORIGIN, run) != 0 ? SL_ENOMEM : 0;
+}
+
 typedef struct split {
   int codec;          /* option: SL_CODEC_LINES or SL_CODEC_JSONL */
   sl_stage *st;

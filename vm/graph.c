@@ -664,10 +664,9 @@ static bool fusable(const sl_pipeline *p, const sl_node *n, const sl_node *m, in
          n->parallelism == m->parallelism && n != p->dead_letter && m != p->dead_letter;
 }
 
-/* A hidden node in front of x, named as x, with x's on_error: it takes over x's inputs (the
- * caller links x to it). Hidden nodes come after the user's in p->nodes; stats and info skip
- * them. */
-static sl_node *hidden_before(sl_pipeline *p, resolved *r, sl_node *x, const sl_stage_kind *kind, const char *where) {
+/* A hidden node for x (in front of it, or after a source), named as x, with x's on_error, and
+ * no inputs yet. Hidden nodes come after the user's in p->nodes; stats and info skip them. */
+static sl_node *hidden_node(sl_pipeline *p, resolved *r, sl_node *x, const sl_stage_kind *kind, const char *where) {
   sl_node *h = sl__mem_calloc(sl__pmem(p), sizeof *h);
   h->p = p;
   h->kind = kind;
@@ -687,6 +686,15 @@ static sl_node *hidden_before(sl_pipeline *p, resolved *r, sl_node *x, const sl_
   r->ins = sl__xrealloc(r->ins, (size_t)p->nnodes * sizeof *r->ins);
   r->ports = sl__xrealloc(r->ports, (size_t)p->nnodes * sizeof *r->ports);
   r->nins = sl__xrealloc(r->nins, (size_t)p->nnodes * sizeof *r->nins);
+  r->ins[h->index] = NULL;
+  r->ports[h->index] = NULL;
+  r->nins[h->index] = 0;
+  return h;
+}
+
+/* A hidden node in front of x: it takes over x's inputs (the caller links x to it). */
+static sl_node *hidden_before(sl_pipeline *p, resolved *r, sl_node *x, const sl_stage_kind *kind, const char *where) {
+  sl_node *h = hidden_node(p, r, x, kind, where);
   r->ins[h->index] = r->ins[x->index];
   r->ports[h->index] = r->ports[x->index];
   r->nins[h->index] = r->nins[x->index];
@@ -747,7 +755,7 @@ static void add_splitters(sl_pipeline *p, resolved *r) {
     for (int j = 0; j < n0 && !consumed; j++)
       for (int k = 0; k < r->nins[j]; k++) consumed |= r->ins[j][k] == i;
     if (!consumed) continue;
-    sl_node *h = hidden_before(p, r, s, &sl__split_lines_kind, s->where);
+    sl_node *h = hidden_node(p, r, s, &sl__split_lines_kind, s->where);
     h->opts = sl_map(1);
     sl_map_setc(&h->opts, "codec", sl_cstr(codec));
     h->queue_cap = 4;

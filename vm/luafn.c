@@ -183,6 +183,10 @@ static void record_done(sl_luafn *f) {
 bool sl_luafn_ask_retry(sl_lua *lua, sl_stage *st, sl_lua_call *c, const char *msg, bool lua_err) {
   if (lua_err) sl_lua_push_error(lua, c->co, msg);
   else lua_pushstring(c->co, msg);
+  return sl_luafn_retry_answer(st, c);
+}
+
+bool sl_luafn_retry_answer(sl_stage *st, sl_lua_call *c) {
   char *err = NULL;
   int rc = sl_lua_resume(c, 2, &err);
   bool yes = false;

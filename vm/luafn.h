@@ -116,6 +116,9 @@ void sl_luafn_free(sl_luafn *f);
 /* retry_on(r, e) of call c, made with sl_lua_call_new(lua, st, retry_on ref) and holding the
  * record r: pushes e (msg, or the error value a Lua error raised) and runs it. True: retry. */
 bool sl_luafn_ask_retry(sl_lua *lua, sl_stage *st, sl_lua_call *c, const char *msg, bool lua_err);
+/* Runs retry_on(r, e) of call c once r and e are pushed; the call is finished either way. A
+ * function that fails or waits is logged and means no retry. True: retry. */
+bool sl_luafn_retry_answer(sl_stage *st, sl_lua_call *c);
 
 /* Loads the state and the function on first use. Returns 0 or < 0 (the pipeline fails). */
 int sl_luafn_ready(sl_luafn *f);
