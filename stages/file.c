@@ -20,11 +20,15 @@
 
 #include <lz4frame.h>
 
+#include "bio.h"
 #include "codec.h"
 #include "sluice.h"
+#include "value.h"
 
 #define FLUSH_AT (256 * 1024)
 #define DIRECT_AT (64 * 1024) /* raw and frames: records this big are written from where they are */
+#define BEHIND (4 << 20)      /* bytes queued for the I/O thread before a batch waits */
+#define BIO_TOKEN 1
 
 enum { C_NONE = 0, C_LZ4 };
 
@@ -36,14 +40,14 @@ typedef struct file {
   sl_encoder enc;
   bool enc_ready;    /* enc was initialised */
   LZ4F_cctx *cctx;   /* compress: lz4 */
-  char *zbuf;        /* compressed bytes */
-  size_t zcap;
+  sl_buf zb;         /* compressed bytes not queued yet */
   bool zstarted;     /* the frame header was made */
-  size_t zheader;    /* its bytes at the start of zbuf, not written yet */
   char *tmp;     /* temporary name */
   int fd;        /* open temporary file, or -1 */
   bool renamed;  /* the result is in place */
   sl_buf buf;    /* pending bytes */
+  sl_bio_file *bio; /* writes them on the engine's I/O thread */
+  bool drained;  /* flush queued the rest */
   sl_stage *st;
 } file;
 
@@ -85,111 +89,101 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   mode_t um = umask(0);
   umask(um);
   fchmod(f->fd, 0666 & ~um);
-  return 0;
+  f->bio = sl_bio_open(st, f->fd, BIO_TOKEN);
+  return f->bio ? 0 : sl_error_set(err, SL_EIO, NULL, "cannot start the engine's I/O thread");
 }
 
-static int write_all(file *f, const char *p, size_t len) {
-  size_t off = 0;
-  while (off < len) {
-    ssize_t n = write(f->fd, p + off, len - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sl_stage_fail(f->st, "cannot write '%s': %s", f->path, strerror(errno));
-    off += (size_t)n;
-  }
-  return 0;
+/* A write the I/O thread could not make fails the stage. */
+static int check_io(file *f) {
+  int e = sl_bio_error(f->bio);
+  return e ? sl_stage_fail(f->st, "cannot write '%s': %s", f->path, strerror(e)) : 0;
 }
 
-/* Makes room for the compressed form of n more bytes (or of the frame's end when n is 0). */
+/* Queues the pending bytes, then string `tail` (NULL: none), for the I/O thread. */
+static int put(file *f, sl_buf *b, const sl_value *tail) {
+  int rc = sl_bio_write(f->bio, b, tail);
+  return rc ? rc : check_io(f);
+}
+
+/* Makes room in zb for the compressed form of n more bytes (or of the frame's end when n is 0);
+ * the frame's header goes first into the first of them. */
 static int zreserve(file *f, size_t n) {
   static const LZ4F_preferences_t prefs = {
       .frameInfo = {.blockSizeID = LZ4F_max4MB, .blockMode = LZ4F_blockIndependent,
                     .contentChecksumFlag = LZ4F_contentChecksumEnabled}};
-  size_t need = LZ4F_compressBound(n, &prefs) + LZ4F_HEADER_SIZE_MAX;
-  if (need <= f->zcap) return 0;
-  char *z = realloc(f->zbuf, need);
-  if (!z) return SL_ENOMEM;
-  f->zbuf = z;
-  f->zcap = need;
-  if (f->cctx && !f->zstarted) {
-    size_t h = LZ4F_compressBegin(f->cctx, f->zbuf, f->zcap, &prefs);
+  if (sl__buf_reserve(&f->zb, LZ4F_compressBound(n, &prefs) + LZ4F_HEADER_SIZE_MAX)) return SL_ENOMEM;
+  if (!f->zstarted) {
+    size_t h = LZ4F_compressBegin(f->cctx, f->zb.data + f->zb.len, f->zb.cap - f->zb.len, &prefs);
     if (LZ4F_isError(h)) return sl_stage_fail(f->st, "lz4: %s", LZ4F_getErrorName(h));
     f->zstarted = true;
-    f->zheader = h;
+    f->zb.len += h;
   }
   return 0;
 }
 
-/* Writes the pending bytes (through the lz4 frame when compressing); last: end the frame. */
+/* Queues the pending bytes (through the lz4 frame when compressing); last: end the frame. */
 static int drain(file *f, bool last) {
-  if (!f->cctx) {
-    int rc = write_all(f, f->buf.data, f->buf.len);
-    f->buf.len = 0;
-    return rc;
-  }
+  if (!f->cctx) return f->buf.len ? put(f, &f->buf, NULL) : check_io(f);
   int rc = zreserve(f, f->buf.len);
   if (rc) return rc;
-  size_t n = f->zheader; /* the frame header, written with the first bytes */
-  f->zheader = 0;
   if (f->buf.len) {
-    size_t z = LZ4F_compressUpdate(f->cctx, f->zbuf + n, f->zcap - n, f->buf.data, f->buf.len, NULL);
+    size_t z = LZ4F_compressUpdate(f->cctx, f->zb.data + f->zb.len, f->zb.cap - f->zb.len, f->buf.data, f->buf.len, NULL);
     if (LZ4F_isError(z)) return sl_stage_fail(f->st, "lz4: %s", LZ4F_getErrorName(z));
-    n += z;
+    f->zb.len += z;
   }
   f->buf.len = 0;
   if (last) {
-    if ((rc = write_all(f, f->zbuf, n))) return rc;
     if ((rc = zreserve(f, 0))) return rc;
-    size_t z = LZ4F_compressEnd(f->cctx, f->zbuf, f->zcap, NULL);
+    size_t z = LZ4F_compressEnd(f->cctx, f->zb.data + f->zb.len, f->zb.cap - f->zb.len, NULL);
     if (LZ4F_isError(z)) return sl_stage_fail(f->st, "lz4: %s", LZ4F_getErrorName(z));
-    n = z;
+    f->zb.len += z;
   }
-  return write_all(f, f->zbuf, n);
+  return f->zb.len ? put(f, &f->zb, NULL) : check_io(f);
 }
 
-/* Writes the pending bytes, then n bytes at p, with writev: a big record of raw or frames goes
- * to the file from where it is, not copied into buf first (1 MiB chunks of a restore: a copy of
- * every byte saved). */
-static int write_with(file *f, const char *p, size_t n) {
-  struct iovec iov[2] = {{f->buf.data, f->buf.len}, {(void *)p, n}};
-  struct iovec *v = f->buf.len ? iov : iov + 1;
-  int cnt = f->buf.len ? 2 : 1;
-  while (cnt > 0) {
-    ssize_t w = writev(f->fd, v, cnt);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return sl_stage_fail(f->st, "cannot write '%s': %s", f->path, strerror(errno));
-    size_t left = (size_t)w;
-    for (; cnt > 0 && left >= v->iov_len; v++, cnt--) left -= v->iov_len;
-    if (cnt > 0) { /* a short write: go on inside v */
-      v->iov_base = (char *)v->iov_base + left;
-      v->iov_len -= left;
-    }
-  }
-  f->buf.len = 0;
-  return 0;
-}
+/* After the batch's bytes were queued: on when few enough wait for the I/O thread, else the
+ * batch parks until its post (event). */
+static int behind(file *f) { return sl_bio_wait_below(f->bio, BEHIND) ? check_io(f) : SL_PARKED; }
 
 static int process(void *ctx, sl_batch *in, sl_emitter *em) {
   file *f = ctx;
   char msg[200];
+  int rc = check_io(f);
+  if (rc) return rc;
   for (uint32_t i = 0; i < in->len; i++) {
     const sl_value *v = &in->recs[i];
     if (!f->cctx && (f->co.codec == SL_CODEC_RAW || f->co.codec == SL_CODEC_FRAMES) && v->type == SL_TSTR &&
-        sl_str_len(v) >= DIRECT_AT) { /* no copy of a big record into buf: its length, then writev */
-      int rc = sl_encoder_put_head(&f->enc, &f->buf, v, msg, sizeof msg);
+        sl_str_len(v) >= DIRECT_AT) { /* no copy of a big record into buf: its length, then the record itself */
+      rc = sl_encoder_put_head(&f->enc, &f->buf, v, msg, sizeof msg);
       if (rc == SL_EDATA) sl_emit_error(em, i, "%s", msg);
-      else if (rc || (rc = write_with(f, sl_str_data(v), sl_str_len(v)))) return rc;
+      else if (rc || (rc = put(f, &f->buf, v))) return rc;
       continue;
     }
-    int rc = sl_encoder_put(&f->enc, &f->buf, &in->recs[i], true, msg, sizeof msg);
+    rc = sl_encoder_put(&f->enc, &f->buf, &in->recs[i], true, msg, sizeof msg);
     if (rc == SL_EDATA) sl_emit_error(em, i, "%s", msg);
     else if (rc) return rc;
   }
-  return f->buf.len >= FLUSH_AT ? drain(f, false) : 0;
+  if (f->buf.len >= FLUSH_AT && (rc = drain(f, false))) return rc;
+  return behind(f);
+}
+
+/* The I/O thread's post: a parked batch goes on when few enough bytes wait (a parked flush is
+ * called again after this). */
+static int event(void *ctx, uint64_t token, sl_emitter *em) {
+  file *f = ctx;
+  (void)token;
+  return sl_emitter_batch(em) ? behind(f) : check_io(f);
 }
 
 static int flush(void *ctx, sl_emitter *em) {
   file *f = ctx;
-  int rc = drain(f, true);
+  if (!f->drained) { /* the rest, once; then wait for the I/O thread to write it all */
+    f->drained = true;
+    int rc = drain(f, true);
+    if (rc) return rc;
+  }
+  if (!sl_bio_wait_below(f->bio, 0)) return SL_PARKED;
+  int rc = check_io(f);
   sl_encoder_report(&f->enc, f->st);
   if (rc) return rc;
   if (f->fsync && fsync(f->fd) < 0) return sl_stage_fail(f->st, "cannot fsync '%s': %s", f->path, strerror(errno));
@@ -205,13 +199,14 @@ static int flush(void *ctx, sl_emitter *em) {
 
 static void destroy(void *ctx) {
   file *f = ctx;
+  sl_bio_close(f->bio); /* before the fd it writes to */
   if (f->fd >= 0) close(f->fd);
   if (f->tmp && !f->renamed) unlink(f->tmp);
   free(f->tmp);
   sl_buf_close(&f->buf);
   if (f->enc_ready) sl_encoder_close(&f->enc);
   if (f->cctx) LZ4F_freeCompressionContext(f->cctx);
-  free(f->zbuf);
+  sl_buf_close(&f->zb);
 }
 
 static int check(void *ctx, sl_pipeline *p, const char *stage, const char *where, sl_error_t *err) {
@@ -230,4 +225,5 @@ const sl_stage_kind sl_stage_file = {
     .process = process,
     .flush = flush,
     .destroy = destroy,
+    .event = event,
 };

@@ -123,10 +123,11 @@ TEST(data_read_chunks) {
   char dir[] = "/tmp/sluice-data-XXXXXX", path[64];
   ASSERT(mkdtemp(dir));
   snprintf(path, sizeof path, "%s/in.bin", dir);
-  /* chunks of 4 bytes live inside the value, chunks of 20 on the heap */
-  static const size_t sizes[] = {0, 1, 4, 8, 10, 0, 1, 20, 40, 50};
+  /* chunks of 4 bytes live inside the value, chunks of 20 on the heap, chunks of 64 KiB are
+   * read on the engine's I/O thread (ends of file inside a chunk and on a chunk boundary) */
+  static const size_t sizes[] = {0, 1, 4, 8, 10, 0, 1, 20, 40, 50, 0, 1, 65536, 65537, 262144, 300000};
   for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-    size_t n = sizes[k], cs = k < 5 ? 4 : 20;
+    size_t n = sizes[k], cs = k < 5 ? 4 : k < 10 ? 20 : 65536;
     char *b = make_bytes(n, 7);
     FILE *f = fopen(path, "wb");
     fwrite(b, 1, n, f);

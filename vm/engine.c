@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "bio.h"
 #include "httpc.h"
 #include "pipeline.h"
 
@@ -60,6 +61,7 @@ void sl_engine_free(sl_engine *e) {
   if (!e) return;
   sl_loop_set_sched(e->loop, NULL); /* the loop lets go of the pool before it is freed */
   sl_httpc_free(e->httpc);          /* its watches are on the loop */
+  sl_bio_free(e->bio);
   sl_sched_free(e->sched);
   sl_loop_free(e->loop);
   sl__free(e->kinds);
@@ -79,6 +81,14 @@ sl_httpc *sl__engine_httpc(sl_engine *e) {
   sl_httpc *h = e->httpc;
   pthread_mutex_unlock(&e->mu);
   return h;
+}
+
+sl_bio *sl__engine_bio(sl_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  if (!e->bio) e->bio = sl_bio_new();
+  sl_bio *b = e->bio;
+  pthread_mutex_unlock(&e->mu);
+  return b;
 }
 
 int sl_engine_register(sl_engine *e, const sl_stage_kind *kind, sl_error_t *err) {

@@ -65,6 +65,7 @@ struct sl_engine {
   pthread_mutex_t mu;          /* kinds, pipelines count */
   int pipelines;               /* live pipelines (every one must be freed before the engine) */
   struct sl_httpc *httpc;      /* the HTTP client (vm/httpc.h), made on first use under mu */
+  struct sl_bio *bio;          /* the blocking-I/O thread (vm/bio.h), made on first use under mu */
 };
 
 typedef struct sl_node sl_node;
