@@ -110,7 +110,7 @@ static int init(void *ctx, sl_stage *st, sl_error_t *err) {
   r->window = (uint32_t)(w < MAX_WINDOW ? w : MAX_WINDOW);
   r->held = malloc(r->window * sizeof *r->held);
   r->full_since = -1;
-  if (r->regular && r->size >= ASYNC_AT) r->bio = sl_bio_open(st, r->fd, BIO_TOKEN); /* NULL: read here */
+  if (r->regular && r->size >= ASYNC_AT) r->bio = sl_bio_open(st, r->fd, BIO_TOKEN);
   return r->held ? 0 : SL_ENOMEM;
 }
 

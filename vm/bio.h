@@ -7,7 +7,9 @@
  * is not overlapped with anything: a restore writes as many bytes as it decompresses, and the
  * write took a quarter of its worker's time. A stage hands such operations to an sl_bio_file
  * instead. They run in order on one thread per engine (started on first use) while the worker
- * computes the next batch.
+ * computes the next batch. Only when the workers leave a CPU free, though: with a worker on
+ * every CPU the thread would take turns with them and add its hand-offs, so there the
+ * operations run at once, inline, on the caller's thread, through the same calls.
  *
  * Everything an operation needs goes with it: a write owns a buffer (the stage's sl_buf is
  * swapped for an empty one) and a reference to a string; a read owns the string it fills. The
@@ -44,7 +46,8 @@ sl_bio *sl__engine_bio(sl_engine *e);
 sl_bio *sl_bio_new(void);
 void sl_bio_free(sl_bio *b); /* joins the thread; every file must be closed before */
 
-/* Operations on fd (not closed by this module) for stage instance st; finishes post `token`. */
+/* Operations on fd (not closed by this module) for stage instance st; finishes post `token`
+ * (not inline: there every operation has finished when its call returns). */
 sl_bio_file *sl_bio_open(sl_stage *st, int fd, uint64_t token);
 /* Cancels what is queued, waits for the operation under way, frees f. NULL is fine. */
 void sl_bio_close(sl_bio_file *f);
