@@ -317,25 +317,32 @@ static int decode_csv(sl_decoder *d, const char *buf, size_t len, bool eof, size
   }
 }
 
+int sl_frame_length(const unsigned char *p, size_t max, uint64_t offset, size_t *n, sl_error_t *err) {
+  *n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+  if (*n <= max) return 0;
+  return sl_error_set(err, SL_EINVAL, NULL,
+                      "the frame at byte %llu announces %zu bytes, more than max_record (%zu bytes); raise max_record "
+                      "if the input really is frames",
+                      (unsigned long long)offset, *n, max);
+}
+
+int sl_frame_truncated(uint64_t offset, size_t announced, size_t present, sl_error_t *err) {
+  if (!announced)
+    return sl_error_set(err, SL_EINVAL, NULL, "truncated frame at byte %llu: %zu of the 4 length bytes", (unsigned long long)offset, present);
+  return sl_error_set(err, SL_EINVAL, NULL, "truncated frame at byte %llu: %zu bytes announced, %zu present",
+                      (unsigned long long)offset, announced, present);
+}
+
 static int decode_frame(sl_decoder *d, const char *buf, size_t len, bool eof, size_t *used, sl_value *out,
                         sl_error_t *err) {
   if (len < 4) {
-    if (eof && len > 0)
-      return sl_error_set(err, SL_EINVAL, NULL, "truncated frame at byte %llu: %zu of the 4 length bytes",
-                          (unsigned long long)d->offset, len);
+    if (eof && len > 0) return sl_frame_truncated(d->offset, 0, len, err);
     return SL_DECODE_MORE;
   }
-  const unsigned char *p = (const unsigned char *)buf;
-  size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
-  if (n > d->max_record)
-    return sl_error_set(err, SL_EINVAL, NULL,
-                        "the frame at byte %llu announces %zu bytes, more than max_record (%zu bytes); raise max_record "
-                        "if the input really is frames",
-                        (unsigned long long)d->offset, n, d->max_record);
+  size_t n;
+  if (sl_frame_length((const unsigned char *)buf, d->max_record, d->offset, &n, err)) return SL_EINVAL;
   if (len - 4 < n) {
-    if (eof)
-      return sl_error_set(err, SL_EINVAL, NULL, "truncated frame at byte %llu: %zu bytes announced, %zu present",
-                          (unsigned long long)d->offset, n, len - 4);
+    if (eof) return sl_frame_truncated(d->offset, n, len - 4, err);
     return SL_DECODE_MORE;
   }
   if (sl_str_try(buf + 4, n, out) != 0) return SL_ENOMEM;

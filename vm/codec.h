@@ -83,6 +83,12 @@ void sl_decoder_close(sl_decoder *d);
  * frame: the input cannot be read on), nomem. */
 int sl_decoder_next(sl_decoder *d, const char *buf, size_t len, bool eof, size_t *used, sl_value *out,
                     sl_error_t *err);
+/* frames: the length that the 4 bytes at p announce, for the frame at byte `offset`: 0 and *n,
+ * or inval (more than max; err says so and what to do). */
+int sl_frame_length(const unsigned char *p, size_t max, uint64_t offset, size_t *n, sl_error_t *err);
+/* frames: a frame at byte `offset` cut short, in its length (announced 0: `present` of its 4
+ * bytes) or its bytes. Returns inval with the message in err. */
+int sl_frame_truncated(uint64_t offset, size_t announced, size_t present, sl_error_t *err);
 /* Logs a warning through st if integers were read as doubles since the last report. */
 void sl_decoder_report(sl_decoder *d, sl_stage *st);
 

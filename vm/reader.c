@@ -118,7 +118,9 @@ static int fill(sl_reader *r, sl_error_t *err) {
   return 0;
 }
 
-static bool lz4_magic(const unsigned char *p) {
+bool sl_reader_regular(const sl_reader *r) { return r->regular; }
+
+bool sl_lz4_magic(const unsigned char *p) {
   if (p[2] != 0x4D || p[3] != 0x18) return false;
   return (p[0] == 0x04 && p[1] == 0x22) || ((p[0] & 0xF0) == 0x50 && p[1] == 0x2A); /* frame, skippable */
 }
@@ -129,7 +131,7 @@ static int detect(sl_reader *r, sl_error_t *err) {
     if (rc) return rc;
   }
   r->mode = M_PLAIN;
-  if (r->end - r->start >= 4 && lz4_magic((const unsigned char *)r->in + r->start)) {
+  if (r->end - r->start >= 4 && sl_lz4_magic((const unsigned char *)r->in + r->start)) {
     LZ4F_errorCode_t e = LZ4F_createDecompressionContext(&r->dctx, LZ4F_VERSION);
     if (LZ4F_isError(e)) return sl_error_set(err, SL_ENOMEM, NULL, "cannot read %s: %s", r->name, LZ4F_getErrorName(e));
     r->mode = M_LZ4;
@@ -157,7 +159,7 @@ static long read_lz4(sl_reader *r, char *buf, size_t cap, sl_error_t *err) {
         if (rc) return rc;
         continue;
       }
-      if (r->end - r->start < 4 || !lz4_magic((const unsigned char *)r->in + r->start))
+      if (r->end - r->start < 4 || !sl_lz4_magic((const unsigned char *)r->in + r->start))
         return sl_error_set(err, SL_EDATA, NULL,
                             "corrupt lz4 data in %s at byte %llu: what follows the frame that ends there is not an lz4 frame",
                             r->name, (unsigned long long)r->off);

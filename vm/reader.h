@@ -45,5 +45,9 @@ int sl_reader_fd(const sl_reader *r);
 const char *sl_reader_name(const sl_reader *r);
 /* True once the input was found to be LZ4-compressed (known after the first read). */
 bool sl_reader_lz4(const sl_reader *r);
+/* True when the input is a regular file (reads never wait; pread works). */
+bool sl_reader_regular(const sl_reader *r);
+/* True when the 4 bytes at p start an LZ4 frame or a skippable frame. */
+bool sl_lz4_magic(const unsigned char *p);
 
 #endif
