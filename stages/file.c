@@ -7,7 +7,12 @@
  *
  * compress: lz4 streams the whole file through one LZ4F frame (4 MiB independent blocks, content
  * checksum on), as `lz4` writes it: `lz4 -d` and every sluice source read it back. A record that
- * the codec cannot write (raw and frames take strings) fails alone and follows on_error. */
+ * the codec cannot write (raw and frames take strings) fails alone and follows on_error.
+ *
+ * The writes themselves go to the engine's I/O thread (vm/bio.h; inline when the workers fill
+ * the CPUs): a filled buffer is handed over, and a big raw/frames record by reference. A batch
+ * parks while more than BEHIND bytes wait, flush waits for all of them before the rename, and a
+ * write that failed there fails the stage with its errno. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
