@@ -4,6 +4,7 @@
  * encrypt/decrypt (round trips with a key and a passphrase on 1 and 2 workers; every kind of
  * tampering fails with an error naming the chunk).
  */
+#include <dirent.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -256,6 +257,90 @@ TEST(data_read_ahead) {
   ASSERT(let_go);
   ASSERT_STR(let_go, "[[0,0],[1,0],[2,1],[3,1],[4,2],[5,2],[6,3],[7,3],[8,4],[9,4]]");
   free(let_go);
+  sl_test_rmtree(dir);
+}
+
+/* ---- the engine's I/O thread (vm/bio.h): at 1 worker (with a CPU to spare), or inline ---- */
+
+/* Big strings written as frames by the file sink and read back by file_in (straight into their
+ * strings), a file read in 64 KiB chunks, and a run aborted while its writes wait: one engine
+ * runs them all, then is freed (its I/O thread joined). */
+TEST(data_io_thread) {
+  char dir[64], frames[96], bin[96], big[96];
+  sl_test_tmpdir(dir, sizeof dir);
+  snprintf(frames, sizeof frames, "%s/recs.frames", dir);
+  snprintf(bin, sizeof bin, "%s/in.bin", dir);
+  snprintf(big, sizeof big, "%s/big.out", dir);
+  char *b = make_bytes(1 << 20, 5);
+  sl_test_write_file(bin, b, 1 << 20);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int counts[] = {1, cpus > 1 ? (int)cpus : 2};
+  for (int k = 0; k < 2; k++) {
+    sl_engine *e = sl_test_engine(counts[k], false);
+    sl_error_t err;
+    for (int round = 0; round < 2; round++) { /* the thread outlives a pipeline */
+      sl_pipeline *p;
+      sl_pipeline_new(e, "write", &p, NULL);
+      sl_value recs = sl_array(40);
+      for (int i = 0; i < 40; i++) sl_array_push(&recs, sl_str(b + i * 20000, 20000 + (size_t)i));
+      sl_value opts = sl_map(1);
+      sl_map_setc(&opts, "records", sl_value_ref(&recs));
+      ASSERT_OK(sl_pipeline_add(p, "values", opts, &err), &err);
+      char json[200];
+      snprintf(json, sizeof json, "{\"path\": \"%s\", \"codec\": \"frames\"}", frames);
+      ASSERT_OK(sl_pipeline_add_json(p, "file", json, &err), &err);
+      ASSERT_OK(sl_pipeline_run(p, &err), &err);
+      sl_pipeline_free(p);
+      sl_pipeline_new(e, "read back", &p, NULL);
+      ASSERT_OK(sl_pipeline_add_json(p, "file_in", (snprintf(json, sizeof json, "{\"path\": \"%s\", \"codec\": \"frames\"}", frames), json), &err), &err);
+      ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+      ASSERT_OK(sl_pipeline_start(p, &err), &err);
+      sl_value got = sl_array(0), v;
+      while (sl_collect_pull(sl_pipeline_collect(p, "out"), &v, -1) == SL_OK) sl_array_push(&got, v);
+      ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+      sl_pipeline_free(p);
+      ASSERT(sl_value_equal(&got, &recs));
+      sl_value_free(got);
+      sl_value_free(recs);
+    }
+    sl_pipeline *p;
+    sl_pipeline_new(e, "chunks", &p, NULL);
+    char json[200];
+    snprintf(json, sizeof json, "{\"path\": \"%s\", \"size\": \"64KiB\"}", bin);
+    ASSERT_OK(sl_pipeline_add_json(p, "read", json, &err), &err);
+    ASSERT_OK(sl_pipeline_add_json(p, "collect", "{\"name\": \"out\"}", &err), &err);
+    ASSERT_OK(sl_pipeline_start(p, &err), &err);
+    sl_value chunks = sl_array(0), v;
+    while (sl_collect_pull(sl_pipeline_collect(p, "out"), &v, -1) == SL_OK) sl_array_push(&chunks, v);
+    ASSERT_OK(sl_pipeline_wait(p, -1, &err), &err);
+    sl_pipeline_free(p);
+    ASSERT_EQ(sl_array_len(&chunks), 16);
+    ASSERT(joined_equal(&chunks, b, 1 << 20));
+    sl_value_free(chunks);
+    /* aborted while writes wait: neither the output nor its temporary file is left */
+    sl_pipeline_new(e, "aborted", &p, NULL);
+    sl_value recs = sl_array(200);
+    for (int i = 0; i < 200; i++) sl_array_push(&recs, sl_str(b, 1 << 19));
+    sl_value opts = sl_map(1);
+    sl_map_setc(&opts, "records", recs);
+    ASSERT_OK(sl_pipeline_add(p, "values", opts, &err), &err);
+    snprintf(json, sizeof json, "{\"path\": \"%s\", \"codec\": \"raw\"}", big);
+    ASSERT_OK(sl_pipeline_add_json(p, "file", json, &err), &err);
+    ASSERT_OK(sl_pipeline_start(p, &err), &err);
+    sl_pipeline_abort(p);
+    sl_pipeline_wait(p, -1, NULL);
+    sl_pipeline_free(p);
+    ASSERT(access(big, F_OK) != 0);
+    sl_engine_free(e);
+    unlink(frames);
+    DIR *d = opendir(dir); /* in.bin alone */
+    ASSERT(d);
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) n += de->d_name[0] != '.';
+    closedir(d);
+    ASSERT_EQ(n, 1);
+  }
+  free(b);
   sl_test_rmtree(dir);
 }
 

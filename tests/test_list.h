@@ -138,6 +138,7 @@ X(data_decrypt_tamper)
 X(data_encrypt_errors)
 X(data_encrypt_many_chunks)
 X(data_read_ahead)
+X(data_io_thread)
 X(data_crypt_gcm_bytes)
 /* codecs, the byte reader, file sources and sinks (tests/test_codecs.c) */
 X(codec_frames_roundtrip)
