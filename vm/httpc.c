@@ -61,6 +61,7 @@ struct sl_httpc_req {
   unsigned extras;         /* X_*: options set beyond base_opts */
   struct curl_slist *hdrs; /* request headers */
   char *url, *method;
+  CURLU *uh;               /* the URL parsed on the worker (CURLOPT_CURLU), or NULL: CURLOPT_URL */
   char *body;              /* request body (owned copy) */
   _Atomic int state;       /* R_*: changes under h->mu while queued or running */
   sl_httpc_req *qnext;     /* the start queue */
@@ -543,7 +544,17 @@ sl_httpc_req *sl_httpc_req_new(sl_httpc *h, const sl_httpc_opts *o, char *msg, s
   for (char *c = r->method; *c; c++) *c = (char)toupper((unsigned char)*c);
   r->url = sl__xstrdup(o->url);
   CURL *e = r->easy;
-  rc = curl_easy_setopt(e, CURLOPT_URL, r->url);
+  /* parsed here, on the worker, with the flags libcurl uses for CURLOPT_URL: the loop thread is
+   * spared the parse and a rebuild of the URL (~8k of its ~60k instructions per request). A URL
+   * this refuses goes to libcurl as text, which fails the request as before. */
+  r->uh = curl_url();
+  if (r->uh && curl_url_set(r->uh, CURLUPART_URL, r->url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
+    rc = curl_easy_setopt(e, CURLOPT_CURLU, r->uh);
+  } else {
+    curl_url_cleanup(r->uh);
+    r->uh = NULL;
+    rc = curl_easy_setopt(e, CURLOPT_URL, r->url);
+  }
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
@@ -660,6 +671,7 @@ static void unclean(sl_httpc_req *r) {
   }
   curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+  if (r->uh) curl_easy_setopt(e, CURLOPT_CURLU, NULL);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
   if (r->extras & X_BODY) {
@@ -691,6 +703,7 @@ void sl_httpc_req_free(sl_httpc_req *r) {
   sl_buf_close(&r->hraw);
   sl_buf_close(&r->resp);
   sl__free(r->body);
+  curl_url_cleanup(r->uh);
   sl__free(r->url);
   sl__free(r->method);
   sl__free(r);
