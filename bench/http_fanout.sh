@@ -5,8 +5,13 @@
 #   1. sluice: generate(N) -> buffer_unordered{concurrency: C, fn: sluice.http.get} -> null, workers 1
 #   2. the same with plain Python asyncio streams (no aiohttp): C tasks, each with one keep-alive
 #      connection, sending GET requests and reading the answers (Content-Length framing)
+#   3. bench_http_floor (bench/http_floor.c): the barest client, one epoll thread in C, the floor
+#      the machine and the server allow (what any client's figure is to be read against)
 # and prints wall time, CPU seconds and the fraction of the ideal N * DELAY / C each took, with the
-# most connections the server saw at once and how many it accepted. Prints figures only (bench/README.md).
+# most connections the server saw at once and how many it accepted, and what the server measured
+# (tests/httpd/httpd.c /_stats): its own CPU, the client's turnaround on a kept-alive connection
+# (answer written -> next request read, median and mean) and when the first requests of new
+# connections arrived (mean, last; ms after the first accept). Prints figures only (bench/README.md).
 set -euo pipefail
 B=$(cd "${1:?usage: http_fanout.sh BUILD [N] [C] [DELAY_MS]}" && pwd)
 N=${2:-20000}
@@ -25,6 +30,7 @@ start_server() {
 }
 # the server's connections: most at once / accepted in all (more accepted than at once: not reused)
 max_conns() { python3 -c 'import json,sys,urllib.request; d=json.load(urllib.request.urlopen(sys.argv[1]+"/_stats")); print("%d/%d" % (d["max_conns"], d["accepts"]))' "$URL"; }
+server() { python3 -c 'import json,sys,urllib.request; d=json.load(urllib.request.urlopen(sys.argv[1]+"/_stats")); t=d["turn_us"]; f=d["first_us"]; print("server CPU %.2f s, turnaround %.2f / %.2f ms, first requests %.1f / %.1f ms" % (d["cpu_ms"] / 1000, t[0] / 1000, t[4] / 1000, f[0] / 1000, f[1] / 1000))' "$URL"; }
 ideal=$(python3 -c "print($N * $D / 1000 / $C)")
 echo "http fan-out: $N requests, $C in flight, server delay $D ms; ideal $ideal s; $(uptime | sed 's/.*load/load/')"
 
@@ -47,6 +53,7 @@ read -r wall user sys <"$T/t1"
 ok=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["stages"]; print(d["buffer_unordered#2"]["out"], d["buffer_unordered#2"]["errors"])' "$T/s.json")
 printf 'sluice  w=1      %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
   "$wall" "$(python3 -c "print($user + $sys)")" "$(python3 -c "print(100 * $ideal / $wall)")" "$ok" "$(max_conns)"
+echo "        $(server)"
 
 start_server
 cat >"$T/fan.py" <<'PY'
@@ -84,4 +91,13 @@ port=${URL##*:}
 read -r wall2 user2 sys2 <"$T/t2"
 printf 'asyncio          %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
   "$wall2" "$(python3 -c "print($user2 + $sys2)")" "$(python3 -c "print(100 * $ideal / $wall2)")" "$(cat "$T/py.out")" "$(max_conns)"
+echo "        $(server)"
+if [ -x "$B/bench_http_floor" ]; then
+  start_server
+  /usr/bin/time -f "%e %U %S" -o "$T/t3" "$B/bench_http_floor" "${URL##*:}" "$N" "$C" >"$T/floor.out"
+  read -r wall3 user3 sys3 <"$T/t3"
+  printf 'bare C client    %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
+    "$wall3" "$(python3 -c "print($user3 + $sys3)")" "$(python3 -c "print(100 * $ideal / $wall3)")" "$(cut -d' ' -f1,3 "$T/floor.out")" "$(max_conns)"
+  echo "        $(server)"
+fi
 printf 'sluice / asyncio: %.2f x the speed\n' "$(python3 -c "print($wall2 / $wall)")"

@@ -18,7 +18,9 @@
  *
  * Only the loop thread drives curl in the hot path: sl_httpc_start queues the request and the
  * loop thread adds what is queued after every socket action (or when the queue's eventfd wakes
- * it), so workers never wait while the loop thread reads answers.
+ * it), so workers never wait while the loop thread reads answers. What a worker can do without
+ * the multi handle it does itself, in sl_httpc_req_new: the URL is parsed there (CURLOPT_CURLU)
+ * and a pooled easy handle keeps the options every request shares.
  *
  * Locks: `mu` guards the multi handle and every request's state; curl callbacks run with it held.
  * `qmu` (a leaf) guards the start queue and the pool of easy handles.

@@ -178,6 +178,43 @@ assert k[0]["msg"].startswith("sluice.http: GET http://127.0.0.1:") and "connect
 assert k[3]["echo"] == {"a": 1} and k[4]["body"] == "secure", k
 PY
 
+# ---- requests in turn reuse the client's pooled easy handles: none keeps anything of the request
+# before it (method, body, headers, timeout, TLS verification switched off)
+"$B/sluice_test_httpd" --port-file port2 --log log2 --log-type &
+cleanup_pids+=($!)
+disown
+wait_for 5 test -s port2
+URL2="http://127.0.0.1:$(cat port2)"
+cat >reuse.yaml <<YAML
+pipeline: reuse
+lua: |
+  tls = "https://127.0.0.1:$(cat tls_port)/"
+  function call(r)
+    local h = sluice.http
+    local function get(path) local x = h.get("$URL2" .. path); return x.status .. " " .. x.body end
+    local out = {}
+    out[1] = h.post("$URL2/post", "x", {headers = {["Content-Type"] = "text/x-a"}, timeout = "100ms"}).body
+    out[2] = get("/after-post?delay=300")
+    out[3] = h.request{method = "HEAD", url = "$URL2/head"}.body
+    out[4] = get("/after-head")
+    out[5] = h.request{method = "DELETE", url = "$URL2/delete"}.body
+    out[6] = get("/after-delete")
+    out[7] = h.get(tls, {insecure = true}).body
+    local ok, e = pcall(h.get, tls)
+    out[8] = ok and "verified nothing" or e.kind
+    return out
+  end
+stages:
+  - generate: { count: 1 }
+  - map: call
+  - file: { path: reuse.jsonl, codec: jsonl }
+YAML
+expect 0 "$S" run --quiet reuse.yaml
+printf '%s\n' '["x","200 /after-post?delay=300","","200 /after-head","/delete","200 /after-delete","secure","tls"]' |
+  cmp -s - reuse.jsonl || fail "reused handles: $(cat reuse.jsonl)"
+printf '%s\n' 'POST /post text/x-a x' 'GET /after-post?delay=300 - ' 'HEAD /head - ' 'GET /after-head - ' \
+  'DELETE /delete - ' 'GET /after-delete - ' | cmp -s - log2 || fail "requests the server saw: $(cat log2)"
+
 # ---- outside a stage function, and bad arguments: clear errors
 cat >bad.yaml <<YAML
 pipeline: bad

@@ -11,8 +11,14 @@
  *
  * The body of a 2xx/4xx/5xx answer is the request body when there was one, else the request
  * target; header X-Count is how many requests this path has seen. GET /_stats answers
- * {"requests":N,"conns":C,"max_conns":M,"accepts":A} (connections open now, at most at once, and
- * accepted in all: more accepts than connections at once means the client did not reuse them).
+ * {"requests":N,"conns":C,"max_conns":M,"accepts":A,...} (connections open now, at most at once, and
+ * accepted in all: more accepts than connections at once means the client did not reuse them),
+ * and for the benchmark (bench/http_fanout.sh): "cpu_ms", the server's own CPU time; "turn_us",
+ * the client's turnaround on a kept-alive connection (from an answer written to the whole next
+ * request read on that connection) as [p50, p90, p99, max, mean] in microseconds; "delay_us", from
+ * a request read to its answer written (the delay asked for plus the server's own lateness),
+ * the same way; "first_us", from the first accept to the first request on a new connection, as
+ * [mean, max] (how long opening the connections took, when they are reused).
  *
  * With --log FILE every request is logged as one line: METHOD TARGET BODY (newlines in the
  * body written as |); with --log-type too, METHOD TARGET TYPE BODY, TYPE the Content-Type
@@ -34,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,13 +53,16 @@ typedef struct conn {
   unsigned gen;   /* bumped by every accept on this fd */
   bool busy;      /* a response is pending (no new request read meanwhile) */
   bool close_after;
+  int64_t answered; /* us, monotonic: the last answer written (0: none yet) */
   char *in;       /* request bytes */
   size_t len, cap;
 } conn;
 
 typedef struct pend {
   struct pend *prev, *next;
-  int64_t due;    /* ms, monotonic */
+  int64_t due;    /* us, monotonic: answered then to the microsecond (not at the next millisecond,
+                     which would answer the requests of each millisecond in one burst) */
+  int64_t arrived; /* us, monotonic: when the request was read (for delay_us) */
   int fd;
   unsigned gen;   /* of the connection it answers */
   int status;     /* 0: reset */
@@ -77,11 +87,42 @@ static int default_delay;
 static FILE *logf_;
 static bool log_type;
 
-static int64_t now_ms(void) {
+/* Latency histograms for /_stats: 10 us buckets up to 1 s. */
+#define HBUCKETS 100000
+typedef struct hist {
+  long n[HBUCKETS];
+  long count;
+} hist;
+static hist turn, delays;
+static int64_t first_accept_us, last_first_us, sum_first_us, nfirst;
+
+static int64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+static void hist_add(hist *h, int64_t us) {
+  long b = us < 0 ? 0 : us / 10;
+  h->n[b < HBUCKETS ? b : HBUCKETS - 1]++;
+  h->count++;
+}
+
+/* The value at fraction q of h, in us. */
+static long hist_q(const hist *h, double q) {
+  long want = (long)(q * (double)h->count), seen = 0;
+  for (long b = 0; b < HBUCKETS; b++)
+    if ((seen += h->n[b]) > want || (seen == h->count && h->n[b])) return b * 10;
+  return 0;
+}
+
+static int hist_json(char *b, size_t n, const hist *h) {
+  double sum = 0;
+  for (long i = 0; i < HBUCKETS; i++) sum += (double)h->n[i] * (double)(i * 10 + 5);
+  return snprintf(b, n, "[%ld,%ld,%ld,%ld,%.0f]", hist_q(h, 0.5), hist_q(h, 0.9), hist_q(h, 0.99), hist_q(h, 1.0),
+                  h->count ? sum / (double)h->count : 0.0);
+}
+
 
 static void close_conn(int fd, bool reset) {
   conn *c = &conns[fd];
@@ -146,6 +187,7 @@ static void respond(int fd, int status, const char *body, size_t blen, long coun
   memcpy(buf + hn, body, blen);
   write_all(fd, buf, (size_t)hn + blen);
   free(buf);
+  conns[fd].answered = now_us();
 }
 
 static void process(int fd);
@@ -153,6 +195,7 @@ static void process(int fd);
 static void fire(pend *p) {
   conn *c = &conns[p->fd];
   if (c->open && c->gen == p->gen) {
+    if (p->arrived) hist_add(&delays, now_us() - p->arrived);
     if (p->status == 0) {
       close_conn(p->fd, true);
     } else {
@@ -207,14 +250,25 @@ static void process(int fd) {
   p->fd = fd;
   p->gen = c->gen;
   if (pn == 7 && memcmp(target, "/_stats", 7) == 0) {
-    char b[160];
-    int n = snprintf(b, sizeof b, "{\"requests\":%ld,\"conns\":%ld,\"max_conns\":%ld,\"accepts\":%ld}", nrequests - 1, nconns,
-                     max_conns, naccepts);
+    char b[512], th[100], lh[100];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+    hist_json(th, sizeof th, &turn);
+    hist_json(lh, sizeof lh, &delays);
+    int n = snprintf(b, sizeof b,
+                     "{\"requests\":%ld,\"conns\":%ld,\"max_conns\":%ld,\"accepts\":%ld,\"cpu_ms\":%ld,\"turn_us\":%s,"
+                     "\"delay_us\":%s,\"first_us\":[%ld,%ld]}",
+                     nrequests - 1, nconns, max_conns, naccepts, cpu_ms, th, lh,
+                     nfirst ? (long)(sum_first_us / nfirst) : -1L, last_first_us ? (long)(last_first_us - first_accept_us) : -1L);
     p->body = strndup(b, (size_t)n);
     p->blen = (size_t)n;
     p->status = 200;
-    p->due = now_ms();
+    p->due = now_us();
   } else {
+    if (c->answered) hist_add(&turn, now_us() - c->answered);
+    else last_first_us = now_us(), sum_first_us += last_first_us - first_accept_us, nfirst++;
+    c->answered = 0;
     if (logf_) {
       fprintf(logf_, "%.*s %.*s ", (int)(sp1 - c->in), c->in, (int)tn, target);
       if (log_type) {
@@ -237,12 +291,13 @@ static void process(int fd) {
     p->status = reset ? 0 : status > 0 ? (int)status : 200;
     if (clen) p->body = malloc(clen), memcpy(p->body, c->in + hlen, clen), p->blen = clen;
     else p->body = strndup(target, tn), p->blen = tn;
-    p->due = hang ? INT64_MAX : now_ms() + (delay >= 0 ? delay : default_delay);
+    p->due = hang ? INT64_MAX : now_us() + 1000 * (delay >= 0 ? delay : default_delay);
+    if (!hang) p->arrived = now_us();
   }
   memmove(c->in, c->in + hlen + clen, c->len - hlen - clen);
   c->len -= hlen + clen;
   c->busy = true;
-  if (p->due <= now_ms()) fire(p);
+  if (p->due <= now_us()) fire(p);
   else schedule(p);
 }
 
@@ -304,12 +359,14 @@ int main(int argc, char **argv) {
   epoll_ctl(epfd, EPOLL_CTL_ADD, ls, &ev);
   struct epoll_event evs[256];
   for (;;) {
-    int timeout = -1;
+    struct timespec timeout, *tp = NULL;
     if (phead && phead->due != INT64_MAX) {
-      int64_t d = phead->due - now_ms();
-      timeout = d < 0 ? 0 : (int)d;
+      int64_t d = phead->due - now_us();
+      if (d < 0) d = 0;
+      timeout = (struct timespec){.tv_sec = d / 1000000, .tv_nsec = d % 1000000 * 1000};
+      tp = &timeout;
     }
-    int n = epoll_wait(epfd, evs, 256, timeout);
+    int n = epoll_pwait2(epfd, evs, 256, tp, NULL);
     for (int i = 0; i < n; i++) {
       int fd = evs[i].data.fd;
       if (fd == ls) {
@@ -321,7 +378,7 @@ int main(int argc, char **argv) {
           }
           setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           conns[cfd] = (conn){.fd = cfd, .open = true, .gen = conns[cfd].gen + 1, .in = conns[cfd].in, .cap = conns[cfd].cap};
-          naccepts++;
+          if (!naccepts++) first_accept_us = now_us();
           if (++nconns > max_conns) max_conns = nconns;
           struct epoll_event ce = {.events = EPOLLIN, .data.fd = cfd};
           epoll_ctl(epfd, EPOLL_CTL_ADD, cfd, &ce);
@@ -330,7 +387,7 @@ int main(int argc, char **argv) {
         on_readable(fd);
       }
     }
-    int64_t t = now_ms();
+    int64_t t = now_us();
     while (phead && phead->due <= t) {
       pend *p = phead;
       phead = p->next;
