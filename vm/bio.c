@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -156,7 +157,13 @@ sl_bio *sl_bio_new(void) {
   pthread_mutex_init(&b->mu, NULL);
   pthread_cond_init(&b->work, NULL);
   pthread_cond_init(&b->done, NULL);
-  if (pthread_create(&b->thread, NULL, bio_main, b) != 0) {
+  sigset_t block, old; /* like the workers, SIGPIPE blocked: a closed pipe is EPIPE, not death */
+  sigemptyset(&block);
+  sigaddset(&block, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  int rc = pthread_create(&b->thread, NULL, bio_main, b);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->done);
