@@ -6,9 +6,9 @@
  * final chunk (encrypt relies on it to seal the end of the stream). To know that a chunk is
  * the last one, the source reads one chunk ahead. Pipes are read when they are readable (the
  * event loop watches them), so a quiet pipe holds no worker. A regular file read in chunks of
- * ASYNC_AT bytes or more is read on the engine's I/O thread (vm/bio.h), READS_AHEAD chunks
- * ahead: the kernel's copy out of the page cache is not the worker's time (protect on 1 worker
- * spent ~8% of it there).
+ * ASYNC_AT bytes or more is read on the engine's I/O thread (vm/bio.h; inline when the workers
+ * fill the CPUs), READS_AHEAD chunks ahead: the kernel's copy out of the page cache is not the
+ * worker's time (protect on 1 worker spent ~8% of it there).
  *
  * Read-ahead. Reading from the page cache is ten times faster than compressing or sealing, so
  * left to the queues the source would read up to 1024 chunks (1 GiB of 1 MiB chunks) ahead of
@@ -58,7 +58,7 @@ typedef struct readf {
   int64_t index;    /* index of `ready` */
   int64_t offset;   /* offset of `ready` */
   sl_stage *st;
-  sl_bio_file *bio; /* a regular file's reads, on the engine's I/O thread (chunks of ASYNC_AT or more) */
+  sl_bio_file *bio; /* a regular file's reads through the I/O thread (chunks of ASYNC_AT or more) */
   sl_value *held;   /* the bytes of chunks emitted, one reference each (see the top) */
   uint32_t nheld;
   uint32_t window;  /* the most chunks whose bytes are referenced downstream */
