@@ -3,8 +3,8 @@
 # (default 20,000), C in flight (default 500), against the test server (tests/httpd/httpd.c)
 # answering after DELAY_MS (default 20) on a loopback port. Runs
 #   1. sluice: generate(N) -> buffer_unordered{concurrency: C, fn: sluice.http.get} -> null, workers 1
-#   2. the same with plain Python asyncio streams (no aiohttp): C tasks, each with one keep-alive
-#      connection, sending GET requests and reading the answers (Content-Length framing)
+#   2. the same with plain Python asyncio streams (no aiohttp): bench/peers/fanout.py, bench/run's
+#      peer, with C kept-alive connections (Content-Length framing)
 #   3. bench_http_floor (bench/http_floor.c): the barest client, one epoll thread in C, the floor
 #      the machine and the server allow (what any client's figure is to be read against)
 # and prints wall time, CPU seconds and the fraction of the ideal N * DELAY / C each took, with the
@@ -48,56 +48,25 @@ stages:
   - buffer_unordered: { concurrency: $C, fn: call }
   - null: {}
 YAML
+# row NAME RESULTS WALL USER SYS: one line of figures, then what the server measured
+row() {
+  printf '%-16s %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
+    "$1" "$3" "$(python3 -c "print($4 + $5)")" "$(python3 -c "print(100 * $ideal / $3)")" "$2" "$(max_conns)"
+  echo "        $(server)"
+}
 /usr/bin/time -f "%e %U %S" -o "$T/t1" "$B/sluice" run --quiet --workers 1 --stats "$T/s.json" "$T/fan.yaml"
 read -r wall user sys <"$T/t1"
 ok=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["stages"]; print(d["buffer_unordered#2"]["out"], d["buffer_unordered#2"]["errors"])' "$T/s.json")
-printf 'sluice  w=1      %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
-  "$wall" "$(python3 -c "print($user + $sys)")" "$(python3 -c "print(100 * $ideal / $wall)")" "$ok" "$(max_conns)"
-echo "        $(server)"
+row "sluice  w=1" "$ok" "$wall" "$user" "$sys"
 
-start_server
-cat >"$T/fan.py" <<'PY'
-import asyncio, sys
-host, port, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-async def worker(queue, bad):
-    reader, writer = await asyncio.open_connection(host, port)
-    while True:
-        try:
-            i = queue.get_nowait()
-        except asyncio.QueueEmpty:
-            break
-        path = "/item/%d" % i
-        writer.write(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host)).encode())
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        body = await reader.readexactly(length)
-        if body.decode() != path:
-            bad.append(i)
-    writer.close()
-async def main():
-    queue = asyncio.Queue()
-    for i in range(1, n + 1):
-        queue.put_nowait(i)
-    bad = []
-    await asyncio.gather(*(worker(queue, bad) for _ in range(c)))
-    print(n - len(bad), len(bad))
-asyncio.run(main())
-PY
-port=${URL##*:}
-/usr/bin/time -f "%e %U %S" -o "$T/t2" python3 "$T/fan.py" 127.0.0.1 "$port" "$N" "$C" >"$T/py.out"
+start_server # bench/run's asyncio peer, with C connections (it fails on a wrong answer)
+/usr/bin/time -f "%e %U %S" -o "$T/t2" python3 "$(dirname "$0")/peers/fanout.py" http "$N" "$T/py.out" "${URL##*:}" "$C"
 read -r wall2 user2 sys2 <"$T/t2"
-printf 'asyncio          %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
-  "$wall2" "$(python3 -c "print($user2 + $sys2)")" "$(python3 -c "print(100 * $ideal / $wall2)")" "$(cat "$T/py.out")" "$(max_conns)"
-echo "        $(server)"
+row asyncio "$(wc -l <"$T/py.out") 0" "$wall2" "$user2" "$sys2"
 if [ -x "$B/bench_http_floor" ]; then
   start_server
   /usr/bin/time -f "%e %U %S" -o "$T/t3" "$B/bench_http_floor" "${URL##*:}" "$N" "$C" >"$T/floor.out"
   read -r wall3 user3 sys3 <"$T/t3"
-  printf 'bare C client    %6.2f s  %5.2f CPU s  %5.1f%% of ideal  results/errors %s  server conns at once/accepted %s\n' \
-    "$wall3" "$(python3 -c "print($user3 + $sys3)")" "$(python3 -c "print(100 * $ideal / $wall3)")" "$(cut -d' ' -f1,3 "$T/floor.out")" "$(max_conns)"
-  echo "        $(server)"
+  row "bare C client" "$(cut -d' ' -f1,3 "$T/floor.out")" "$wall3" "$user3" "$sys3"
 fi
 printf 'sluice / asyncio: %.2f x the speed\n' "$(python3 -c "print($wall2 / $wall)")"

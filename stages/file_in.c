@@ -95,8 +95,11 @@ static bool frames_direct(fin *f) {
   int count = 0;
   for (; count < DIRECT_SAMPLE; count++) {
     unsigned char h[4];
-    if (pread_full(f->fd, h, 4, pos) != 4 || (count == 0 && sl_lz4_magic(h))) break;
-    size_t n = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+    size_t n;
+    sl_error_t err; /* a bad length ends the sample: produce reports it where it stands */
+    if (pread_full(f->fd, h, 4, pos) != 4 || (count == 0 && sl_lz4_magic(h)) ||
+        sl_frame_length(h, f->dec.max_record, pos - f->base, &n, &err))
+      break;
     sum += n;
     pos += 4 + n;
   }

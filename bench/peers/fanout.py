@@ -3,22 +3,24 @@
 500 at once (asyncio.Semaphore), writing each call's number on its own line to OUT as it finishes
 (what sluice's buffer_unordered -> file jsonl writes).
 
-  fanout.py sleep CALLS OUT         each call is asyncio.sleep(0.02)
-  fanout.py http CALLS OUT PORT     each call is GET /item/<number> to sluice_test_httpd on
-                                    127.0.0.1:PORT (started by bench/run), which answers after
-                                    20 ms with the path as its body (checked); HTTP/1.1 over a
-                                    pool of 500 kept-alive connections opened in the timed run
+  fanout.py sleep CALLS OUT [C]        each call is asyncio.sleep(0.02)
+  fanout.py http CALLS OUT PORT [C]    each call is GET /item/<number> to sluice_test_httpd on
+                                       127.0.0.1:PORT (started by bench/run or
+                                       bench/http_fanout.sh), which answers after its delay with
+                                       the path as its body (checked); HTTP/1.1 over a pool of C
+                                       kept-alive connections opened in the timed run
+C: calls at once (default 500).
 """
 import asyncio
 import sys
 
 
-async def main(mode, calls, out_path, port):
-    sem = asyncio.Semaphore(500)
+async def main(mode, calls, out_path, port, c):
+    sem = asyncio.Semaphore(c)
     done = []
     pool = asyncio.Queue()
     if mode == "http":
-        for conn in await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(500))):
+        for conn in await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(c))):
             pool.put_nowait(conn)
 
     async def call(i):
@@ -51,5 +53,6 @@ async def main(mode, calls, out_path, port):
 
 if __name__ == "__main__":
     mode, calls, out_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    asyncio.run(main(mode, calls, out_path, port))
+    rest = [int(a) for a in sys.argv[4:]]
+    port = rest.pop(0) if mode == "http" else 0
+    asyncio.run(main(mode, calls, out_path, port, rest[0] if rest else 500))
