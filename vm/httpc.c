@@ -179,8 +179,8 @@ static void done(shard *sh) {
     else h->running = r->next;
     if (r->next) r->next->prev = r->prev;
     atomic_store(&r->state, R_DONE);
-    sl_loop_hold(h->loop, -1);
     r->cb(r->arg, r->token);
+    sl_loop_hold(h->loop, -1); /* after the post: the stage is runnable (sl_sched_all_idle) */
   }
 }
 
@@ -248,8 +248,8 @@ static void start_queued(sl_httpc *h) {
       r->kind = SL_HTTPC_OTHER;
       snprintf(r->err, sizeof r->err, "libcurl refused the request");
       atomic_store(&r->state, R_DONE);
-      sl_loop_hold(h->loop, -1);
       r->cb(r->arg, r->token);
+      sl_loop_hold(h->loop, -1);
     }
     r = next;
   }

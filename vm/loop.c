@@ -385,7 +385,7 @@ static void arm(sl_loop *l) {
 /* Virtual clock: when every worker is idle, jump to the earliest timer. */
 static bool advance_virtual(sl_loop *l) {
   sl_sched *s = atomic_load(&l->sched);
-  if (!s || atomic_load(&l->holds) > 0 || !sl_sched_all_idle(s)) return false;
+  if (!s || !sl_sched_all_idle(s, &l->holds)) return false;
   bool moved = false;
   pthread_mutex_lock(&l->mu);
   if (l->heap_len > 0) {

@@ -253,9 +253,10 @@ void sl_sched_free(sl_sched *s) {
   sl__free(s);
 }
 
-bool sl_sched_all_idle(sl_sched *s) {
+bool sl_sched_all_idle(sl_sched *s, atomic_int *holds) {
   pthread_mutex_lock(&s->mu);
-  bool idle = s->nidle == s->nworkers && atomic_load(&s->nqueued) == 0;
+  /* the holds first: a non-worker that posts and then drops its hold is seen posted */
+  bool idle = atomic_load(holds) == 0 && s->nidle == s->nworkers && atomic_load(&s->nqueued) == 0;
   pthread_mutex_unlock(&s->mu);
   return idle;
 }

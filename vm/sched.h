@@ -55,7 +55,11 @@ void sl_sched_free(sl_sched *s);
 void sl_task_init(sl_task *t, sl_task_run_cb run, sl_task_dead_cb dead);
 /* Makes t runnable (no effect if queued, dead, or running: then it runs once more). Thread-safe. */
 void sl_sched_wake(sl_sched *s, sl_task *t);
-/* True when every worker is idle and nothing is queued (a snapshot). */
-bool sl_sched_all_idle(sl_sched *s);
+/* True when every worker is idle, nothing is queued and *holds is 0, read together under the
+ * pool mutex: no worker can turn busy between the reads, so a worker that started work (and
+ * took a hold for it) and went idle again is never seen as "idle, no holds" by a reader that
+ * looked at the holds before the work and at the workers after it. A thread other than a
+ * worker that drops a hold must make its wake-up (a queued task) visible before it drops it. */
+bool sl_sched_all_idle(sl_sched *s, atomic_int *holds);
 
 #endif

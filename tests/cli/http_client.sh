@@ -67,12 +67,16 @@ assert len(d) == 1 and d[0]["record"] == 2 and d[0]["attempts"] == 1, d
 assert "sluice.http: GET http://127.0.0.1:" in d[0]["error"] and "/missing?status=404: status 404" in d[0]["error"], d
 PY
 
-# ---- a server that resets connections trips the breaker; after open_for a probe closes it
+# ---- a server that resets connections trips the breaker; after open_for a probe closes it.
+# Also at 8 workers (more than this machine's CPUs): the virtual clock must not move while a
+# request is in flight even when the worker that started it goes idle at once (a race that let
+# record 4 in before record 3's failure was counted).
+for w in 1 8; do
 cat >cb.yaml <<YAML
 pipeline: breaker
 lua: |
   function call(r)
-    local ok, e = pcall(sluice.http.get, "$URL/cb?reset=1&fail=3")
+    local ok, e = pcall(sluice.http.get, "$URL/cb$w?reset=1&fail=3")
     if not ok then error(e) end
     return {r = r, t = sluice.now()}
   end
@@ -84,12 +88,13 @@ stages:
       circuit_breaker: { window: 4, min_calls: 3, failure_rate: 50, open_for: 3500ms, half_open_calls: 1 }
   - file: { path: cb.jsonl, codec: jsonl }
 YAML
-expect 0 "$S" run --virtual-time --stats cbs.json cb.yaml
+expect 0 "$S" run --workers $w --virtual-time --stats cbs.json cb.yaml
 # records 1-3 reach the resetting server (connection errors), 4-6 find the breaker open (t=3..5 <
 # 2+3.5), 7 is the half-open probe (t=6): it succeeds and closes the breaker, so 8 runs too
-printf '%s\n' '{"r":7,"t":6.0}' '{"r":8,"t":7.0}' | cmp -s - cb.jsonl || fail "breaker output: $(cat cb.jsonl)"
-err_has "sluice.http: GET $URL/cb?reset=1&fail=3: connection error: " "circuit open"
-[ "$(grep -c 'circuit open' err)" -eq 3 ] || fail "circuit open 3 times: $(cat err)"
+printf '%s\n' '{"r":7,"t":6.0}' '{"r":8,"t":7.0}' | cmp -s - cb.jsonl || fail "breaker output at $w workers: $(cat cb.jsonl) $(cat err)"
+err_has "sluice.http: GET $URL/cb$w?reset=1&fail=3: connection error: " "circuit open"
+[ "$(grep -c 'circuit open' err)" -eq 3 ] || fail "circuit open 3 times at $w workers: $(cat err)"
+done
 
 # ---- a timeout cancels the request in flight: the server sees its connection closed
 cat >tmo.yaml <<YAML
