@@ -84,9 +84,44 @@ static char *slurp(const char *path, size_t *n) {
 /* Seconds of each library call in libs_alone (lz4 and AES-GCM apart, for bench/run). */
 static double lz4_s, lz4d_s, gcm_s, gcmd_s;
 
+static void prime(const char *out, size_t bytes);
+
+/* Where libs_alone reads and writes when it does the file I/O too: the plain input, the sealed
+ * file it writes and reads back, the restored file (each written to path.tmp, then renamed, as
+ * the file sink does). */
+typedef struct {
+  const char *in, *sealed, *back;
+} file_io;
+
+static int open_tmp(const char *path, char *tmp, size_t cap) {
+  snprintf(tmp, cap, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) abort();
+  return fd;
+}
+
+static void write_all(int fd, const void *p, size_t n) {
+  for (size_t off = 0; off < n;) {
+    ssize_t w = write(fd, (const char *)p + off, n - off);
+    if (w <= 0) abort();
+    off += (size_t)w;
+  }
+}
+
+static void read_all(int fd, void *p, size_t n) {
+  for (size_t off = 0; off < n;) {
+    ssize_t r = read(fd, (char *)p + off, n - off);
+    if (r <= 0) abort();
+    off += (size_t)r;
+  }
+}
+
 /* The libraries alone, one core, the same chunks and settings as the stages. Returns seconds
- * for compress+seal (*seal_s) and open+decompress (*open_s). */
-static void libs_alone(const char *data, size_t n, double *seal_s, double *open_s) {
+ * for compress+seal (*seal_s) and open+decompress (*open_s), and their CPU seconds in cpu[0]
+ * and cpu[1]. With io, the same loop also reads
+ * its input from a file and writes its output to one, with plain read(2)/write(2) on the same
+ * thread: what any one-core program that protects or restores a file cannot do without. */
+static void libs_alone(const char *data, size_t n, const file_io *io, double *seal_s, double *open_s, double cpu[2]) {
   LZ4F_cctx *cctx;
   LZ4F_dctx *dctx;
   LZ4F_createCompressionContext(&cctx, LZ4F_VERSION);
@@ -98,46 +133,60 @@ static void libs_alone(const char *data, size_t n, double *seal_s, double *open_
   size_t nchunks = (n + CHUNK - 1) / CHUNK;
   char **z = calloc(nchunks, sizeof *z);
   size_t *zl = calloc(nchunks, sizeof *zl);
-  char *tmp = malloc(cap), *plain = malloc(CHUNK);
+  char *tmp = malloc(cap), *plain = malloc(CHUNK), *sealed = malloc(cap + 16), tmpname[600];
   unsigned char key[32] = {1}, iv[12] = {2};
   EVP_CIPHER_CTX *gcm = EVP_CIPHER_CTX_new();
   EVP_CipherInit_ex(gcm, EVP_aes_256_gcm(), NULL, key, NULL, 1);
-  int len;
-  double t0 = now();
+  int len, ifd = -1, ofd = -1;
+  if (io) prime(io->sealed, n / 4);
+  double t0 = now(), c0 = cpu_s(RUSAGE_SELF);
+  if (io) ifd = open(io->in, O_RDONLY), ofd = open_tmp(io->sealed, tmpname, sizeof tmpname);
   for (size_t i = 0; i < nchunks; i++) {
     size_t clen = n - i * CHUNK < CHUNK ? n - i * CHUNK : CHUNK;
+    const char *src = data + i * CHUNK;
+    if (io) read_all(ifd, plain, clen), src = plain;
     prefs.frameInfo.contentSize = clen;
     double t1 = now();
     size_t h = LZ4F_compressBegin(cctx, tmp, cap, &prefs);
-    h += LZ4F_compressUpdate(cctx, tmp + h, cap - h, data + i * CHUNK, clen, NULL);
+    h += LZ4F_compressUpdate(cctx, tmp + h, cap - h, src, clen, NULL);
     h += LZ4F_compressEnd(cctx, tmp + h, cap - h, NULL);
-    z[i] = malloc(h + 16);
+    z[i] = io ? sealed : malloc(h + 16);
     iv[11] = (unsigned char)i;
     double t2 = now();
     EVP_CipherInit_ex(gcm, NULL, NULL, NULL, iv, 1);
     EVP_CipherUpdate(gcm, (unsigned char *)z[i], &len, (unsigned char *)tmp, (int)h);
     EVP_CipherFinal_ex(gcm, (unsigned char *)z[i] + h, &len);
     EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_GET_TAG, 16, z[i] + h);
-    lz4_s += t2 - t1, gcm_s += now() - t2;
+    if (io) write_all(ofd, z[i], h + 16), z[i] = NULL;
+    else lz4_s += t2 - t1, gcm_s += now() - t2;
     zl[i] = h;
   }
+  if (io) close(ifd), close(ofd), rename(tmpname, io->sealed);
   *seal_s = now() - t0;
-  t0 = now();
+  cpu[0] = cpu_s(RUSAGE_SELF) - c0;
+  if (io) prime(io->back, n);
+  t0 = now(), c0 = cpu_s(RUSAGE_SELF);
+  if (io) ifd = open(io->sealed, O_RDONLY), ofd = open_tmp(io->back, tmpname, sizeof tmpname);
   for (size_t i = 0; i < nchunks; i++) {
+    const char *src = z[i];
+    if (io) read_all(ifd, sealed, zl[i] + 16), src = sealed;
     iv[11] = (unsigned char)i;
     double t1 = now();
     EVP_CipherInit_ex(gcm, NULL, NULL, NULL, iv, 0);
-    EVP_CipherUpdate(gcm, (unsigned char *)tmp, &len, (unsigned char *)z[i], (int)zl[i]);
-    EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_TAG, 16, z[i] + zl[i]);
+    EVP_CipherUpdate(gcm, (unsigned char *)tmp, &len, (const unsigned char *)src, (int)zl[i]);
+    EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_TAG, 16, (void *)(src + zl[i]));
     if (EVP_CipherFinal_ex(gcm, (unsigned char *)tmp + zl[i], &len) != 1) abort();
     double t2 = now();
     size_t out = CHUNK, in = zl[i];
     LZ4F_decompress(dctx, plain, &out, tmp, &in, NULL);
-    gcmd_s += t2 - t1, lz4d_s += now() - t2;
+    if (io) write_all(ofd, plain, out);
+    else gcmd_s += t2 - t1, lz4d_s += now() - t2;
   }
+  if (io) close(ifd), close(ofd), rename(tmpname, io->back);
   *open_s = now() - t0;
+  cpu[1] = cpu_s(RUSAGE_SELF) - c0;
   for (size_t i = 0; i < nchunks; i++) free(z[i]);
-  free(z), free(zl), free(tmp), free(plain);
+  free(z), free(zl), free(tmp), free(plain), free(sealed);
   EVP_CIPHER_CTX_free(gcm);
   LZ4F_freeCompressionContext(cctx);
   LZ4F_freeDecompressionContext(dctx);
@@ -240,7 +289,7 @@ int main(int argc, char **argv) {
       return 1;
     }
     double seal, open;
-    libs_alone(text, len, &seal, &open);
+    libs_alone(text, len, NULL, &seal, &open, (double[2]){0});
     free(text);
     bool seal_half = strcmp(argv[3], "open") != 0;
     printf("BENCH {\"seconds\": %.6f, \"bytes\": %zu, \"lz4_mbps\": %.1f, \"gcm_mbps\": %.1f}\n", seal_half ? seal : open,
@@ -283,8 +332,8 @@ int main(int argc, char **argv) {
   printf("bench_protect: %.0f MB of access-log text in 1 MiB chunks, %d run(s), load average %s\n", mb, runs, load);
 
   /* wall seconds, then CPU seconds, of each variant and run */
-  double ls[15], lo[15], p1[15], p2[15], r1[15], r2[15], s1[15], s2[15];
-  double cls[15], clo[15], cp1[15], cp2[15], cr1[15], cr2[15], cs1[15], cs2[15];
+  double ls[15], lo[15], fs[15], fo[15], p1[15], p2[15], r1[15], r2[15], s1[15], s2[15];
+  double cls[15], clo[15], cfs[15], cfo[15], cp1[15], cp2[15], cr1[15], cr2[15], cs1[15], cs2[15];
   char jin[600], jslc[600], jback[600], jslcin[600];
   snprintf(jin, sizeof jin, "{\"path\": \"%s\", \"size\": \"1MiB\"}", in);
   snprintf(jslc, sizeof jslc, "{\"path\": \"%s\", \"codec\": \"frames\"}", slc);
@@ -296,9 +345,12 @@ int main(int argc, char **argv) {
   const char *rj[] = {jslcin, "{\"key_env\": \"SL_BENCH_KEY\", \"on_error\": \"fail\", \"queue\": {\"capacity\": 4}}", "{\"on_error\": \"fail\"}", jback};
   prime_data = data; /* every output is primed and removed before the run that writes it */
   for (int r = 0; r < runs; r++) {
-    double c0 = cpu_s(RUSAGE_SELF);
-    libs_alone(data, n, &ls[r], &lo[r]);
-    cls[r] = (cpu_s(RUSAGE_SELF) - c0) * ls[r] / (ls[r] + lo[r]), clo[r] = (cpu_s(RUSAGE_SELF) - c0) - cls[r];
+    double c[2];
+    libs_alone(data, n, NULL, &ls[r], &lo[r], c);
+    cls[r] = c[0], clo[r] = c[1];
+    libs_alone(data, n, &(file_io){in, slc, back}, &fs[r], &fo[r], c);
+    cfs[r] = c[0], cfo[r] = c[1];
+    if (r == 0 && !same_file(in, back)) { fprintf(stderr, "restored file differs (libraries + file I/O)\n"); return 1; }
     p1[r] = run(1, pk, pj, 4, slc, n / 4, &cp1[r]);
     r1[r] = run(1, rk, rj, 4, back, n, &cr1[r]);
     if (r == 0 && !same_file(in, back)) { fprintf(stderr, "restored file differs (w=1)\n"); return 1; }
@@ -315,17 +367,20 @@ int main(int argc, char **argv) {
   stat(slc, &st);
   double ratio = (double)n / (double)st.st_size;
   double L = mb / median(ls, runs), LO = mb / median(lo, runs);
+  double F = mb / median(fs, runs), FO = mb / median(fo, runs);
   double P1 = mb / median(p1, runs), P2 = mb / median(p2, runs), R1 = mb / median(r1, runs), R2 = mb / median(r2, runs);
   double S1 = mb / median(s1, runs), S2 = mb / median(s2, runs);
   printf("  protected size: %.1f%% of the input (ratio %.2f)\n", 100.0 / ratio, ratio);
   printf("  %-44s %9s %9s   CPU s: %7s %7s\n", "", "protect", "restore", "protect", "restore");
   printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "libraries alone, 1 core (LZ4F + OpenSSL GCM)", L, LO, median(cls, runs), median(clo, runs));
+  printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "  + file read/write, same thread", F, FO, median(cfs, runs), median(cfo, runs));
   printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "sluice workers=1", P1, R1, median(cp1, runs), median(cr1, runs));
   printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "sluice workers=2", P2, R2, median(cp2, runs), median(cr2, runs));
   printf("  %-44s %7.0f MB/s %7.0f MB/s %14.3f %7.3f\n", "lz4 -1 | openssl enc -aes-256-ctr -pbkdf2", S1, S2, median(cs1, runs), median(cs2, runs));
   printf("  workers=1 / libraries: %.0f%% / %.0f%%;  workers=2 / workers=1: %.2fx / %.2fx;  workers=2 / 2 x libraries: %.0f%% / %.0f%%\n",
          100 * P1 / L, 100 * R1 / LO, P2 / P1, R2 / R1, 100 * P2 / (2 * L), 100 * R2 / (2 * LO));
   printf("  workers=2 / shell pipeline: %.2fx / %.2fx\n", P2 / S1, R2 / S2);
+  printf("  workers=1 / (libraries + file I/O, 1 core): %.0f%% / %.0f%%\n", 100 * P1 / F, 100 * R1 / FO);
   unlink(in), unlink(slc), unlink(back), unlink(sh), unlink(shb);
   return 0;
 }

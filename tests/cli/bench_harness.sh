@@ -65,3 +65,17 @@ expect 2 "$B/bench_protect" --bogus
 err_has "usage: bench_protect"
 expect 2 "$B/bench_protect" 0
 err_has "usage: bench_protect"
+
+# bench_protect on 2 MiB: every row runs, and the libraries' own file round trip (read, seal,
+# write; read, open, write) gives back the input, as the sluice runs must (it exits 1 if not)
+expect 0 "$B/bench_protect" 2 --dir "$PWD"
+out_has "libraries alone, 1 core" "+ file read/write, same thread" "sluice workers=2" "workers=1 / (libraries + file I/O, 1 core): "
+[ -z "$(ls sluice-bench-log-* 2>/dev/null)" ] || fail "bench_protect left files: $(ls sluice-bench-log-*)"
+
+# bench_lz4_handoff on a 3 MiB file: the five variants, each with its figures
+python3 -c 'import random, sys; r = random.Random(7); sys.stdout.write("".join("10.0.%d.%d GET /item/%d 200\n" % (r.randrange(256), r.randrange(256), r.randrange(10**6)) for _ in range(120000))[:3 << 20])' >text.bin
+expect 0 "$B/bench_lz4_handoff" text.bin --runs 1
+out_has "3 chunks of 1 MiB" "one warm buffer" "20 buffers in turn" "each read by a second thread" "each write()n by a second thread"
+[ "$(grep -cE ' [0-9]+\.[0-9]{3} s +[0-9]+ MB/s +[0-9]+%$' out)" -eq 5 ] || fail "bench_lz4_handoff rows: $(cat out)"
+expect 2 "$B/bench_lz4_handoff" --bogus
+err_has "usage: bench_lz4_handoff"
