@@ -106,8 +106,8 @@ static int check_io(file *f) {
 
 /* Queues the pending bytes, then string `tail` (NULL: none), for the I/O thread. */
 static int put(file *f, sl_buf *b, const sl_value *tail) {
-  int rc = sl_bio_write(f->bio, b, tail);
-  return rc ? rc : check_io(f);
+  sl_bio_write(f->bio, b, tail);
+  return check_io(f);
 }
 
 /* Makes room in zb for the compressed form of n more bytes (or of the frame's end when n is 0);

@@ -143,7 +143,7 @@ static int fill_behind(readf *r) {
     sl_value v;
     char *data;
     if (sl_bytes_new((size_t)r->size, &v, &data) != 0) return SL_ENOMEM;
-    if (sl_bio_read(r->bio, v, data, (size_t)r->size, -1) != 0) return SL_ENOMEM;
+    sl_bio_read(r->bio, v, data, (size_t)r->size, -1);
   }
   size_t got;
   int e;

@@ -265,7 +265,7 @@ static void enqueue(sl_bio_file *f, bio_op *op) {
   pthread_mutex_unlock(&b->mu);
 }
 
-int sl_bio_write(sl_bio_file *f, sl_buf *buf, const sl_value *tail) {
+void sl_bio_write(sl_bio_file *f, sl_buf *buf, const sl_value *tail) {
   bio_op *op = sl__xcalloc(1, sizeof *op);
   op->kind = OP_WRITE;
   op->buf = *buf;
@@ -276,10 +276,9 @@ int sl_bio_write(sl_bio_file *f, sl_buf *buf, const sl_value *tail) {
   sl_buf_init(&f->spare);
   unlock(f);
   enqueue(f, op);
-  return 0;
 }
 
-int sl_bio_read(sl_bio_file *f, sl_value into, char *dst, size_t want, int64_t offset) {
+void sl_bio_read(sl_bio_file *f, sl_value into, char *dst, size_t want, int64_t offset) {
   bio_op *op = sl__xcalloc(1, sizeof *op);
   op->kind = OP_READ;
   op->val = into;
@@ -287,7 +286,6 @@ int sl_bio_read(sl_bio_file *f, sl_value into, char *dst, size_t want, int64_t o
   op->bytes = want;
   op->offset = offset;
   enqueue(f, op);
-  return 0;
 }
 
 bool sl_bio_take_read(sl_bio_file *f, sl_value *into, size_t *got, int *err) {

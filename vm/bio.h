@@ -54,12 +54,14 @@ void sl_bio_close(sl_bio_file *f);
 
 /* Queues a write of buf's bytes, then of string `tail` (NULL: none; a reference is taken).
  * buf is taken over: it is left empty (with a spare buffer's capacity when one came back).
- * Returns 0 (an operation is a small fixed-size allocation: sl__xmalloc's rule). */
-int sl_bio_write(sl_bio_file *f, sl_buf *buf, const sl_value *tail);
+ * Cannot fail (an operation is a small fixed-size allocation: sl__xmalloc's rule); a failed
+ * write shows later, in sl_bio_error. */
+void sl_bio_write(sl_bio_file *f, sl_buf *buf, const sl_value *tail);
 /* Queues a read of up to `want` bytes into dst, the bytes of string `into` (taken; a heap string,
  * whose bytes stay put when the value moves), at `offset`, or at the file's position when
- * offset < 0. A read stops short only at the end of the file (or on an error). Returns 0. */
-int sl_bio_read(sl_bio_file *f, sl_value into, char *dst, size_t want, int64_t offset);
+ * offset < 0. A read stops short only at the end of the file (or on an error). Cannot fail;
+ * the read's own error comes with it from sl_bio_take_read. */
+void sl_bio_read(sl_bio_file *f, sl_value into, char *dst, size_t want, int64_t offset);
 /* The oldest finished read: true and *into (owned), *got bytes, *err (errno, 0 ok); false when
  * none has finished. */
 bool sl_bio_take_read(sl_bio_file *f, sl_value *into, size_t *got, int *err);
