@@ -174,6 +174,7 @@ X(pipeline_lua_memory)
 /* event loop: persistent fd watches, the virtual clock hold (tests/test_loop.c) */
 X(loop_io_level_and_modify)
 X(loop_hold_stops_virtual_clock)
+X(loop_cancel_timers_keeps_the_others)
 /* partition_by (tests/test_partition.c) */
 X(partition_custom_kind)
 X(partition_errors)

@@ -118,3 +118,50 @@ TEST(loop_hold_stops_virtual_clock) {
   sl_sched_free(s);
   sl_loop_free(l);
 }
+
+/* Cancelling one owner's timers (as a stage that ends does) leaves every other timer, in
+ * deadline order: 300 timers of three owners with scattered deadlines, the middle owner's
+ * cancelled, then the virtual clock runs them all. */
+static atomic_int fired_by[3];
+static atomic_llong last_fire, out_of_order;
+static sl_loop *order_loop;
+static void order_cb(void *arg, uint64_t token) {
+  (void)arg;
+  atomic_fetch_add(&fired_by[token], 1);
+  long long now = sl_loop_now(order_loop);
+  if (now < atomic_exchange(&last_fire, now)) atomic_fetch_add(&out_of_order, 1);
+}
+
+TEST(loop_cancel_timers_keeps_the_others) {
+  sl_loop *l;
+  sl_sched *s;
+  sl__mem mem = {.fn = test_alloc};
+  ASSERT(sl_loop_new(true, &l) == 0);
+  order_loop = l;
+  int owners[3];
+  for (int k = 0; k < 3; k++) atomic_store(&fired_by[k], 0);
+  atomic_store(&last_fire, 0);
+  atomic_store(&out_of_order, 0);
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 300; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int k = (int)(x % 3);
+    ASSERT(sl_loop_timer(l, 1000 + (int64_t)(x % 100000), &owners[k], order_cb, NULL, (uint64_t)k) > 0);
+  }
+  int per[3] = {0};
+  x = 88172645463325252ull;
+  for (int i = 0; i < 300; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    per[x % 3]++;
+  }
+  sl_loop_cancel_timers(l, &owners[1]);
+  ASSERT(sl_sched_new(1, &mem, sl_loop_notify_idle, l, &s) == 0); /* the clock moves from now on */
+  sl_loop_set_sched(l, s);
+  sl_loop_notify_idle(l);
+  ASSERT(wait_until(&fired_by[0], per[0]) && wait_until(&fired_by[2], per[2]));
+  ASSERT_EQ(atomic_load(&fired_by[1]), 0);
+  ASSERT_EQ(atomic_load(&out_of_order), 0);
+  sl_loop_set_sched(l, NULL);
+  sl_sched_free(s);
+  sl_loop_free(l);
+}

@@ -148,6 +148,15 @@ static void sift_down(sl_loop *l, int32_t i) {
   heap_set(l, i, s);
 }
 
+/* Makes a timer's slot free; its id goes stale. mu held. */
+static void free_slot(sl_loop *l, uint32_t slot) {
+  tslot *t = &l->slots[slot];
+  t->heap_idx = -1;
+  t->gen = t->gen >= 0x7fffffff ? 1 : t->gen + 1; /* ids stay positive */
+  t->next_free = l->free_head;
+  l->free_head = slot + 1;
+}
+
 /* Removes heap entry i and frees its slot. mu held. */
 static void heap_remove(sl_loop *l, int32_t i) {
   uint32_t slot = l->heap[i];
@@ -157,11 +166,7 @@ static void heap_remove(sl_loop *l, int32_t i) {
     sift_down(l, i);
     sift_up(l, l->slots[l->heap[i]].heap_idx);
   }
-  tslot *t = &l->slots[slot];
-  t->heap_idx = -1;
-  t->gen = t->gen >= 0x7fffffff ? 1 : t->gen + 1; /* ids stay positive */
-  t->next_free = l->free_head;
-  l->free_head = slot + 1;
+  free_slot(l, slot);
 }
 
 int64_t sl_loop_timer(sl_loop *l, int64_t deadline, void *owner, sl_loop_cb cb, void *arg,
@@ -329,11 +334,25 @@ static void io_dispatch(sl_loop *l, uint64_t id, uint32_t got) {
   copy.cb(copy.arg, copy.fd, ready);
 }
 
+/* Removing entries one by one while walking the heap could miss some: a removal sifts entries
+ * not yet visited past the walk. So: free the owner's slots, compact the rest, and rebuild. */
+void sl_loop_cancel_timers(sl_loop *l, void *owner) {
+  pthread_mutex_lock(&l->mu);
+  int32_t kept = 0;
+  for (int32_t i = 0; i < l->heap_len; i++) {
+    uint32_t slot = l->heap[i];
+    if (l->slots[slot].owner == owner) free_slot(l, slot);
+    else heap_set(l, kept++, slot);
+  }
+  l->heap_len = kept;
+  for (int32_t i = kept / 2 - 1; i >= 0; i--) sift_down(l, i);
+  pthread_mutex_unlock(&l->mu);
+}
+
 void sl_loop_cancel_owner(sl_loop *l, void *owner) {
   pthread_mutex_lock(&l->dispatch);
+  sl_loop_cancel_timers(l, owner);
   pthread_mutex_lock(&l->mu);
-  for (int32_t i = l->heap_len - 1; i >= 0; i--)
-    if (i < l->heap_len && l->slots[l->heap[i]].owner == owner) heap_remove(l, i);
   for (uint32_t i = 0; i < l->nios; i++)
     if (l->ios[i].fd >= 0 && l->ios[i].owner == owner) io_free_slot(l, &l->ios[i]);
   for (watch **pp = &l->watches; *pp;) {

@@ -66,6 +66,9 @@ void sl_loop_hold(sl_loop *l, int delta);
 /* Removes every timer and fd watch of owner, waiting for a callback in progress. Not from a
  * loop callback. */
 void sl_loop_cancel_owner(sl_loop *l, void *owner);
+/* Removes every timer of owner (a callback in progress may still run once). Thread-safe, also
+ * from a loop callback. */
+void sl_loop_cancel_timers(sl_loop *l, void *owner);
 /* Hook for the scheduler, on the worker that went idle last: moves the virtual clock and fires
  * what is due (no effect on the real clock). Takes the dispatch lock. */
 void sl_loop_notify_idle(void *loop);

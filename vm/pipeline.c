@@ -641,10 +641,13 @@ static void node_end(sl_node *n) {
   }
 }
 
-/* The instance (and the instances fused after it) ended. */
+/* The instance (and the instances fused after it) ended. Its timers go: they would only wake a
+ * task that is gone, and on the virtual clock they would still move the clock (the sleeps of
+ * calls that buffer_unordered abandoned when take had enough). */
 static int end_inst(sl_stage *st) {
   for (; st; st = st->node->fuse_next ? &st->node->fuse_next->insts[st->index] : NULL) {
     st->finished = true;
+    sl_loop_cancel_timers(st->p->e->loop, st);
     if (atomic_fetch_sub(&st->node->active, 1) == 1) node_end(st->node);
   }
   return SL_TASK_DONE;
