@@ -87,6 +87,10 @@ void load_log_init(load_log *log, bool quiet);
 void load_log_close(load_log *log);
 void load_log_cb(void *ud, int level, const char *stage, const char *msg);
 
+/* The worker count $SLUICE_WORKERS asks for (1 to 256), or 0 when it is unset or empty. An
+ * invalid value is printed (as a usage error) and gives -1. The engine applies it (when neither
+ * --workers nor the file says); the verbs check it first, to exit 2 on a bad value. */
+int load_env_workers(void);
 /* An engine configuration for the CLI: workers, clock, the log callback with `log`. */
 void load_engine_config(sl_engine_config *cfg, int workers, bool virtual_time, load_log *log);
 /* Creates an engine with SIGINT/SIGTERM blocked in its threads (the main thread handles them).
@@ -100,7 +104,7 @@ typedef struct load_yaml {
   sl_pipeline *pipeline;
 } load_yaml;
 /* Loads path with the --set list and builds it on a new engine (workers: the argument if > 0,
- * else the file's workers:, else CPUs). Prints config errors as they are; returns 0,
+ * else the file's workers:, else $SLUICE_WORKERS or CPUs). Prints config errors as they are; returns 0,
  * CLI_USAGE (config errors) or CLI_FAILED. load_yaml_free releases what was made. */
 int load_yaml_open(load_yaml *y, const char *path, const char *const *sets, size_t nsets, int workers,
                    bool virtual_time, load_log *log);

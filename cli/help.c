@@ -30,7 +30,8 @@ static const char usage_run[] =
     "\n"
     "  --set PATH=VALUE  override a value of a YAML file: a top-level key (workers=4) or\n"
     "                    <stage name>.<option> (read.path=x.log); may be repeated\n"
-    "  --workers N       worker threads (default: the file's workers:, else one per CPU)\n"
+    "  --workers N       worker threads (default: the file's workers:, else $SLUICE_WORKERS,\n"
+    "                    else one per CPU)\n"
     "  --virtual-time    run on the virtual clock: timers fire at once, in order\n"
     "  --progress        draw the live table even when stderr is not a terminal\n"
     "  --quiet           no progress table, no summary, no warnings (errors are printed)\n"
@@ -74,7 +75,8 @@ static const char usage_repl[] =
     "the line; Ctrl-D exits. History is kept in ~/.sluice_history. With input from a pipe it\n"
     "reads without prompts or line editing, and exits 1 if any input failed.\n"
     "\n"
-    "  --workers N       worker threads of the pipelines it builds (default: one per CPU)\n"
+    "  --workers N       worker threads of the pipelines it builds (default: a script's\n"
+    "                    workers, else $SLUICE_WORKERS, else one per CPU)\n"
     "  --virtual-time    run them on the virtual clock: timers fire at once, in order\n";
 
 static const char usage_help[] =

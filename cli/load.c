@@ -3,7 +3,10 @@
  * on an engine; a Lua script runs with a run hook that decides what its p:run() does (run,
  * check, graph). Also the engine configuration every verb uses and its log callback.
  */
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -53,6 +56,19 @@ void load_log_cb(void *ud, int level, const char *stage, const char *msg) {
   else fprintf(stderr, "sluice: %s: %s\n", what, msg);
   if (level == SL_LOG_ERROR) snprintf(log->last_error, sizeof log->last_error, "%s", msg);
   pthread_mutex_unlock(&log->mu);
+}
+
+int load_env_workers(void) {
+  const char *s = getenv("SLUICE_WORKERS");
+  if (!s || !*s) return 0;
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (*end || errno || v < 1 || v > 256) {
+    fprintf(stderr, "sluice: SLUICE_WORKERS takes an integer from 1 to 256 (got '%s'): fix it or unset it\n", s);
+    return -1;
+  }
+  return (int)v;
 }
 
 void load_engine_config(sl_engine_config *cfg, int workers, bool virtual_time, load_log *log) {

@@ -638,7 +638,11 @@ int repl_main(int argc, char **argv) {
     goto done;
   }
   int workers = 0;
-  if (a.values[F_WORKERS] && (workers = args_int(&a, F_WORKERS, "--workers", 1, 1024)) < 0) {
+  if (a.values[F_WORKERS] && (workers = args_int(&a, F_WORKERS, "--workers", 1, 256)) < 0) {
+    status = CLI_USAGE;
+    goto done;
+  }
+  if (load_env_workers() < 0) { /* the engine reads it; a usage error is told here */
     status = CLI_USAGE;
     goto done;
   }

@@ -201,7 +201,7 @@ enum { SL_LOG_ERROR = 0, SL_LOG_WARN, SL_LOG_INFO, SL_LOG_DEBUG };
 typedef void (*sl_log_fn)(void *ud, int level, const char *stage, const char *msg);
 
 typedef struct sl_engine_config {
-  int workers;       /* worker threads; <= 0: online CPUs */
+  int workers;       /* worker threads; <= 0: $SLUICE_WORKERS (1 to 256) if set, else online CPUs */
   bool virtual_time; /* run on the virtual clock: timers fire in order as soon as all is idle */
   sl_alloc_fn alloc; /* NULL: malloc/realloc/free */
   void *alloc_ud;
@@ -218,7 +218,8 @@ void sl_engine_config_init(sl_engine_config *cfg);
  * zeroing (a third of a restore's time). This keeps blocks below 64 MiB in the heap and up to
  * 64 MiB of freed memory for reuse. Without glibc it does nothing. */
 void sl_tune_malloc(void);
-/* Creates an engine with its worker threads and event loop. errors: nomem, inval, io */
+/* Creates an engine with its worker threads and event loop. errors: nomem, inval (workers out of
+ * range, or a bad $SLUICE_WORKERS), io */
 int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err);
 /* Stops the threads and frees the engine. Every pipeline of it must be freed first. */
 void sl_engine_free(sl_engine *e);

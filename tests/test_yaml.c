@@ -298,7 +298,7 @@ TEST(yaml_error_top_level) {
   sl_config *c;
   ASSERT_EQ(load("stages: []\nstagse: []\nworkers: 0\npipeline: [a]\nlua: 5\n", NULL, 0, &c, &err), SL_ECONFIG);
   ASSERT_MSG(err, "t.yaml:2:1: unknown key 'stagse'; did you mean 'stages'?");
-  ASSERT_MSG(err, "t.yaml:3:10: workers must be an integer from 1 to 4096 (got 0)");
+  ASSERT_MSG(err, "t.yaml:3:10: workers must be an integer from 1 to 256 (got 0)");
   ASSERT_MSG(err, "t.yaml:4:11: pipeline (the pipeline's name) must be a string");
   ASSERT_MSG(err, "t.yaml:5:6: lua must be Lua code (a string)");
   ASSERT_EQ(lines_of(err.msg), 4);
@@ -527,7 +527,7 @@ TEST(yaml_set) {
   ASSERT_EQ(load(text, (const char *const[]){"=4"}, 1, &c, &err), SL_ECONFIG);
   ASSERT_MSG(err, "--set '=4': expected path=value");
   ASSERT_EQ(load(text, (const char *const[]){"workers=many", "wokers=1"}, 2, &c, &err), SL_ECONFIG);
-  ASSERT_MSG(err, "--set 'workers=many': workers must be an integer from 1 to 4096 (got \"many\")");
+  ASSERT_MSG(err, "--set 'workers=many': workers must be an integer from 1 to 256 (got \"many\")");
   ASSERT_MSG(err, "--set 'wokers=1': unknown key 'wokers'; did you mean 'workers'?");
   ASSERT_EQ(load(text, (const char *const[]){"t.2.name=x", "out.=1"}, 2, &c, &err), SL_ECONFIG);
   ASSERT_MSG(err, "--set 't.2.name=x': --set cannot change a stage's name or input; edit the file");

@@ -2,6 +2,7 @@
  * engine.c — the engine object: worker pool, event loop, and the registry of stage kinds.
  * Nothing here is process-global: a program may run several engines side by side.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,9 +32,21 @@ int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err)
   if (!e->cfg.alloc) e->cfg.alloc = default_alloc;
   e->mem.fn = e->cfg.alloc;
   e->mem.ud = e->cfg.alloc_ud;
-  if (e->cfg.workers <= 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    e->cfg.workers = n > 0 ? (int)n : 1;
+  if (e->cfg.workers <= 0) { /* the environment's default (as TOKIO_WORKER_THREADS), else the CPUs */
+    const char *env = getenv("SLUICE_WORKERS");
+    if (env && *env) {
+      char *end;
+      errno = 0;
+      long v = strtol(env, &end, 10);
+      if (*end || errno || v < 1 || v > 256) {
+        sl__free(e);
+        return sl_error_set(err, SL_EINVAL, NULL, "SLUICE_WORKERS takes an integer from 1 to 256 (got '%s')", env);
+      }
+      e->cfg.workers = (int)v;
+    } else {
+      long n = sysconf(_SC_NPROCESSORS_ONLN);
+      e->cfg.workers = n > 0 ? (int)n : 1;
+    }
   }
   if (e->cfg.workers > 256) {
     int w = e->cfg.workers;

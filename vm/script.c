@@ -74,9 +74,9 @@ static int l_pipeline(lua_State *L) {
   const char *name = luaL_optstring(L, 1, "pipeline");
   lua_Integer workers = luaL_optinteger(L, 2, 0);
   const char *where = luaL_optstring(L, 3, "");
-  if (workers < 0 || workers > 1024) {
+  if (workers < 0 || workers > 256) {
     char msg[256];
-    snprintf(msg, sizeof msg, "%sworkers must be from 1 to 1024", where);
+    snprintf(msg, sizeof msg, "%sworkers must be from 1 to 256", where);
     return config_error(L, msg);
   }
   handle *h = lua_newuserdatauv(L, sizeof *h, 0);

@@ -1076,14 +1076,14 @@ static void read_top(sl_config *c, const sl_load_options *o, problems *pr) {
       }
     } else if (strcmp(k, "workers") == 0) {
       sl_value x = to_value(v);
-      if (x.type == SL_TINT && x.u.i >= 1 && x.u.i <= 4096) c->workers = (int)x.u.i;
+      if (x.type == SL_TINT && x.u.i >= 1 && x.u.i <= 256) c->workers = (int)x.u.i;
       else {
         sl_buf b;
         sl_buf_init(&b);
         sl_value_to_json(&x, &b);
         snprintf(shown, sizeof shown, "%.60s", b.data ? b.data : "");
         sl_buf_close(&b);
-        problem(pr, NULL, "%sworkers must be an integer from 1 to 4096 (got %s)", w, shown);
+        problem(pr, NULL, "%sworkers must be an integer from 1 to 256 (got %s)", w, shown);
       }
       sl_value_free(x);
     } else if (strcmp(k, "lua") == 0) {

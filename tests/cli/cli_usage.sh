@@ -39,7 +39,7 @@ expect 0 "$S" repl </dev/null
 expect 2 "$S" run x.yaml --workers
 err_has "flag '--workers' needs a value"
 expect 2 "$S" run x.yaml --workers 0
-err_has "--workers takes an integer from 1 to 1024 (got '0')"
+err_has "--workers takes an integer from 1 to 256 (got '0')"
 expect 2 "$S" run x.yaml --workers=two
 err_has "(got 'two')"
 expect 2 "$S" run x.yaml --quiet=yes

@@ -7,7 +7,6 @@
 . "$(dirname "$0")/lib.bash"
 POST="python3 $ROOT/tests/cli/http_post.py"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # up PORT: waits until the server answers (405 for a GET)
 up() { wait_for 10 curl -s -o /dev/null http://127.0.0.1:"$1"/; }
 # post PORT BODY [CURL ARGS]: prints the status, the body goes to resp.txt

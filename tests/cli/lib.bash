@@ -57,3 +57,6 @@ wait_for() {
 stats_get() {
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["stages"][sys.argv[2]][sys.argv[3]])' "$@"
 }
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on (the kernel's pick, let go at once)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

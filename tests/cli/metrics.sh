@@ -6,7 +6,6 @@
 . "$(dirname "$0")/lib.bash"
 CHECK="python3 $ROOT/tests/cli/promcheck.py"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 get() { curl -s -o "$2" -w '%{http_code}' http://127.0.0.1:"$1""$3"; }
 
 # the checker itself rejects what breaks the format
