@@ -13,7 +13,7 @@ DEPS = build-essential cmake pkg-config liblua5.4-dev lua5.4 liblz4-dev libmbedt
        jq miller mawk libjansson-dev libjson-c-dev libargon2-dev openssl libmicrohttpd-dev curl libcurl4-openssl-dev \
        libhiredis-dev redis-server redis-tools python3 gawk luajit libmimalloc-dev libssl-dev
 
-.PHONY: all deps build test sanitize asan tsan fuzz bench demo clean
+.PHONY: all deps build test sanitize asan tsan tsan-wide fuzz bench demo clean
 
 all: build
 
@@ -39,6 +39,12 @@ tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSL_TSAN=ON -DSL_WERROR=ON >/dev/null
 	cmake --build build-tsan -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 bash tests/run build-tsan
+
+# The ThreadSanitizer suite with 8 workers wherever a test leaves the count to the default
+# (SLUICE_WORKERS): more threads than CPUs interleave the stages in ways one per CPU rarely does
+# on a small machine. Run it after touching the scheduler, the loop or a stage's wake-ups.
+tsan-wide: tsan
+	SLUICE_WORKERS=8 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 bash tests/run build-tsan
 
 # Every libFuzzer target (+ASan/UBSan) for FUZZ_TIME seconds each, from the committed seeds in
 # fuzz/corpus/<name>: the YAML front end, the JSON decoder, the CSV decoder, the lz4 frame reader,
