@@ -87,10 +87,9 @@ void load_log_init(load_log *log, bool quiet);
 void load_log_close(load_log *log);
 void load_log_cb(void *ud, int level, const char *stage, const char *msg);
 
-/* The worker count $SLUICE_WORKERS asks for (1 to 256), or 0 when it is unset or empty. An
- * invalid value is printed (as a usage error) and gives -1. The engine applies it (when neither
- * --workers nor the file says); the verbs check it first, to exit 2 on a bad value. */
-int load_env_workers(void);
+/* The engine takes $SLUICE_WORKERS when neither --workers nor the file says; the verbs check it
+ * first, so that a bad value is a usage error. Prints it; returns 0 or CLI_USAGE. */
+int load_check_env_workers(void);
 /* An engine configuration for the CLI: workers, clock, the log callback with `log`. */
 void load_engine_config(sl_engine_config *cfg, int workers, bool virtual_time, load_log *log);
 /* Creates an engine with SIGINT/SIGTERM blocked in its threads (the main thread handles them).

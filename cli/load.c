@@ -3,10 +3,8 @@
  * on an engine; a Lua script runs with a run hook that decides what its p:run() does (run,
  * check, graph). Also the engine configuration every verb uses and its log callback.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -58,17 +56,12 @@ void load_log_cb(void *ud, int level, const char *stage, const char *msg) {
   pthread_mutex_unlock(&log->mu);
 }
 
-int load_env_workers(void) {
-  const char *s = getenv("SLUICE_WORKERS");
-  if (!s || !*s) return 0;
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (*end || errno || v < 1 || v > 256) {
-    fprintf(stderr, "sluice: SLUICE_WORKERS takes an integer from 1 to 256 (got '%s'): fix it or unset it\n", s);
-    return -1;
-  }
-  return (int)v;
+int load_check_env_workers(void) {
+  sl_error_t err;
+  sl_error_init(&err);
+  if (sl_engine_default_workers(&err) > 0) return 0;
+  fprintf(stderr, "sluice: %s: fix it or unset it\n", err.msg);
+  return CLI_USAGE;
 }
 
 void load_engine_config(sl_engine_config *cfg, int workers, bool virtual_time, load_log *log) {

@@ -642,10 +642,7 @@ int repl_main(int argc, char **argv) {
     status = CLI_USAGE;
     goto done;
   }
-  if (load_env_workers() < 0) { /* the engine reads it; a usage error is told here */
-    status = CLI_USAGE;
-    goto done;
-  }
+  if ((status = load_check_env_workers()) != 0) goto done; /* the engine reads it */
   if (a.file && load_type_of(a.file) == LOAD_OTHER) {
     status = load_bad_type("repl", a.file);
     goto done;

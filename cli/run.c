@@ -235,10 +235,7 @@ int run_main(int argc, char **argv) {
     status = CLI_USAGE;
     goto done;
   }
-  if (load_env_workers() < 0) { /* the engine reads it; a usage error is told here */
-    status = CLI_USAGE;
-    goto done;
-  }
+  if ((status = load_check_env_workers()) != 0) goto done; /* the engine reads it */
   load_type type = load_type_of(a.file);
   if (type == LOAD_OTHER) {
     status = load_bad_type("run", a.file);

@@ -221,6 +221,9 @@ void sl_tune_malloc(void);
 /* Creates an engine with its worker threads and event loop. errors: nomem, inval (workers out of
  * range, or a bad $SLUICE_WORKERS), io */
 int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err);
+/* The worker count of an engine made with workers <= 0: $SLUICE_WORKERS when set (an integer
+ * from 1 to 256), else the online CPUs. errors: inval (a bad $SLUICE_WORKERS) */
+int sl_engine_default_workers(sl_error_t *err);
 /* Stops the threads and frees the engine. Every pipeline of it must be freed first. */
 void sl_engine_free(sl_engine *e);
 int sl_engine_workers(const sl_engine *e);

@@ -582,7 +582,7 @@ TEST(runtime_port_close_race) {
   sl_engine_free(e);
 }
 
-/* An engine made with workers <= 0 takes $SLUICE_WORKERS (a bad value is an error naming it);
+/* An engine made with workers <= 0 takes $SLUICE_WORKERS (sl_engine_default_workers) (a bad value is an error naming it);
  * workers > 0 wins over it. */
 TEST(runtime_workers_from_env) {
   const char *was = getenv("SLUICE_WORKERS");
@@ -593,6 +593,7 @@ TEST(runtime_workers_from_env) {
   sl_error_t err;
   sl_error_init(&err);
   setenv("SLUICE_WORKERS", "3", 1);
+  ASSERT_EQ(sl_engine_default_workers(&err), 3);
   ASSERT_OK(sl_engine_new(&cfg, &e, &err), &err);
   ASSERT_EQ(sl_engine_workers(e), 3);
   sl_engine_free(e);
@@ -602,6 +603,7 @@ TEST(runtime_workers_from_env) {
   sl_engine_free(e);
   cfg.workers = 0;
   setenv("SLUICE_WORKERS", "lots", 1);
+  ASSERT_EQ(sl_engine_default_workers(&err), SL_EINVAL);
   ASSERT_EQ(sl_engine_new(&cfg, &e, &err), SL_EINVAL);
   ASSERT_STR(err.msg, "SLUICE_WORKERS takes an integer from 1 to 256 (got 'lots')");
   if (saved) setenv("SLUICE_WORKERS", saved, 1);

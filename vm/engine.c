@@ -25,6 +25,21 @@ void sl_engine_config_init(sl_engine_config *cfg) {
   cfg->log_level = SL_LOG_INFO;
 }
 
+/* The environment's default first (as tokio's TOKIO_WORKER_THREADS), else the CPUs. */
+int sl_engine_default_workers(sl_error_t *err) {
+  const char *env = getenv("SLUICE_WORKERS");
+  if (!env || !*env) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+  }
+  char *end;
+  errno = 0;
+  long v = strtol(env, &end, 10);
+  if (*end || errno || v < 1 || v > 256)
+    return sl_error_set(err, SL_EINVAL, NULL, "SLUICE_WORKERS takes an integer from 1 to 256 (got '%s')", env);
+  return (int)v;
+}
+
 int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err) {
   sl_engine *e = sl__xcalloc(1, sizeof *e);
   if (cfg) e->cfg = *cfg;
@@ -32,21 +47,13 @@ int sl_engine_new(const sl_engine_config *cfg, sl_engine **out, sl_error_t *err)
   if (!e->cfg.alloc) e->cfg.alloc = default_alloc;
   e->mem.fn = e->cfg.alloc;
   e->mem.ud = e->cfg.alloc_ud;
-  if (e->cfg.workers <= 0) { /* the environment's default (as TOKIO_WORKER_THREADS), else the CPUs */
-    const char *env = getenv("SLUICE_WORKERS");
-    if (env && *env) {
-      char *end;
-      errno = 0;
-      long v = strtol(env, &end, 10);
-      if (*end || errno || v < 1 || v > 256) {
-        sl__free(e);
-        return sl_error_set(err, SL_EINVAL, NULL, "SLUICE_WORKERS takes an integer from 1 to 256 (got '%s')", env);
-      }
-      e->cfg.workers = (int)v;
-    } else {
-      long n = sysconf(_SC_NPROCESSORS_ONLN);
-      e->cfg.workers = n > 0 ? (int)n : 1;
+  if (e->cfg.workers <= 0) {
+    int rc = sl_engine_default_workers(err);
+    if (rc < 0) {
+      sl__free(e);
+      return rc;
     }
+    e->cfg.workers = rc;
   }
   if (e->cfg.workers > 256) {
     int w = e->cfg.workers;

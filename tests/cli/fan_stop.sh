@@ -33,12 +33,8 @@ YAML
 done
 
 # ---- http: the calls past the 10th never get an answer
-"$B/sluice_test_httpd" --port-file port &
-cleanup_pids+=($!)
-disown
-wait_for 5 test -s port
+start_httpd port
 URL="http://127.0.0.1:$(cat port)"
-stats() { python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]+"/_stats"))[sys.argv[2]])' "$URL" "$1"; }
 for kind in buffer_unordered buffered; do
   cat >http.yaml <<YAML
 pipeline: stop-http
@@ -54,6 +50,6 @@ stages:
 YAML
   expect 0 timeout 20 "$S" run --quiet --workers 2 http.yaml
   for i in $(seq 10); do echo "/s/$i"; done | cmp -s - <(sort -t/ -k3 -n out.txt) || fail "$kind http: $(cat out.txt)"
-  wait_for 5 test "$(stats conns)" -le 1 # the hanging requests were cancelled: only the one asking
+  wait_for 5 test "$(httpd_stat conns)" -le 1 # the hanging requests were cancelled: only the one asking
 done
 echo ok

@@ -7,12 +7,8 @@
 # connection close), a pipeline ending with requests in flight, and the error kinds.
 . "$(dirname "$0")/lib.bash"
 
-"$B/sluice_test_httpd" --port-file port &
-cleanup_pids+=($!)
-disown
-wait_for 5 test -s port
+start_httpd port
 URL="http://127.0.0.1:$(cat port)"
-stats() { python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]+"/_stats"))[sys.argv[2]])' "$URL" "$1"; }
 
 # ---- fan-out: every result right, never more connections than concurrency
 cat >fan.yaml <<YAML
@@ -35,9 +31,9 @@ assert len(rows) == 600, len(rows)
 assert sorted(r["r"] for r in rows) == list(range(1, 601))
 assert all(r["status"] == 200 and r["body"] == "/item/%d?delay=2" % r["r"] for r in rows), rows[:3]
 PY
-[ "$(stats max_conns)" -le 50 ] || fail "the server saw $(stats max_conns) connections at once (concurrency 50)"
+[ "$(httpd_stat max_conns)" -le 50 ] || fail "the server saw $(httpd_stat max_conns) connections at once (concurrency 50)"
 # kept-alive connections are reused: 50 for the fan-out, one for each stats query (this one too)
-[ "$(stats accepts)" -le 52 ] || fail "the server accepted $(stats accepts) connections for 50 in flight (not reused)"
+[ "$(httpd_stat accepts)" -le 52 ] || fail "the server accepted $(httpd_stat accepts) connections for 50 in flight (not reused)"
 
 # ---- retry on 503 then success; 404 to the dead letter without a retry (virtual clock: exact waits)
 cat >retry.yaml <<YAML
@@ -112,7 +108,7 @@ YAML
 expect 0 "$S" run tmo.yaml
 printf '200\n200\n' | cmp -s - tmo.txt || fail "timeout output: $(cat tmo.txt)"
 err_has "timeout after 300ms"
-wait_for 5 test "$(stats conns)" -le 1 # only the connection asking
+wait_for 5 test "$(httpd_stat conns)" -le 1 # only the connection asking
 
 # ---- the pipeline fails with requests still in flight: they are cancelled, nothing leaks
 cat >abort.yaml <<YAML
@@ -130,7 +126,7 @@ stages:
 YAML
 expect 1 "$S" run abort.yaml
 err_has "stop here"
-wait_for 5 test "$(stats conns)" -le 1
+wait_for 5 test "$(httpd_stat conns)" -le 1
 
 # ---- error kinds: connect (a closed port), TLS (a self-signed server: verified by default; fine
 # with its certificate as ca_file), bad URL; and a POST of a table as JSON, echoed back
@@ -185,10 +181,7 @@ PY
 
 # ---- requests in turn reuse the client's pooled easy handles: none keeps anything of the request
 # before it (method, body, headers, timeout, TLS verification switched off)
-"$B/sluice_test_httpd" --port-file port2 --log log2 --log-type &
-cleanup_pids+=($!)
-disown
-wait_for 5 test -s port2
+start_httpd port2 --log log2 --log-type
 URL2="http://127.0.0.1:$(cat port2)"
 cat >reuse.yaml <<YAML
 pipeline: reuse

@@ -5,12 +5,8 @@
 # succeeds, 404 to the dead letter without a retry, retry_on overriding that, and config errors.
 . "$(dirname "$0")/lib.bash"
 
-"$B/sluice_test_httpd" --port-file port --log log --log-type --delay 2 &
-cleanup_pids+=($!)
-disown
-wait_for 5 test -s port
+start_httpd port --log log --log-type --delay 2
 URL="http://127.0.0.1:$(cat port)"
-stats() { python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]+"/_stats"))[sys.argv[2]])' "$URL" "$1"; }
 
 # ---- every record posted once as JSON, at most `concurrency` connections
 cat >post.yaml <<YAML
@@ -27,7 +23,7 @@ rows = [l.rstrip("\n").split(" ", 3) for l in open("log")]
 assert len(rows) == 40 and all(m == "POST" and t == "/ingest" and ty == "application/json" for m, t, ty, _ in rows), rows[:3]
 assert sorted(json.loads(b)["id"] for _, _, _, b in rows) == list(range(1, 41))
 PY
-[ "$(stats max_conns)" -le 4 ] || fail "$(stats max_conns) connections at once (concurrency 4)"
+[ "$(httpd_stat max_conns)" -le 4 ] || fail "$(httpd_stat max_conns) connections at once (concurrency 4)"
 
 # ---- codecs: a record per request, or a chunk per request (concurrency 1: bodies in order)
 # codec(NAME, STAGES, OPTIONS, EXPECTED LOG LINES...): generate 5 records {n, s} -> STAGES -> http

@@ -60,3 +60,16 @@ stats_get() {
 
 # free_port: a TCP port on 127.0.0.1 that nothing listens on (the kernel's pick, let go at once)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_httpd PORT_FILE [ARGS...]: starts the tests' HTTP server (sluice_test_httpd ARGS) in the
+# background, killed at the end, and returns once it listens: its port is in PORT_FILE
+start_httpd() {
+  local pf=$1; shift
+  "$B/sluice_test_httpd" --port-file "$pf" "$@" &
+  cleanup_pids+=($!)
+  disown
+  wait_for 5 test -s "$pf"
+}
+
+# httpd_stat NAME: one counter of the server at $URL (its /_stats: conns, max_conns, accepts...)
+httpd_stat() { python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]+"/_stats"))[sys.argv[2]])' "$URL" "$1"; }
